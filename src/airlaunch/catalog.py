@@ -1,0 +1,141 @@
+"""The task catalog: the only tasks the launcher will start, and how.
+
+A launch request names a catalog task; image, command, resources and timeouts come from
+here, never from the request, so an Airflow user cannot make the launcher run an
+arbitrary image. See tasks/catalog.yaml for the format.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airlaunch.protocol import (
+    MAX_CPU,
+    MAX_MEMORY_MIB,
+    MAX_TIMEOUT_SECONDS,
+    InvalidRequest,
+    Overrides,
+)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_TASK_FIELDS = {"description", "image", "command", "notebook", "cpu", "memory_mib", "timeout_seconds", "env", "ecs"}
+_ECS_FIELDS = {"task_definition", "container_name"}
+
+
+class CatalogError(ValueError):
+    """The catalog file itself is wrong; the message names the task and field."""
+
+
+@dataclass(frozen=True)
+class EcsSpec:
+    """The ECS task definition family that runs this catalog task on AWS."""
+
+    task_definition: str
+    container_name: str = "task"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    notebook: str | None = None
+    cpu: float = 0.5
+    memory_mib: int = 512
+    timeout_seconds: int = 3600
+    env: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    ecs: EcsSpec | None = None
+
+    def runtime_args(self) -> list[str]:
+        """Arguments for the runtime entrypoint (the container's CMD)."""
+        if self.notebook:
+            return ["--notebook", self.notebook]
+        return ["--", *self.command]
+
+    def with_overrides(self, overrides: Overrides) -> TaskSpec:
+        return replace(
+            self,
+            env={**self.env, **overrides.env},
+            cpu=overrides.cpu if overrides.cpu is not None else self.cpu,
+            memory_mib=overrides.memory_mib if overrides.memory_mib is not None else self.memory_mib,
+            timeout_seconds=(
+                overrides.timeout_seconds if overrides.timeout_seconds is not None else self.timeout_seconds
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tasks: dict[str, TaskSpec]
+
+    def get(self, name: str) -> TaskSpec:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise InvalidRequest("task", f"{name!r} is not in the task catalog (known: {known})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Catalog:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise CatalogError(f"cannot read task catalog {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise CatalogError(f"task catalog {path} is not valid YAML: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "catalog") -> Catalog:
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+            raise CatalogError(f"{source}: expected a mapping with a 'tasks' mapping")
+        defaults = data.get("defaults") or {}
+        tasks = {name: _parse_task(name, {**defaults, **(entry or {})}, source) for name, entry in data["tasks"].items()}
+        return cls(tasks=tasks)
+
+
+def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
+    where = f"{source}: task {name!r}"
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise CatalogError(f"{where}: name must be lower-case letters, digits, '_' or '-'")
+    unknown = set(entry) - _TASK_FIELDS
+    if unknown:
+        raise CatalogError(f"{where}: unknown field(s) {sorted(unknown)}")
+    if not isinstance(entry.get("image"), str) or not entry["image"]:
+        raise CatalogError(f"{where}: 'image' is required")
+    command, notebook = entry.get("command"), entry.get("notebook")
+    if (command is None) == (notebook is None):
+        raise CatalogError(f"{where}: give exactly one of 'command' (a list) or 'notebook' (a path)")
+    if command is not None and (not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command)):
+        raise CatalogError(f"{where}: 'command' must be a non-empty list of strings")
+    spec = TaskSpec(
+        name=name,
+        image=entry["image"],
+        command=tuple(command or ()),
+        notebook=notebook,
+        cpu=float(entry.get("cpu", 0.5)),
+        memory_mib=int(entry.get("memory_mib", 512)),
+        timeout_seconds=int(entry.get("timeout_seconds", 3600)),
+        env={str(k): str(v) for k, v in (entry.get("env") or {}).items()},
+        description=str(entry.get("description", "")),
+        ecs=_parse_ecs(entry.get("ecs"), where),
+    )
+    if not 0 < spec.cpu <= MAX_CPU or not 16 <= spec.memory_mib <= MAX_MEMORY_MIB:
+        raise CatalogError(f"{where}: cpu must be in (0, {MAX_CPU}] and memory_mib in [16, {MAX_MEMORY_MIB}]")
+    if not 1 <= spec.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        raise CatalogError(f"{where}: timeout_seconds must be in [1, {MAX_TIMEOUT_SECONDS}]")
+    return spec
+
+
+def _parse_ecs(data: Any, where: str) -> EcsSpec | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or "task_definition" not in data or set(data) - _ECS_FIELDS:
+        raise CatalogError(f"{where}: 'ecs' must be a mapping with 'task_definition' (and 'container_name')")
+    return EcsSpec(**data)

@@ -1,0 +1,3 @@
+from airlaunch.runtime.entrypoint import cli
+
+cli()

@@ -1,0 +1,91 @@
+"""Shared fixtures: the real local stack (LocalStack, the launcher Lambda, Docker) and its clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from airlaunch.protocol import Handle, ResultLayout, Status
+from airlaunch.stack import Stack, StackConfig, stop_task_containers
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """Start LocalStack and the launcher Lambda unless they run already; stop what was started."""
+    stack = Stack(StackConfig())
+    started = stack.up()
+    os.environ.update(stack.cfg.client_env())
+    yield stack
+    stack.down(only=started)
+    stop_task_containers()
+
+
+@pytest.fixture(scope="session")
+def s3(stack: Stack) -> Any:
+    return boto3.client("s3", endpoint_url=stack.cfg.localstack_url, region_name=stack.cfg.region)
+
+
+class LauncherClient:
+    """Invokes the launcher exactly as Airflow does: boto3's lambda client, RequestResponse."""
+
+    def __init__(self, stack: Stack, s3: Any) -> None:
+        self.client = boto3.client(
+            "lambda",
+            endpoint_url=stack.cfg.lambda_url,
+            region_name=stack.cfg.region,
+            config=Config(read_timeout=130, retries={"max_attempts": 0}),
+        )
+        self.s3 = s3
+        self.bucket = stack.cfg.bucket
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.invoke(FunctionName="function", Payload=json.dumps(event).encode())
+        payload = json.loads(response["Payload"].read())
+        assert "FunctionError" not in response, payload
+        return payload
+
+    def launch(self, task: str, identity: dict[str, Any], params: dict[str, Any] | None = None, **extra: Any) -> Handle:
+        request = {"task": task, "identity": identity, "params": params or {}, **extra}
+        response = self.invoke({"action": "launch", "request": request})
+        assert response["ok"], response
+        return Handle.from_dict(response["handle"])
+
+    def wait_status(self, handle: Handle, timeout: float = 120) -> Status:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                body = self.s3.get_object(Bucket=handle.bucket, Key=handle.layout.status_key)["Body"].read()
+                return Status.from_json(body)
+            except self.s3.exceptions.NoSuchKey:
+                time.sleep(0.2)
+        raise AssertionError(f"no status.json at {handle.layout.uri('status.json')} after {timeout} s")
+
+    def read(self, layout: ResultLayout, name: str) -> bytes:
+        return self.s3.get_object(Bucket=layout.bucket, Key=layout.key(name))["Body"].read()
+
+
+@pytest.fixture(scope="session")
+def launcher(stack: Stack, s3: Any) -> LauncherClient:
+    return LauncherClient(stack, s3)
+
+
+@pytest.fixture
+def identity(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A run identity unique to this test, so tests never see each other's results."""
+    run_id = f"test__{request.node.name[:60]}_{time.time_ns()}".replace("[", "_").replace("]", "_")
+    return {"dag_id": "launcher_tests", "run_id": run_id, "task_id": "task", "map_index": -1, "try_number": 1}
+
+
+def task_containers() -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=airlaunch.identity"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()

@@ -1,0 +1,100 @@
+"""The protocol's validation: every refusal names its field."""
+
+from __future__ import annotations
+
+import pytest
+
+from airlaunch.protocol import (
+    InvalidRequest,
+    LaunchRequest,
+    ResultLayout,
+    RunIdentity,
+    Status,
+    StopReason,
+    TaskState,
+    run_prefix,
+)
+
+IDENTITY = {"dag_id": "reference", "run_id": "manual__2026-11-24T02:10:00.123+00:00", "task_id": "group.task"}
+
+
+def test_layout_is_deterministic_and_per_try() -> None:
+    identity = RunIdentity(**IDENTITY, map_index=3, try_number=2)
+    layout = ResultLayout.for_identity("bucket", "runs", identity)
+    assert layout.prefix == "runs/reference/manual__2026-11-24T02:10:00.123+00:00/group.task/3/2/"
+    assert layout.status_key == layout.prefix + "status.json"
+    assert layout.uri("log.txt") == f"s3://bucket/{layout.prefix}log.txt"
+    assert ResultLayout.for_identity("bucket", "runs", identity) == layout
+    assert ResultLayout.for_identity("bucket", "", identity).prefix.startswith("reference/")
+    assert run_prefix("runs/", "reference", "r1") == "runs/reference/r1/"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dag_id", "a/b"),
+        ("run_id", ".."),
+        ("run_id", "x..y"),
+        ("task_id", "../up"),
+        ("task_id", ""),
+        ("dag_id", ".hidden"),
+        ("run_id", "with space"),
+        ("run_id", "x" * 251),
+        ("task_id", 12),
+    ],
+)
+def test_unsafe_ids_are_refused(field: str, value: object) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        RunIdentity.from_dict({**IDENTITY, field: value})
+    assert info.value.field == f"identity.{field}"
+
+
+def test_request_round_trips() -> None:
+    request = LaunchRequest.from_dict(
+        {"task": "task_two", "identity": IDENTITY, "params": {"a": [1, {"b": None}]}, "overrides": {"cpu": 1}}
+    )
+    assert LaunchRequest.from_dict(request.to_dict()) == request
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        ({"identity": IDENTITY}, "task"),
+        ({"task": "Task One", "identity": IDENTITY}, "task"),
+        ({"task": "t"}, "identity"),
+        ({"task": "t", "identity": {"dag_id": "d", "run_id": "r"}}, "identity.task_id"),
+        ({"task": "t", "identity": {**IDENTITY, "map_index": -2}}, "identity.map_index"),
+        ({"task": "t", "identity": {**IDENTITY, "try_number": True}}, "identity.try_number"),
+        ({"task": "t", "identity": IDENTITY, "params": {"x": object()}}, "params"),
+        ({"task": "t", "identity": IDENTITY, "params": {"x": float("inf")}}, "params"),
+        ({"task": "t", "identity": IDENTITY, "params": {1: "x"}}, "params"),
+        ({"task": "t", "identity": IDENTITY, "overrides": {"env": {"1X": "v"}}}, "overrides.env.1X"),
+        ({"task": "t", "identity": IDENTITY, "overrides": {"env": {"X": 1}}}, "overrides.env.X"),
+        ({"task": "t", "identity": IDENTITY, "overrides": {"cpu": 0}}, "overrides.cpu"),
+        ({"task": "t", "identity": IDENTITY, "overrides": {"timeout_seconds": 0}}, "overrides.timeout_seconds"),
+        ({"task": "t", "identity": IDENTITY, "image": "x"}, "request"),
+    ],
+)
+def test_malformed_requests_name_the_field(request_: dict, field: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        LaunchRequest.from_dict(request_)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_status_round_trips_and_rejects_garbage() -> None:
+    status = Status(
+        state=TaskState.FAILED,
+        exit_code=3,
+        reason=StopReason.EXIT,
+        started_at="2026-11-24T00:00:00.000+00:00",
+        ended_at="2026-11-24T00:00:01.000+00:00",
+        execution_id="d/r/t/-1/1",
+        error="exit code 3",
+        log_tail=["a", "b"],
+        result_keys={"log": "k"},
+    )
+    assert Status.from_json(status.to_json()) == status
+    with pytest.raises(InvalidRequest, match="status"):
+        Status.from_dict({"state": "exploded"})
+    assert TaskState.LOST.finished and not TaskState.RUNNING.finished
