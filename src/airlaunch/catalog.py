@@ -96,7 +96,9 @@ class Catalog:
         if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
             raise CatalogError(f"{source}: expected a mapping with a 'tasks' mapping")
         defaults = data.get("defaults") or {}
-        tasks = {name: _parse_task(name, {**defaults, **(entry or {})}, source) for name, entry in data["tasks"].items()}
+        tasks = {
+            name: _parse_task(name, {**defaults, **(entry or {})}, source) for name, entry in data["tasks"].items()
+        }
         return cls(tasks=tasks)
 
 
@@ -112,7 +114,9 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
     command, notebook = entry.get("command"), entry.get("notebook")
     if (command is None) == (notebook is None):
         raise CatalogError(f"{where}: give exactly one of 'command' (a list) or 'notebook' (a path)")
-    if command is not None and (not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command)):
+    if command is not None and (
+        not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command)
+    ):
         raise CatalogError(f"{where}: 'command' must be a non-empty list of strings")
     spec = TaskSpec(
         name=name,

@@ -42,7 +42,9 @@ class StackConfig:
     launcher_image: str = field(
         default_factory=lambda: os.environ.get("AIRLAUNCH_LAUNCHER_IMAGE", "airlaunch/launcher:latest")
     )
-    docker_socket: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_DOCKER_SOCKET", "/var/run/docker.sock"))
+    docker_socket: str = field(
+        default_factory=lambda: os.environ.get("AIRLAUNCH_DOCKER_SOCKET", "/var/run/docker.sock")
+    )
 
     @property
     def state_dir(self) -> Path:
@@ -117,9 +119,7 @@ class LocalStack:
         init_dir = self.root / "etc" / "localstack" / "init"
         shutil.rmtree(init_dir, ignore_errors=True)
         shutil.copytree(self.cfg.repo / "localstack" / "init", init_dir)
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_")) and k != "PYTHONPATH"
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_")) and k != "PYTHONPATH"}
         env.update(
             OVERRIDE_IN_DOCKER="0",
             GATEWAY_SERVER="hypercorn",

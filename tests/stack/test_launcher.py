@@ -22,7 +22,10 @@ def test_task_one_says_its_name(launcher: LauncherClient, identity: dict[str, An
 
     assert status.state == "succeeded" and status.exit_code == 0
     assert status.reason == "exit" and status.error is None
-    assert json.loads(launcher.read(handle.layout, "result.json")) == {"message": "my name is do_task_one", "map_index": -1}
+    assert json.loads(launcher.read(handle.layout, "result.json")) == {
+        "message": "my name is do_task_one",
+        "map_index": -1,
+    }
     assert "my name is do_task_one" in launcher.read(handle.layout, "log.txt").decode()
     params = yaml.safe_load(launcher.read(handle.layout, "params.yaml"))
     assert params["run"]["task_id"] == "do_task_one" and params["run"]["task"] == "task_one"
@@ -64,7 +67,11 @@ def test_notebook_leaves_executed_notebook_with_injected_parameters(
     assert 'name = "airflow"' in source and "factor = 10" in source and "values = [5, 7]" in source
     outputs = "".join("".join(o.get("text", "")) for c in notebook["cells"] for o in c.get("outputs", []))
     assert "hello airflow" in outputs and "scaled: [50, 70]" in outputs
-    assert json.loads(launcher.read(handle.layout, "result.json")) == {"name": "airflow", "total": 120, "scaled": [50, 70]}
+    assert json.loads(launcher.read(handle.layout, "result.json")) == {
+        "name": "airflow",
+        "total": 120,
+        "scaled": [50, 70],
+    }
 
 
 def test_nonzero_exit_fails_with_code_and_log_tail(launcher: LauncherClient, identity: dict[str, Any]) -> None:
@@ -132,7 +139,11 @@ BAD_REQUESTS = [
     ({"task": "task_one", "identity_patch": {"run_id": "..", "task_id": "x"}}, "identity.run_id", "'..'"),
     ({"task": "task_one", "identity_patch": {"task_id": "../../etc"}}, "identity.task_id", "'..'"),
     ({"task": "task_one", "params": {"blob": "x" * 200_000}}, "params", "over the 131072-byte limit"),
-    ({"task": "task_one", "overrides": {"env": {"AWS_SECRET_ACCESS_KEY": "x"}}}, "overrides.env.AWS_SECRET_ACCESS_KEY", "reserved"),
+    (
+        {"task": "task_one", "overrides": {"env": {"AWS_SECRET_ACCESS_KEY": "x"}}},
+        "overrides.env.AWS_SECRET_ACCESS_KEY",
+        "reserved",
+    ),
     ({"task": "task_one", "overrides": {"memory_mib": 10**9}}, "overrides.memory_mib", "must be in"),
     ({"task": "task_one", "overrides": {"image": "evil:latest"}}, "overrides", "unknown field"),
 ]
@@ -157,7 +168,11 @@ def test_unknown_action_is_refused(launcher: LauncherClient) -> None:
     response = launcher.invoke({"action": "explode"})
     assert response == {
         "ok": False,
-        "error": {"type": "InvalidRequest", "message": "unknown action 'explode'; expected launch, describe or stop", "field": "action"},
+        "error": {
+            "type": "InvalidRequest",
+            "message": "unknown action 'explode'; expected launch, describe or stop",
+            "field": "action",
+        },
     }
 
 
@@ -173,7 +188,10 @@ def _containers_for(identity: dict[str, Any]) -> list[str]:
 
     digest = RunIdentity.from_dict(identity).digest
     out = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=airlaunch.identity={digest}"], capture_output=True, text=True, check=True
+        ["docker", "ps", "-q", "--filter", f"label=airlaunch.identity={digest}"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.split()
 

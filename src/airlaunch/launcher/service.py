@@ -40,7 +40,9 @@ def params_document(request: LaunchRequest) -> dict[str, Any]:
 
 
 class Launcher:
-    def __init__(self, settings: LauncherSettings, catalog: Catalog, backend: Backend, s3: Any, environ: dict[str, str]):
+    def __init__(
+        self, settings: LauncherSettings, catalog: Catalog, backend: Backend, s3: Any, environ: dict[str, str]
+    ):
         self.settings = settings
         self.catalog = catalog
         self.backend = backend

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -129,10 +130,8 @@ class TaskRun:
 
     def _signal_task(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     # -- the run ----------------------------------------------------------------------------
     def command(self, params_file: Path) -> list[str]:
@@ -218,7 +217,9 @@ class TaskRun:
 
     def run(self) -> int:
         started_at = utcnow()
-        log = LogArchive(self.work / "log.txt", self.settings.log_tail_lines, self._upload_log, self.settings.log_flush_seconds)
+        log = LogArchive(
+            self.work / "log.txt", self.settings.log_tail_lines, self._upload_log, self.settings.log_flush_seconds
+        )
         error: str | None = None
         try:
             code, reason = self.execute(log)
