@@ -1,0 +1,384 @@
+"""The ECS/Fargate backend against a real moto server, and its exact requests with botocore's Stubber."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.stub import Stubber
+
+from airlaunch.catalog import Catalog
+from airlaunch.config import LauncherSettings
+from airlaunch.launcher.backends.base import LaunchError
+from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
+from airlaunch.launcher.service import Launcher
+from airlaunch.protocol import LaunchRequest, RunIdentity, TaskState
+
+CATALOG = Catalog.load(Path(__file__).resolve().parents[2] / "tasks" / "catalog.yaml")
+REGION = "us-east-1"
+FAMILY = "airlaunch-reference-tasks"
+CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": REGION}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server of our own on a free loopback port, stopped after the module."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"moto_server did not start; see {log}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _set_task_transition(url: str, times: int) -> None:
+    """moto moves an ECS task one state on (RUNNING -> ... -> STOPPED) every ``times`` DescribeTasks."""
+    body = json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": times}})
+    request = urllib.request.Request(f"{url}/moto-api/state-manager/set-transition", data=body.encode())
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+@pytest.fixture(scope="module")
+def aws(moto_url: str) -> dict[str, Any]:
+    """Cluster, task definition, subnet and security group in moto; tasks stay RUNNING until stopped."""
+    _set_task_transition(moto_url, 10**9)
+    ec2 = boto3.client("ec2", endpoint_url=moto_url, **CREDS)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    # moto's Fargate RunTask names the task's ENI by DNS and fails with a 500 in a VPC without DNS hostnames.
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="airlaunch-tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    ecs = boto3.client("ecs", endpoint_url=moto_url, **CREDS)
+    ecs.create_cluster(clusterName="airlaunch-test")
+    ecs.register_task_definition(
+        family=FAMILY,
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="512",
+        memory="1024",
+        containerDefinitions=[{"name": "task", "image": "tasks:latest", "memory": 1024, "essential": True}],
+    )
+    s3 = boto3.client("s3", endpoint_url=moto_url, **CREDS)
+    s3.create_bucket(Bucket="airlaunch-ecs-test")
+    return {"ecs": ecs, "s3": s3, "subnet": subnet, "group": group}
+
+
+def _settings(**changes: Any) -> LauncherSettings:
+    values: dict[str, Any] = {
+        "bucket": "airlaunch-ecs-test",
+        "key_prefix": "runs",
+        "backend": "ecs",
+        "ecs_cluster": "airlaunch-test",
+        "ecs_subnets": ("subnet-1",),
+        "ecs_security_groups": ("sg-1",),
+        "ecs_assign_public_ip": False,
+        "ecs_capacity_provider": "",
+    }
+    return LauncherSettings(**{**values, **changes})
+
+
+@pytest.fixture
+def backend(aws: dict[str, Any]) -> EcsBackend:
+    return EcsBackend(_settings(ecs_subnets=(aws["subnet"],), ecs_security_groups=(aws["group"],)), aws["ecs"])
+
+
+def _identity(name: str, **extra: Any) -> RunIdentity:
+    return RunIdentity(dag_id="ecs_tests", run_id=f"{name}_{time.time_ns()}", task_id="t", **extra)
+
+
+# -- against moto -------------------------------------------------------------------------------
+
+
+def test_start_runs_a_fargate_task_with_the_catalog_command(backend: EcsBackend, aws: dict[str, Any]) -> None:
+    identity = _identity("start")
+    started = backend.start(CATALOG.get("task_one"), identity, {"AIRLAUNCH_PREFIX": "runs/x/", "AWS_REGION": REGION})
+
+    assert started.launched and started.task_ref.startswith("arn:aws:ecs:us-east-1:")
+    task = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[started.task_ref], include=["TAGS"])["tasks"][0]
+    assert task["startedBy"] == started_by(identity) and len(task["startedBy"]) <= 36
+    assert task["taskDefinitionArn"].endswith(f"task-definition/{FAMILY}:1")
+    assert task["launchType"] == "FARGATE"
+    override = task["overrides"]["containerOverrides"][0]
+    assert override["name"] == "task"
+    assert override["command"] == ["--", "python", "/opt/tasks/task_one.py"]
+    assert {"name": "AIRLAUNCH_PREFIX", "value": "runs/x/"} in override["environment"]
+    assert (task["overrides"]["cpu"], task["overrides"]["memory"]) == ("512", "1024")
+    assert {"key": "airlaunch.identity", "value": identity.digest} in task["tags"]
+    assert backend.describe(started.task_ref).state is TaskState.RUNNING
+
+
+def test_relaunch_of_the_same_identity_finds_the_running_task(backend: EcsBackend, aws: dict[str, Any]) -> None:
+    """The whole launch path (params.yaml in S3, find, RunTask) twice: one task, launched once."""
+    environ = {"AWS_ACCESS_KEY_ID": "ASIALAUNCHERROLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": REGION}
+    launcher = Launcher(backend.settings, CATALOG, backend, aws["s3"], environ)
+    identity = _identity("relaunch")
+    request = LaunchRequest(task="task_two", identity=identity, params={"n": 1})
+
+    first = launcher.launch(request)
+    second = launcher.launch(request)
+
+    assert first.launched and not second.launched
+    assert second.task_ref == first.task_ref == backend.find(identity)
+    assert backend.find(_identity("other")) is None
+    arns = aws["ecs"].list_tasks(cluster="airlaunch-test", startedBy=started_by(identity))["taskArns"]
+    assert arns == [first.task_ref]
+    params = yaml.safe_load(aws["s3"].get_object(Bucket=first.bucket, Key=first.layout.params_key)["Body"].read())
+    assert params["params"] == {"n": 1}
+    env = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=arns)["tasks"][0]["overrides"]
+    names = {e["name"] for e in env["containerOverrides"][0]["environment"]}
+    assert "AWS_REGION" in names and "AIRLAUNCH_EXECUTION_ID" in names
+    assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, "launcher credentials leaked into the task"
+
+
+def test_stop_stops_the_task_and_describe_reports_why(backend: EcsBackend) -> None:
+    identity = _identity("stop")
+    ref = backend.start(CATALOG.get("diagnostic"), identity, {}).task_ref
+
+    assert backend.stop(ref, "cancelled in Airflow") is True
+
+    seen = backend.describe(ref)
+    assert seen.state is TaskState.LOST
+    assert seen.detail is not None and "STOPPED" in seen.detail and "cancelled in Airflow" in seen.detail
+    assert seen.exit_code == 0  # moto's containers always report 0
+    assert backend.find(identity) is None
+    assert backend.stop(ref, "again") is False
+
+
+def test_states_follow_the_task_lifecycle(backend: EcsBackend, moto_url: str) -> None:
+    ref = backend.start(CATALOG.get("task_one"), _identity("lifecycle"), {}).task_ref
+    _set_task_transition(moto_url, 1)
+    try:
+        seen = [backend.describe(ref) for _ in range(5)]
+    finally:
+        _set_task_transition(moto_url, 10**9)
+    assert [s.state for s in seen] == [TaskState.LOST] * 5
+    assert [s.detail.split(";")[0] for s in seen if s.detail] == [
+        "ECS task DEACTIVATING",
+        "ECS task STOPPING",
+        "ECS task DEPROVISIONING",
+        "ECS task STOPPED",
+        "ECS task STOPPED",
+    ]
+
+
+def test_unknown_task_definition_is_a_launch_error(aws: dict[str, Any]) -> None:
+    spec = CATALOG.get("task_one")
+    assert spec.ecs is not None
+    missing = type(spec)(**{**spec.__dict__, "ecs": type(spec.ecs)(task_definition="no-such-family")})
+    backend = EcsBackend(_settings(ecs_subnets=(aws["subnet"],), ecs_security_groups=(aws["group"],)), aws["ecs"])
+    with pytest.raises(LaunchError, match=r"ECS refused to run task 'task_one' \(task definition 'no-such-family'"):
+        backend.start(missing, _identity("missing"), {})
+
+
+def test_unknown_cluster_is_a_launch_error(aws: dict[str, Any]) -> None:
+    backend = EcsBackend(_settings(ecs_cluster="nope", ecs_subnets=(aws["subnet"],)), aws["ecs"])
+    with pytest.raises(LaunchError, match=r"cluster 'nope'.*ClusterNotFoundException"):
+        backend.find(_identity("nocluster"))
+
+
+# -- exact requests and responses (Stubber) ----------------------------------------------------
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[EcsBackend, Stubber]]:
+    client = boto3.client("ecs", **CREDS)
+    with Stubber(client) as stubber:
+        yield EcsBackend(_settings(ecs_assign_public_ip=True), client), stubber
+        stubber.assert_no_pending_responses()
+
+
+def _task(status: str, **extra: Any) -> dict[str, Any]:
+    return {"taskArn": "arn:aws:ecs:us-east-1:1:task/airlaunch-test/abc", "lastStatus": status, **extra}
+
+
+def test_run_task_request_is_exactly_this(stubbed: tuple[EcsBackend, Stubber]) -> None:
+    backend, stubber = stubbed
+    identity = RunIdentity(dag_id="d", run_id="manual__2026-01-01T00:00:00+00:00~x", task_id="t", try_number=2)
+    expected = {
+        "cluster": "airlaunch-test",
+        "taskDefinition": FAMILY,
+        "count": 1,
+        "startedBy": "al-" + identity.digest,
+        "clientToken": identity.digest,
+        "launchType": "FARGATE",
+        "networkConfiguration": {
+            "awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"], "assignPublicIp": "ENABLED"}
+        },
+        "overrides": {
+            "cpu": "512",
+            "memory": "1024",
+            "containerOverrides": [
+                {
+                    "name": "task",
+                    "command": ["--notebook", "/opt/tasks/report.ipynb"],
+                    "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                    "cpu": 512,
+                    "memory": 1024,
+                }
+            ],
+        },
+        "tags": [
+            {"key": "airlaunch.task", "value": "report_notebook"},
+            {"key": "airlaunch.dag_id", "value": "d"},
+            {"key": "airlaunch.run_id", "value": "manual__2026-01-01T00:00:00+00:00_x"},
+            {"key": "airlaunch.task_id", "value": "t"},
+            {"key": "airlaunch.map_index", "value": "-1"},
+            {"key": "airlaunch.try_number", "value": "2"},
+            {"key": "airlaunch.identity", "value": identity.digest},
+        ],
+        "enableECSManagedTags": True,
+        "propagateTags": "TASK_DEFINITION",
+    }
+    stubber.add_response("run_task", {"tasks": [_task("PROVISIONING")], "failures": []}, expected)
+    env = {"B": "2", "A": "1", "AWS_SESSION_TOKEN": "launcher-session"}
+    assert backend.start(CATALOG.get("report_notebook"), identity, env).task_ref == _task("")["taskArn"]
+
+
+def test_capacity_provider_replaces_the_launch_type() -> None:
+    backend = EcsBackend(_settings(ecs_capacity_provider="FARGATE_SPOT"), client=object())
+    params = backend.run_task_params(CATALOG.get("task_one"), _identity("spot"), {})
+    assert params["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    assert "launchType" not in params
+
+
+def test_run_task_failures_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]) -> None:
+    backend, stubber = stubbed
+    failure = {"arn": "arn:aws:ecs:us-east-1:1:container-instance/x", "reason": "RESOURCE:MEMORY", "detail": "full"}
+    stubber.add_response("run_task", {"tasks": [], "failures": [failure]})
+    with pytest.raises(LaunchError, match=r"could not place task 'task_one': RESOURCE:MEMORY full"):
+        backend.start(CATALOG.get("task_one"), _identity("fail"), {})
+
+
+def test_client_errors_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]) -> None:
+    backend, stubber = stubbed
+    stubber.add_client_error("run_task", "AccessDeniedException", "not authorized to perform: ecs:RunTask")
+    with pytest.raises(LaunchError, match=r"AccessDeniedException: not authorized to perform: ecs:RunTask"):
+        backend.start(CATALOG.get("task_one"), _identity("denied"), {})
+
+
+def test_missing_subnets_or_ecs_entry_are_named() -> None:
+    backend = EcsBackend(_settings(ecs_subnets=()), client=object())
+    with pytest.raises(LaunchError, match="AIRLAUNCH_ECS_SUBNETS is empty"):
+        backend.start(CATALOG.get("task_one"), _identity("nosubnet"), {})
+    spec = Catalog.from_dict({"tasks": {"local": {"image": "i", "command": ["x"]}}}).get("local")
+    with pytest.raises(LaunchError, match="'local' has no 'ecs' entry"):
+        EcsBackend(_settings(), client=object()).start(spec, _identity("noecs"), {})
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ("PROVISIONING", TaskState.PENDING),
+        ("PENDING", TaskState.PENDING),
+        ("ACTIVATING", TaskState.PENDING),
+        ("RUNNING", TaskState.RUNNING),
+        ("DEACTIVATING", TaskState.LOST),
+        ("STOPPING", TaskState.LOST),
+        ("DEPROVISIONING", TaskState.LOST),
+    ],
+)
+def test_last_status_maps_to_a_state(stubbed: tuple[EcsBackend, Stubber], status: str, state: TaskState) -> None:
+    backend, stubber = stubbed
+    stubber.add_response("describe_tasks", {"tasks": [_task(status)], "failures": []})
+    assert backend.describe(_task("")["taskArn"]).state is state
+
+
+def test_stopped_task_reports_the_essential_container(stubbed: tuple[EcsBackend, Stubber]) -> None:
+    backend, stubber = stubbed
+    definition = f"arn:aws:ecs:us-east-1:1:task-definition/{FAMILY}:3"
+    stopped = _task(
+        "STOPPED",
+        taskDefinitionArn=definition,
+        stopCode="EssentialContainerExited",
+        stoppedReason="Essential container in task exited",
+        containers=[
+            {"name": "log-router", "exitCode": 0},
+            {"name": "task", "exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"},
+        ],
+    )
+    containers = [{"name": "log-router", "essential": False}, {"name": "task", "essential": True}]
+    stubber.add_response("describe_tasks", {"tasks": [stopped], "failures": []})
+    stubber.add_response(
+        "describe_task_definition",
+        {"taskDefinition": {"containerDefinitions": containers}},
+        {"taskDefinition": definition},
+    )
+    stubber.add_response("describe_tasks", {"tasks": [stopped], "failures": []})  # the definition is cached now
+
+    for _ in range(2):
+        seen = backend.describe(stopped["taskArn"])
+        assert seen.state is TaskState.LOST and seen.exit_code == 137
+        assert seen.detail == (
+            "ECS task STOPPED; stopCode: EssentialContainerExited; stoppedReason: Essential container in task exited; "
+            "container task: OutOfMemoryError: Container killed due to memory usage"
+        )
+
+
+def test_a_task_ecs_forgot_is_lost(stubbed: tuple[EcsBackend, Stubber]) -> None:
+    backend, stubber = stubbed
+    stubber.add_response("describe_tasks", {"tasks": [], "failures": [{"arn": "x", "reason": "MISSING"}]})
+    seen = backend.describe("arn:aws:ecs:us-east-1:1:task/airlaunch-test/gone")
+    assert seen.state is TaskState.LOST and seen.detail is not None and "(MISSING)" in seen.detail
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "size"),
+    [
+        (0.5, 256, (512, 1024)),
+        (0.25, 1500, (256, 2048)),  # 0.25 vCPU allows 0.5, 1 and 2 GiB only
+        (0.25, 3000, (512, 3072)),  # too much memory for 0.25 vCPU: next cpu size
+        (0.1, 16, (256, 512)),
+        (3, 9000, (4096, 9216)),
+        (4, 30721, (8192, 32768)),
+        (16, 122880, (16384, 122880)),
+    ],
+)
+def test_fargate_size_rounds_up_to_a_valid_combination(cpu: float, memory: int, size: tuple[int, int]) -> None:
+    assert fargate_size(cpu, memory) == size
+
+
+def test_fargate_size_refuses_what_fargate_cannot_run() -> None:
+    with pytest.raises(LaunchError, match="larger than any Fargate task"):
+        fargate_size(16, 122881)
+
+
+def test_tag_values_keep_only_characters_ecs_allows() -> None:
+    tags = ecs_tags({"airlaunch.run_id": "scheduled__2026-01-01T00:00:00+00:00~a b@c/d=e", "k": "x" * 300})
+    assert tags[0]["value"] == "scheduled__2026-01-01T00:00:00+00:00_a b@c/d=e"
+    assert len(tags[1]["value"]) == 256
