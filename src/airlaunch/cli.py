@@ -636,7 +636,7 @@ def explain(exc: Exception, store: ResultStore) -> CliError:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = CliSettings()
     args = build_parser(settings).parse_args(argv)
-    s3 = boto3.client(
+    s3 = boto3.session.Session().client(  # a session of its own: every call reads the environment afresh
         "s3",
         endpoint_url=args.endpoint_url or None,
         config=Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5),
