@@ -35,7 +35,10 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from airlaunch.config import CliSettings
 from airlaunch.protocol import (
+    LOG_FILE,
+    NOTEBOOK_FILE,
     PARAMS_FILE,
+    RESULT_FILE,
     STATUS_FILE,
     InvalidRequest,
     ResultLayout,
@@ -51,6 +54,9 @@ EXIT_FAILED = 1  # an AWS problem, or a task that failed (wait)
 EXIT_USAGE = 2  # a bad argument, or something asked for that does not exist
 EXIT_TIMEOUT = 124  # as coreutils' timeout
 EXIT_INTERRUPTED = 130
+
+# The files a try leaves, by the names status.json's result_keys gives them (in the runtime's order).
+_RESULT_FILES = {PARAMS_FILE: "params", RESULT_FILE: "result", NOTEBOOK_FILE: "notebook", LOG_FILE: "log"}
 
 RUNNING = "running"  # params.yaml without status.json
 INVALID = "invalid"  # a status.json that does not parse
@@ -102,7 +108,7 @@ class TaskTry:
     def result_keys(self) -> dict[str, str]:
         if self.status:
             return dict(self.status.result_keys)
-        return {name.split(".")[0]: self.layout.key(name) for name in sorted(self.files) if name != STATUS_FILE}
+        return {kind: self.layout.key(name) for name, kind in _RESULT_FILES.items() if name in self.files}
 
     @property
     def label(self) -> str:
@@ -208,27 +214,22 @@ class ResultStore:
         return sorted(found, key=lambda t: (t.identity.task_id, t.identity.map_index, t.identity.try_number))
 
     def _load_statuses(self, tries: list[TaskTry]) -> None:
-        def load(task_try: TaskTry) -> None:
-            key = task_try.layout.status_key
-            if key not in self._statuses:
-                body = self.read(key)
-                if body is None:  # gone since the listing
-                    return
-                try:
-                    self._statuses[key] = Status.from_json(body)
-                except (InvalidRequest, ValueError) as exc:
-                    task_try.problem = f"unreadable status.json: {exc}"
-                    return
-            task_try.status = self._statuses[key]
+        _parallel(self.refresh, [t for t in tries if STATUS_FILE in t.files])
 
-        _parallel(load, [t for t in tries if STATUS_FILE in t.files])
-
-    def status(self, task_try: TaskTry) -> Status | None:
-        """Look again whether ``task_try`` has finished (for polling); updates it."""
-        if task_try.status is None and self.read(task_try.layout.status_key) is not None:
-            task_try.files[STATUS_FILE] = datetime.now(UTC)
-            self._load_statuses([task_try])
-        return task_try.status
+    def refresh(self, task_try: TaskTry) -> bool:
+        """Read the try's status.json if it has one now (for polling); True once the try has finished."""
+        key = task_try.layout.status_key
+        if key not in self._statuses and task_try.problem is None:
+            body = self.read(key)
+            if body is None:
+                return False
+            task_try.files.setdefault(STATUS_FILE, datetime.now(UTC))
+            try:
+                self._statuses[key] = Status.from_json(body)
+            except (InvalidRequest, ValueError) as exc:
+                task_try.problem = f"unreadable status.json: {exc}"
+        task_try.status = self._statuses.get(key)
+        return task_try.finished
 
     def read(self, key: str, start: int = 0) -> bytes | None:
         """The object's bytes from ``start`` on; None if it does not exist."""
@@ -401,7 +402,10 @@ def cmd_show(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
     result = None
     if task_try.status and "result" in task_try.status.result_keys:
         body = store.read(task_try.layout.result_key)
-        result = json.loads(body) if body else None
+        try:
+            result = json.loads(body) if body else None
+        except ValueError as exc:
+            raise CliError(f"{task_try.layout.uri('result.json')} is not JSON: {exc}", EXIT_FAILED) from exc
     if args.json:
         _json(
             {
@@ -447,7 +451,7 @@ def cmd_log(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     offset = 0
     while True:
-        done = store.status(task_try) is not None or task_try.finished
+        done = store.refresh(task_try)
         chunk = store.read(key, offset) or b""  # read after the status check: the final log is uploaded first
         offset += len(chunk)
         out.write(decoder.decode(chunk, final=done))
@@ -561,6 +565,16 @@ def add_common_args(parser: argparse.ArgumentParser, settings: CliSettings, *, w
     parser.add_argument("--json", action="store_true", default=default(False), help="print JSON, for scripts")
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airlaunch", description="Read what airlaunch task runs left in S3.")
 
@@ -575,10 +589,10 @@ def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
         p.add_argument("--try", dest="try_number", type=int, help="try number (default: the latest)")
 
     def polling_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 124)")
+        p.add_argument("--timeout", type=_positive, help="give up after this many seconds (exit 124)")
         p.add_argument(
             "--interval",
-            type=float,
+            type=_positive,
             default=settings.poll_seconds,
             help="seconds between looks at S3 [AIRLAUNCH_CLI_POLL_SECONDS; %(default)s]",
         )

@@ -372,6 +372,14 @@ def test_expected_errors_name_the_problem(
     )
     code, _, err = cli(capsys, "runs", "--bucket", bucket, "--endpoint-url", "http://127.0.0.1:1")
     assert code == 1 and err.startswith("airlaunch: error: cannot reach S3: ") and "--endpoint-url" in err
+    status = json.loads(status_json(RunIdentity("d", "r1", "bad"), TaskState.SUCCEEDED, 0))
+    status["result_keys"]["result"] = "runs/d/r1/bad/-1/1/result.json"
+    put_try(s3, bucket, "runs", "bad", **{"status.json": json.dumps(status), "result.json": "{oops"})
+    code, _, err = cli(capsys, "show", "d", "r1", "bad", "--bucket", bucket)
+    assert code == 1 and err.startswith(f"airlaunch: error: s3://{bucket}/runs/d/r1/bad/-1/1/result.json is not JSON: ")
+    with pytest.raises(SystemExit) as bad_interval:
+        main(["wait", "d", "r1", "--interval", "0"])
+    assert bad_interval.value.code == 2 and "'0' is not a positive number of seconds" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["show", "d"])
     assert usage.value.code == 2 and "the following arguments are required: RUN, TASK" in capsys.readouterr().err
