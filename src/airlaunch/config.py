@@ -66,6 +66,20 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True)
+class AirflowSettings:
+    """Defaults of the Airflow operators, sensor and trigger (each can also be set per task)."""
+
+    aws_conn_id: str = field(default_factory=lambda: _env("AIRLAUNCH_AWS_CONN_ID", "aws_default"))
+    """AIRLAUNCH_AWS_CONN_ID: Airflow AWS connection for Lambda and S3 (endpoints, region, credentials)."""
+    function_name: str = field(default_factory=lambda: _env("AIRLAUNCH_FUNCTION_NAME", "airlaunch-launcher"))
+    """AIRLAUNCH_FUNCTION_NAME: the launcher Lambda (``function`` under the local Runtime Interface Emulator)."""
+    poll_interval: float = field(default_factory=lambda: float(_env("AIRLAUNCH_POLL_INTERVAL", "1")))
+    """AIRLAUNCH_POLL_INTERVAL: seconds between the trigger's S3 requests for one task."""
+    max_xcom_bytes: int = field(default_factory=lambda: int(_env("AIRLAUNCH_MAX_XCOM_BYTES", "49152")))
+    """AIRLAUNCH_MAX_XCOM_BYTES: result.json up to this size goes to XCom; larger ones only by S3 key."""
+
+
+@dataclass(frozen=True)
 class CliSettings:
     """Settings of the ``airlaunch`` results CLI; each has a flag that overrides it.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,8 @@ class StackConfig:
     docker_socket: str = field(
         default_factory=lambda: os.environ.get("AIRLAUNCH_DOCKER_SOCKET", "/var/run/docker.sock")
     )
+    airflow_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PORT", 8080))
+    airflow_parallelism: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", 4))
 
     @property
     def state_dir(self) -> Path:
@@ -61,6 +64,52 @@ class StackConfig:
     @property
     def localstack_python(self) -> Path:
         return self.repo / ".venv-localstack" / "bin" / "python"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    def airflow_env(self) -> dict[str, str]:
+        """Airflow's configuration for the embedded stack (SQLite, LocalExecutor, this repo's DAGs)."""
+        secret_file = self.state_dir / "airflow-secret"
+        if not secret_file.exists():
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
+            secret_file.write_text(secrets.token_hex(32))
+        secret = secret_file.read_text().strip()
+        connection = {
+            "conn_type": "aws",
+            "login": "test",
+            "password": "test",
+            "extra": {
+                "region_name": self.region,
+                "endpoint_url": self.localstack_url,
+                "service_config": {"lambda": {"endpoint_url": self.lambda_url}},
+            },
+        }
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "airflow" / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__API__PORT": str(self.airflow_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__SECRET_KEY": secret,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+            "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_AIRLAUNCH_AWS": json.dumps(connection),
+            "AIRLAUNCH_AWS_CONN_ID": "airlaunch_aws",
+            "AIRLAUNCH_FUNCTION_NAME": "function",
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
     def client_env(self) -> dict[str, str]:
         """What a client on this machine (tests, Airflow, the CLI) needs to talk to the stack."""
@@ -197,6 +246,7 @@ class LauncherLambda:
         socket_gid = os.stat(self.cfg.docker_socket).st_gid
         env = {
             "AIRLAUNCH_RIE_ADDRESS": f"127.0.0.1:{self.cfg.lambda_port}",
+            "AIRLAUNCH_LAMBDA_CONCURRENCY": os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY", "4"),
             "AIRLAUNCH_DOCKER_NETWORK": "host",
             "AIRLAUNCH_TASK_AWS_ENDPOINT_URL": self.cfg.localstack_url,
             "AIRLAUNCH_STOP_GRACE_SECONDS": os.environ.get("AIRLAUNCH_STOP_GRACE_SECONDS", "10"),
@@ -229,6 +279,64 @@ def stop_task_containers() -> int:
     return len(ids)
 
 
+# -- Airflow -------------------------------------------------------------------------------------
+
+AIRFLOW_COMPONENTS = {
+    "api-server": ["api-server", "-H", "127.0.0.1"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+
+
+class AirflowServers:
+    """Airflow 3's four processes, each on its own (no `airflow standalone`: it orphans children)."""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.airflow = str(Path(sys.executable).parent / "airflow")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.cfg.client_env(), **self.cfg.airflow_env()}
+
+    def healthy(self) -> bool:
+        health = _get_json(f"{self.cfg.airflow_url}/api/v2/monitor/health")
+        if not health:
+            return False
+        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
+
+    def migrate(self) -> None:
+        self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+        with (self.cfg.state_dir / "airflow-migrate.log").open("ab") as log:
+            subprocess.run(
+                [self.airflow, "db", "migrate"], env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True
+            )
+
+    def up(self) -> bool:
+        if self.healthy():
+            return False
+        say(f"Starting Airflow (api-server, scheduler, dag-processor, triggerer) on {self.cfg.airflow_url}")
+        self.migrate()
+        env = self.env()
+        for name, args in AIRFLOW_COMPONENTS.items():
+            pid_file = self.cfg.state_dir / f"airflow-{name}.pid"
+            if pid_file.exists():
+                _stop_pid_file(pid_file, f"stale airflow {name}")
+            with (self.cfg.state_dir / f"airflow-{name}.log").open("ab") as log:
+                proc = subprocess.Popen(
+                    [self.airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            pid_file.write_text(str(proc.pid))
+        took = _wait("Airflow", self.healthy, 120, self.cfg.state_dir / "airflow-*.log")
+        say(f"Airflow healthy in {took:.1f} s")
+        return True
+
+    def down(self) -> None:
+        for name in AIRFLOW_COMPONENTS:
+            _stop_pid_file(self.cfg.state_dir / f"airflow-{name}.pid", f"airflow {name}")
+
+
 # -- The whole stack -----------------------------------------------------------------------------
 
 
@@ -237,18 +345,23 @@ class Stack:
         self.cfg = cfg or StackConfig()
         self.localstack = LocalStack(self.cfg)
         self.launcher = LauncherLambda(self.cfg)
+        self.airflow = AirflowServers(self.cfg)
 
-    def up(self) -> list[str]:
+    def up(self, with_airflow: bool = False) -> list[str]:
         """Start what is not running; return the names of what this call started."""
         started = []
         if self.localstack.up():
             started.append("localstack")
         if self.launcher.up():
             started.append("launcher")
+        if with_airflow and self.airflow.up():
+            started.append("airflow")
         return started
 
     def down(self, only: list[str] | None = None) -> None:
         """Stop everything, or only the named components (as returned by up)."""
+        if only is None or "airflow" in only:
+            self.airflow.down()
         if only is None or "launcher" in only:
             self.launcher.down()
             removed = stop_task_containers()
@@ -258,17 +371,22 @@ class Stack:
             self.localstack.down()
 
     def status(self) -> dict[str, bool]:
-        return {"localstack": self.localstack.healthy(), "launcher": self.launcher.answers()}
+        return {
+            "localstack": self.localstack.healthy(),
+            "launcher": self.launcher.answers(),
+            "airflow": self.airflow.healthy(),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airlaunch.stack", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status", "env", "localstack-up"])
+    parser.add_argument("--airflow", action="store_true", help="also start Airflow's processes (up)")
     args = parser.parse_args(argv)
     stack = Stack()
     try:
         if args.command == "up":
-            stack.up()
+            stack.up(with_airflow=args.airflow)
         elif args.command == "localstack-up":
             stack.localstack.up()
         elif args.command == "down":

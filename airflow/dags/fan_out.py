@@ -1,0 +1,37 @@
+"""Fan-out: one container per mapped index (dynamic task mapping), then a sum of their results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param, task
+
+from airlaunch.providers.airflow.operators.launch import LaunchContainerOperator
+
+with DAG(
+    dag_id="airlaunch_fan_out",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["airlaunch"],
+    params={
+        "count": Param(4, type="integer", minimum=1, maximum=1000, description="how many containers"),
+        "max_seconds": Param(3, type="number", minimum=0),
+    },
+) as dag:
+
+    @task
+    def batches(params=None) -> list[dict]:
+        return [{"min_seconds": 0, "max_seconds": params["max_seconds"], "batch": i} for i in range(params["count"])]
+
+    sleepers = LaunchContainerOperator.partial(
+        task_id="sleep", task="task_two", include_dag_params=False, max_active_tis_per_dag=None
+    ).expand(parameters=batches())
+
+    @task
+    def total(results: list[dict]) -> float:
+        seconds = [r["sleep_seconds"] for r in results]
+        print(f"{len(seconds)} containers slept {sum(seconds):.3f} s in all")
+        return round(sum(seconds), 3)
+
+    total(sleepers.output)

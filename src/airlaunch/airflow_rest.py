@@ -1,0 +1,109 @@
+"""A small client of Airflow 3's REST API (stdlib only): what `make demo`, the end-to-end tests
+and the benchmarks do as a user would, through the API server."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class AirflowApiError(RuntimeError):
+    pass
+
+
+class AirflowRest:
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self._token: str | None = None
+
+    @classmethod
+    def for_home(cls, base_url: str, airflow_home: Path, username: str = "admin") -> AirflowRest:
+        """Use the password that Airflow's simple auth manager generated for ``username``."""
+        passwords = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+        return cls(base_url, username, passwords[username])
+
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True, raw: bool = False) -> Any:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise AirflowApiError(
+                f"{method} {path}: HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+            ) from exc
+        if raw:
+            return payload.decode(errors="replace")
+        return json.loads(payload) if payload else None
+
+    def token(self) -> str:
+        if self._token is None:
+            response = self._request(
+                "POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False
+            )
+            self._token = response["access_token"]
+        return self._token
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/api/v2/monitor/health", auth=False)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._request("GET", f"/api/v2/dags/{dag_id}")
+                return
+            except AirflowApiError:
+                time.sleep(1)
+        raise AirflowApiError(f"DAG {dag_id} was not parsed within {timeout} s (see the dag-processor log)")
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
+            "task_instances"
+        ]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self._request("GET", f"{path}?map_index={map_index}&deserialize=true")["value"]
+
+    def log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        content = self._request("GET", f"{path}?map_index={map_index}&full_content=true")["content"]
+        if isinstance(content, list):
+            return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
+        return str(content)
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self._request("PATCH", path, {"new_state": state})
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600, progress: Any = None) -> dict[str, Any]:
+        """Poll until the run ends; ``progress(run, task_instances)`` is called on each poll."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.dag_run(dag_id, run_id)
+            if progress is not None:
+                progress(run, self.task_instances(dag_id, run_id))
+            if run["state"] in ("success", "failed"):
+                return run
+            time.sleep(1)
+        raise AirflowApiError(f"run {run_id} of {dag_id} did not finish within {timeout} s")

@@ -1,0 +1,123 @@
+"""Local stand-in for Lambda's concurrency, used only off AWS (see lambda/entrypoint.sh).
+
+AWS's Runtime Interface Emulator serves one invocation at a time and crashes on a second
+concurrent one (``ReserveFailed: AlreadyReserved``, then a nil-pointer panic), while Airflow
+invokes the launcher from many tasks at once. So, like Lambda, run several execution
+environments: N emulators, each with its own awslambdaric runtime, behind one endpoint that
+hands every invocation to an idle one (and queues when all are busy, as a Lambda with
+reserved concurrency N would throttle). Standard library only.
+
+Environment: AIRLAUNCH_RIE_ADDRESS (front endpoint, default 127.0.0.1:9000),
+AIRLAUNCH_LAMBDA_CONCURRENCY (default 4), AIRLAUNCH_RIE_PORT_BASE (default 19100: emulator
+i listens on base+i and its runtime API on base+100+i).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger("airlaunch.local_pool")
+
+_FORWARDED_HEADERS = ("X-Amz-Function-Error", "X-Amz-Log-Result", "X-Amz-Executed-Version", "Content-Type")
+
+
+class Environment:
+    """One emulator plus runtime; restarted when it dies."""
+
+    def __init__(self, index: int, port_base: int, handler: str) -> None:
+        self.port = port_base + index
+        self.command = [
+            "aws-lambda-rie",
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{port_base + 100 + index}",
+            sys.executable, "-m", "awslambdaric", handler,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def ensure_running(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            if self.process is not None:
+                log.warning(
+                    "execution environment on port %d exited (%s); restarting", self.port, self.process.returncode
+                )
+            self.process = subprocess.Popen(self.command)
+
+    def invoke(self, path: str, body: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            headers = {h: v for h in _FORWARDED_HEADERS if (v := response.getheader(h)) is not None}
+            return response.status, headers, response.read()
+        finally:
+            connection.close()
+
+
+class Pool:
+    def __init__(self, environments: list[Environment], timeout: float) -> None:
+        self.environments = environments
+        self.idle: queue.Queue[Environment] = queue.Queue()
+        self.timeout = timeout
+        for environment in environments:
+            environment.ensure_running()
+            self.idle.put(environment)
+
+    def invoke(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        environment = self.idle.get()
+        try:
+            for attempt in range(50):  # an emulator that is still starting refuses connections
+                try:
+                    return environment.invoke(path, body, self.timeout)
+                except ConnectionRefusedError:
+                    environment.ensure_running()
+                    time.sleep(0.1 * (attempt + 1) if attempt < 10 else 1)
+            return 502, {}, b'{"errorMessage": "execution environment did not start", "errorType": "PoolError"}'
+        finally:
+            self.idle.put(environment)
+
+
+def serve(address: str, pool: Pool) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, headers, payload = pool.invoke(self.path, body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug(format, *args)
+
+    host, port = address.rsplit(":", 1)
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server.daemon_threads = True
+    log.info("local Lambda endpoint on %s with %d execution environments", address, len(pool.environments))
+    server.serve_forever()
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = argv[0] if argv else "airlaunch.launcher.handler.handler"
+    concurrency = int(os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY") or 4)
+    port_base = int(os.environ.get("AIRLAUNCH_RIE_PORT_BASE") or 19100)
+    timeout = float(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or 300)
+    pool = Pool([Environment(i, port_base, handler) for i in range(concurrency)], timeout)
+    threading.excepthook = lambda args: log.error("handler thread failed: %s", args.exc_value)
+    serve(os.environ.get("AIRLAUNCH_RIE_ADDRESS") or "127.0.0.1:9000", pool)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

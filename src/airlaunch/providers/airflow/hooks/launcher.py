@@ -1,0 +1,104 @@
+"""LauncherHook: talk to the launcher Lambda and read a task's files in S3.
+
+Endpoints, region and credentials come from one Airflow AWS connection, so LocalStack, the
+local Runtime Interface Emulator and real AWS differ only there, e.g. locally::
+
+    {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:4566",
+     "service_config": {"lambda": {"endpoint_url": "http://127.0.0.1:9000"}}}
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.sdk.exceptions import AirflowException
+from botocore.exceptions import ClientError
+
+from airlaunch.protocol import Description, Handle, LaunchRequest, ResultLayout, Status
+
+
+class LauncherError(AirflowException):
+    """The launcher refused a request or failed; the message says why."""
+
+
+def parse_response(payload: bytes, function_error: str | None) -> dict[str, Any]:
+    """Turn a launcher response into a dict, or raise LauncherError with the launcher's own words."""
+    try:
+        body = json.loads(payload or b"null")
+    except ValueError as exc:
+        raise LauncherError(f"the launcher answered with non-JSON: {payload[:200]!r}") from exc
+    if function_error:
+        message = body.get("errorMessage") if isinstance(body, dict) else body
+        raise LauncherError(f"the launcher Lambda failed ({function_error}): {message}")
+    if not isinstance(body, dict) or not body.get("ok"):
+        error = (body or {}).get("error") or {}
+        field = f" [{error.get('field')}]" if error.get("field") else ""
+        raise LauncherError(f"the launcher refused the request: {error.get('type')}{field}: {error.get('message')}")
+    return body
+
+
+class LauncherHook(LambdaHook):
+    """Invokes the launcher (launch, describe, stop) and reads results; sync and async."""
+
+    def __init__(self, *, function_name: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
+        self.function_name = function_name
+
+    @cached_property
+    def s3_hook(self) -> S3Hook:
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    # -- sync (worker) ------------------------------------------------------------------------
+    def call(self, event: dict[str, Any]) -> dict[str, Any]:
+        response = self.conn.invoke(
+            FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+        )
+        return parse_response(response["Payload"].read(), response.get("FunctionError"))
+
+    def launch(self, request: LaunchRequest) -> Handle:
+        return Handle.from_dict(self.call({"action": "launch", "request": request.to_dict()})["handle"])
+
+    def describe(self, handle: Handle) -> Description:
+        return Description.from_dict(self.call({"action": "describe", "handle": handle.to_dict()})["description"])
+
+    def stop(self, handle: Handle, reason: str) -> Description:
+        response = self.call({"action": "stop", "handle": handle.to_dict(), "reason": reason})
+        return Description.from_dict(response["description"])
+
+    def read_status(self, layout: ResultLayout) -> Status | None:
+        body = self.read_bytes(layout.bucket, layout.status_key)
+        return Status.from_json(body) if body is not None else None
+
+    def read_bytes(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return self.s3_hook.conn.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    # -- async (triggerer) --------------------------------------------------------------------
+    async def acall(self, client: Any, event: dict[str, Any]) -> dict[str, Any]:
+        response = await client.invoke(
+            FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+        )
+        async with response["Payload"] as stream:
+            payload = await stream.read()
+        return parse_response(payload, response.get("FunctionError"))
+
+
+async def aread(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
+    """GET one key with an aiobotocore S3 client; None when it does not exist (yet)."""
+    kwargs = {"Range": byte_range} if byte_range else {}
+    try:
+        response = await client.get_object(Bucket=bucket, Key=key, **kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange", "416"):
+            return None
+        raise
+    async with response["Body"] as stream:
+        return await stream.read()

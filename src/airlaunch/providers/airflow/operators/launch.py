@@ -1,0 +1,186 @@
+"""LaunchContainerOperator: start a catalog task through the launcher Lambda, then defer.
+
+The worker only builds the request and invokes the Lambda (tens of milliseconds); the wait
+happens in the triggerer, and a successful task is ended there too, so no worker slot is
+held while the container runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from airlaunch.config import AirflowSettings
+from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
+from airlaunch.providers.airflow.hooks.launcher import LauncherHook
+from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger, xcoms_for
+
+HANDLE_XCOM_KEY = "airlaunch_handle"
+
+
+def identity_of(context: Context) -> RunIdentity:
+    ti = context["ti"]
+    map_index = ti.map_index if ti.map_index is not None else -1
+    return RunIdentity(ti.dag_id, ti.run_id, ti.task_id, map_index, ti.try_number)
+
+
+def failure_message(event: dict[str, Any]) -> str:
+    """One readable message: what ended the task, its exit code and the last lines it printed."""
+    status = event.get("status")
+    if status is None:
+        return f"container task {event.get('state')}: {event.get('detail')}"
+    parsed = Status.from_dict(status)
+    tail = "\n".join(f"    {line}" for line in parsed.log_tail)
+    return (
+        f"container task {parsed.state.value} (reason: {parsed.reason.value}, exit code {parsed.exit_code}): "
+        f"{parsed.error}\nlast log lines:\n{tail}"
+    )
+
+
+class WaitsForLaunchedTask:
+    """The waiting half shared by the operator and the sensor: defer, then finish from the event."""
+
+    task_id: str
+    execution_timeout: Any
+    function_name: str
+    aws_conn_id: str
+    region_name: str | None
+    poll_interval: float
+    max_xcom_bytes: int
+
+    def _init_settings(self, **given: Any) -> None:
+        settings = AirflowSettings()
+        self.function_name = given["function_name"] or settings.function_name
+        self.aws_conn_id = given["aws_conn_id"] or settings.aws_conn_id
+        self.region_name = given["region_name"]
+        self.poll_interval = given["poll_interval"] or settings.poll_interval
+        self.max_xcom_bytes = given["max_xcom_bytes"] or settings.max_xcom_bytes
+
+    @property
+    def hook(self) -> LauncherHook:
+        return LauncherHook(
+            function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
+        )
+
+    def trigger_for(self, handle: Handle, context: Context) -> LaunchedTaskTrigger:
+        deadline = None
+        start = context["ti"].start_date
+        if self.execution_timeout is not None and start is not None:
+            deadline = (start + self.execution_timeout).timestamp()
+        return LaunchedTaskTrigger(
+            handle=handle.to_dict(),
+            identity=identity_of(context).to_dict(),
+            function_name=self.function_name,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            max_xcom_bytes=self.max_xcom_bytes,
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        """Resumed after the trigger: a failure (raise with details) or, under dag.test(), a success."""
+        if not isinstance(event, dict):  # dag.test() resumes TaskSuccessEvents here, without their XComs
+            event = self._collect(context)
+        if event.get("state") != TaskState.SUCCEEDED.value:
+            raise AirflowException(failure_message(event))
+        handle = Handle.from_dict(event["handle"])
+        xcoms = xcoms_for(handle, Status.from_dict(event["status"]), event.get("result"))
+        context["ti"].xcom_push(key="airlaunch", value=xcoms["airlaunch"])
+        return xcoms["return_value"]
+
+    def _collect(self, context: Context) -> dict[str, Any]:
+        handle = Handle.from_dict(context["ti"].xcom_pull(task_ids=self.task_id, key=HANDLE_XCOM_KEY))
+        hook = self.hook
+        status = hook.read_status(handle.layout)
+        if status is None:
+            raise AirflowException(f"resumed without a status.json at {handle.layout.uri('status.json')}")
+        result = None
+        if "result" in status.result_keys:
+            body = hook.read_bytes(handle.bucket, status.result_keys["result"])
+            result = json.loads(body) if body and len(body) <= self.max_xcom_bytes else None
+        return {"state": status.state.value, "status": status.to_dict(), "result": result, "handle": handle.to_dict()}
+
+
+class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
+    """Run catalog task ``task`` in its own container and wait for it without a worker slot.
+
+    :param task: name of the task in the launcher's catalog (tasks/catalog.yaml).
+    :param parameters: the task's params (templated; XComArgs such as ``other.output["key"]``
+        bring upstream results). Written to params.yaml with the DAG's params
+        (``include_dag_params``) and the run's identity.
+    :param overrides: env, cpu, memory_mib, timeout_seconds for this launch (templated).
+    :param wait_for_completion: False to only launch and return the handle (pair it with
+        ``LaunchedTaskSensor``).
+    :param function_name: the launcher Lambda (default AIRLAUNCH_FUNCTION_NAME).
+    :param aws_conn_id: the AWS connection for Lambda and S3 (default AIRLAUNCH_AWS_CONN_ID).
+    :param poll_interval: seconds between the trigger's S3 requests (default AIRLAUNCH_POLL_INTERVAL).
+    :param max_xcom_bytes: larger results reach XCom by S3 key only (default AIRLAUNCH_MAX_XCOM_BYTES).
+    """
+
+    template_fields: Sequence[str] = ("parameters", "overrides")
+    template_fields_renderers = {"parameters": "json", "overrides": "json"}
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        parameters: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | None = None,
+        include_dag_params: bool = True,
+        wait_for_completion: bool = True,
+        function_name: str | None = None,
+        aws_conn_id: str | None = None,
+        region_name: str | None = None,
+        poll_interval: float | None = None,
+        max_xcom_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        self.parameters = parameters or {}
+        self.overrides = overrides or {}
+        self.include_dag_params = include_dag_params
+        self.wait_for_completion = wait_for_completion
+        self._init_settings(
+            function_name=function_name,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            poll_interval=poll_interval,
+            max_xcom_bytes=max_xcom_bytes,
+        )
+        self._handle: Handle | None = None
+
+    def build_request(self, context: Context) -> LaunchRequest:
+        params = dict(context["params"]) if self.include_dag_params else {}
+        params.update(self.parameters)
+        try:
+            return LaunchRequest(
+                task=self.task,
+                identity=identity_of(context),
+                params=params,
+                overrides=Overrides.from_dict(self.overrides),
+            )
+        except InvalidRequest as exc:
+            raise AirflowException(f"bad launch request for catalog task {self.task!r}: {exc}") from exc
+
+    def execute(self, context: Context) -> Any:
+        handle = self._handle = self.hook.launch(self.build_request(context))
+        verb = "launched" if handle.launched else "found already launched"
+        self.log.info(
+            "%s %s (%s %s); results at %s", verb, self.task, handle.backend, handle.task_ref, handle.layout.uri()
+        )
+        context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
+        if not self.wait_for_completion:
+            return handle.to_dict()
+        self.defer(trigger=self.trigger_for(handle, context), method_name="execute_complete")
+
+    def on_kill(self) -> None:
+        """Killed while still on the worker (before deferring): stop the container if it started."""
+        if self._handle is not None:
+            self.hook.stop(self._handle, "Airflow task killed")
