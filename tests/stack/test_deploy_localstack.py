@@ -1,0 +1,109 @@
+"""`make deploy-localstack`: the AWS template deployed into the running LocalStack creates the bucket, the roles
+and the launcher Lambda (ECS and ECR are skipped: LocalStack's free build has neither)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from airlaunch.deploy import DeployError, deploy
+from airlaunch.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def aws(stack: Stack) -> dict[str, Any]:
+    session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=stack.cfg.region)
+    return {
+        name: session.client(name, endpoint_url=stack.cfg.localstack_url)
+        for name in ("cloudformation", "s3", "iam", "lambda")
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed(stack: Stack, aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """`python -m airlaunch.deploy --localstack` exactly as `make deploy-localstack` runs it; deleted afterwards."""
+    name = f"al-test-{time.time_ns()}"
+    bucket = f"{name}-results"
+    env = {**os.environ, "AUTO_APPROVE": "1", "AIRLAUNCH_LOCALSTACK_URL": stack.cfg.localstack_url}
+    command = [sys.executable, "-m", "airlaunch.deploy", "--localstack", "--region", stack.cfg.region]
+    command += ["--stack-name", name, "--param", f"BucketName={bucket}", "--param", "RetentionDays=7"]
+    started = time.monotonic()
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - started
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        stack_info = aws["cloudformation"].describe_stacks(StackName=name)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack_info.get("Outputs", [])}
+        print(f"deployed {name} into LocalStack in {took:.1f} s")
+        yield {"name": name, "bucket": bucket, "outputs": outputs, "status": stack_info["StackStatus"], "out": out}
+    finally:
+        cfn = aws["cloudformation"]
+        cfn.delete_stack(StackName=name)
+        cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        aws["s3"].delete_bucket(Bucket=bucket)  # kept by DeletionPolicy: Retain
+
+
+def test_stack_is_created_with_a_previewed_change_set(deployed: dict[str, Any]) -> None:
+    assert deployed["status"] == "CREATE_COMPLETE"
+    printed = deployed["out"].stdout
+    assert "(CREATE)" in printed and "Add     LauncherFunction     AWS::Lambda::Function" in printed
+    assert "AWS::ECS::" not in printed and "AWS::ECR::" not in printed
+
+
+def test_bucket_exists(deployed: dict[str, Any], aws: dict[str, Any]) -> None:
+    assert deployed["outputs"]["BucketName"] == deployed["bucket"]
+    aws["s3"].head_bucket(Bucket=deployed["bucket"])
+
+
+def test_roles_exist(deployed: dict[str, Any], aws: dict[str, Any]) -> None:
+    outputs = deployed["outputs"]
+    for key in ("LauncherRoleArn", "TaskRoleArn", "TaskExecutionRoleArn", "AirflowRoleArn"):
+        role = aws["iam"].get_role(RoleName=outputs[key].rsplit("/", 1)[1])["Role"]
+        assert role["Arn"] == outputs[key]
+    airflow_role = outputs["AirflowRoleArn"].rsplit("/", 1)[1]
+    attached = aws["iam"].list_attached_role_policies(RoleName=airflow_role)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [outputs["AirflowPolicyArn"]]
+
+
+def test_lambda_function_exists_as_an_image_configured_for_ecs(deployed: dict[str, Any], aws: dict[str, Any]) -> None:
+    outputs = deployed["outputs"]
+    config = aws["lambda"].get_function(FunctionName=outputs["LauncherFunctionName"])["Configuration"]
+    assert config["FunctionArn"] == outputs["LauncherFunctionArn"]
+    assert config["PackageType"] == "Image" and config["State"] == "Active"
+    assert config["Role"] == outputs["LauncherRoleArn"]
+    variables = config["Environment"]["Variables"]
+    assert variables["AIRLAUNCH_BACKEND"] == "ecs" and variables["AIRLAUNCH_BUCKET"] == deployed["bucket"]
+    assert variables["AIRLAUNCH_ECS_CLUSTER"] == "airlaunch"
+
+
+def test_ecs_outputs_are_absent_in_localstack(deployed: dict[str, Any]) -> None:
+    assert {"ClusterArn", "LauncherRepositoryUri", "TasksRepositoryUri"}.isdisjoint(deployed["outputs"])
+
+
+def test_redeploy_without_changes_changes_nothing(deployed: dict[str, Any], aws: dict[str, Any]) -> None:
+    outputs = deploy(aws["cloudformation"], deployed["name"], {}, approve=lambda q: True, poll_seconds=1)
+    assert outputs == deployed["outputs"]
+
+
+def test_declined_change_set_leaves_no_stack(aws: dict[str, Any]) -> None:
+    name = f"al-declined-{time.time_ns()}"
+    questions: list[str] = []
+
+    def decline(question: str) -> bool:
+        questions.append(question)
+        return False
+
+    with pytest.raises(DeployError, match="not confirmed; nothing was changed"):
+        deploy(aws["cloudformation"], name, {"CreateEcsResources": "false"}, approve=decline, poll_seconds=1)
+    assert questions and name in questions[0]
+    statuses = [
+        s["StackStatus"] for s in aws["cloudformation"].list_stacks()["StackSummaries"] if s["StackName"] == name
+    ]
+    assert statuses == ["DELETE_COMPLETE"], "the empty REVIEW_IN_PROGRESS stack must be deleted"
