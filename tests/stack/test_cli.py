@@ -241,10 +241,19 @@ def status_json(identity: RunIdentity, state: TaskState, exit_code: int, seconds
     ).to_json()
 
 
-def put_try(s3: Any, bucket: str, root: str, task: str, map_index: int = -1, try_number: int = 1, **files: str) -> None:
+def put_try(
+    s3: Any,
+    bucket: str,
+    root: str,
+    task: str,
+    map_index: int = -1,
+    try_number: int = 1,
+    *,
+    files: dict[str, str] | None = None,
+) -> None:
     identity = RunIdentity("d", "r1", task, map_index, try_number)
     layout = ResultLayout.for_identity(bucket, root, identity)
-    for name, body in {"params.yaml": "params: {}\n", **files}.items():
+    for name, body in {"params.yaml": "params: {}\n", **(files or {})}.items():
         s3.put_object(Bucket=bucket, Key=layout.key(name), Body=body.encode())
 
 
@@ -252,12 +261,14 @@ def put_try(s3: Any, bucket: str, root: str, task: str, map_index: int = -1, try
 def layout_bucket(s3: Any, bucket: str) -> str:
     """Run d/r1: a finished try, a running one, one with a broken status.json, a mapped task, and litter."""
     ok, failed = TaskState.SUCCEEDED, TaskState.FAILED
-    put_try(s3, bucket, "runs", "a", **{"status.json": status_json(RunIdentity("d", "r1", "a"), ok, 0)})
+    put_try(s3, bucket, "runs", "a", files={"status.json": status_json(RunIdentity("d", "r1", "a"), ok, 0)})
     put_try(s3, bucket, "runs", "b")
-    put_try(s3, bucket, "runs", "c", **{"status.json": "{not json"})
+    put_try(s3, bucket, "runs", "c", files={"status.json": "{not json"})
     for index in (0, 1, 2):
-        put_try(s3, bucket, "runs", "m", index, **{"status.json": status_json(RunIdentity("d", "r1", "m"), ok, 0)})
-    put_try(s3, bucket, "runs", "m", 1, 2, **{"status.json": status_json(RunIdentity("d", "r1", "m"), failed, 5, 2)})
+        put_try(s3, bucket, "runs", "m", index, files={"status.json": status_json(RunIdentity("d", "r1", "m"), ok, 0)})
+    put_try(
+        s3, bucket, "runs", "m", 1, 2, files={"status.json": status_json(RunIdentity("d", "r1", "m"), failed, 5, 2)}
+    )
     for litter in ("runs/d/r1/README.txt", "runs/d/r1/a/-1/1/extra/deep.txt", "runs/d/r1/z/x/1/params.yaml"):
         s3.put_object(Bucket=bucket, Key=litter, Body=b"?")
     s3.put_object(Bucket=bucket, Key="runs/d/r1/y/-1/1/notes.txt", Body=b"no params, no status: not a try")
@@ -341,7 +352,7 @@ def test_prefix_from_flag_or_environment(
     s3: Any, bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     identity = RunIdentity("d", "r1", "a")
-    put_try(s3, bucket, "team/x", "a", **{"status.json": status_json(identity, TaskState.SUCCEEDED, 0)})
+    put_try(s3, bucket, "team/x", "a", files={"status.json": status_json(identity, TaskState.SUCCEEDED, 0)})
     assert cli_json(capsys, "runs", "--bucket", bucket) == []
     assert cli(capsys, "runs", "--bucket", bucket) == (0, f"no runs under s3://{bucket}/runs/\n", "")
     assert [r["run_id"] for r in cli_json(capsys, "runs", "--bucket", bucket, "--prefix", "/team/x/")] == ["r1"]
@@ -374,7 +385,7 @@ def test_expected_errors_name_the_problem(
     assert code == 1 and err.startswith("airlaunch: error: cannot reach S3: ") and "--endpoint-url" in err
     status = json.loads(status_json(RunIdentity("d", "r1", "bad"), TaskState.SUCCEEDED, 0))
     status["result_keys"]["result"] = "runs/d/r1/bad/-1/1/result.json"
-    put_try(s3, bucket, "runs", "bad", **{"status.json": json.dumps(status), "result.json": "{oops"})
+    put_try(s3, bucket, "runs", "bad", files={"status.json": json.dumps(status), "result.json": "{oops"})
     code, _, err = cli(capsys, "show", "d", "r1", "bad", "--bucket", bucket)
     assert code == 1 and err.startswith(f"airlaunch: error: s3://{bucket}/runs/d/r1/bad/-1/1/result.json is not JSON: ")
     with pytest.raises(SystemExit) as bad_interval:
