@@ -85,3 +85,16 @@ format: $(VENV)/.installed ## Apply ruff's fixes and formatting
 
 clean: down ## Remove the environments, build inputs and local state
 	rm -rf $(VENV) $(LS_VENV) .build .stack
+
+# -- AWS deployment (docs/deploy-aws.md) -----------------------------------------------------
+DEPLOY_STACK ?= airlaunch
+DEPLOY_PARAMS ?=
+DEPLOY_ARGS = --stack-name $(DEPLOY_STACK) $(foreach p,$(DEPLOY_PARAMS),--param '$(p)')
+
+.PHONY: deploy deploy-localstack
+
+deploy: $(VENV)/.installed ## Deploy infra/template.yaml to AWS via a change set (DEPLOY_PARAMS="K=V ...", AUTO_APPROVE=1)
+	@$(PY) -m airlaunch.deploy $(DEPLOY_ARGS)
+
+deploy-localstack: localstack-up ## Deploy the same template into LocalStack (without ECS/ECR, which it lacks)
+	@AUTO_APPROVE=1 $(PY) -m airlaunch.deploy --localstack $(DEPLOY_ARGS)
