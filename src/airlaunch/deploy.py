@@ -62,7 +62,7 @@ def localstack_session(region: str) -> tuple[boto3.Session, str]:
     return session, os.environ.get("AIRLAUNCH_LOCALSTACK_URL", LOCALSTACK_URL)
 
 
-def seed_localstack_lambda_init(repo: Path = REPO) -> Path | None:
+def seed_localstack_lambda_init(repo: Path | None = None) -> Path | None:
     """Let LocalStack's Lambda create functions offline; returns the file written, if any.
 
     LocalStack (2026.3, free build) downloads its ``lambda-runtime-init`` binary from GitHub
@@ -73,7 +73,10 @@ def seed_localstack_lambda_init(repo: Path = REPO) -> Path | None:
     here go to the launcher under AWS's emulator instead). Delete the stub to get the real
     binary where GitHub is reachable.
     """
-    python = repo / ".venv-localstack" / "bin" / "python"
+    from airlaunch.stack import StackConfig  # where `make localstack-up` keeps LocalStack's files
+
+    cfg = StackConfig(repo=(repo or Path(os.environ.get("AIRLAUNCH_REPO") or REPO)).resolve())
+    python = cfg.localstack_python
     if not python.exists():
         return None
     script = (
@@ -82,7 +85,7 @@ def seed_localstack_lambda_init(repo: Path = REPO) -> Path | None:
         "i = p.get_installer(); d = i._get_install_dir(InstallTarget.VAR_LIBS)\n"
         "print(i._get_install_marker_path(d))\n"
     )
-    env = {**os.environ, "FILESYSTEM_ROOT": str(repo / ".stack" / "localstack"), "OVERRIDE_IN_DOCKER": "0"}
+    env = {**os.environ, "FILESYSTEM_ROOT": str(cfg.state_dir / "localstack"), "OVERRIDE_IN_DOCKER": "0"}
     out = subprocess.run([str(python), "-c", script], env=env, capture_output=True, text=True, check=True)
     init = Path(out.stdout.strip().splitlines()[-1])
     if init.exists():
@@ -177,10 +180,15 @@ def deploy(
     for page in cfn.get_paginator("describe_change_set").paginate(StackName=stack_name, ChangeSetName=change_set):
         changes += page.get("Changes", [])
     print(preview(changes), flush=True)
-    if not approve(f"Execute change set {change_set} on stack {stack_name}?"):
-        cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
-        if kind == "CREATE":
-            cfn.delete_stack(StackName=stack_name)  # leaves no empty REVIEW_IN_PROGRESS stack behind
+    approved = False
+    try:
+        approved = approve(f"Execute change set {change_set} on stack {stack_name}?")
+    finally:
+        if not approved:
+            cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
+            if kind == "CREATE":
+                cfn.delete_stack(StackName=stack_name)  # leaves no empty REVIEW_IN_PROGRESS stack behind
+    if not approved:
         raise DeployError("not confirmed; nothing was changed (answer y, or set AUTO_APPROVE=1)")
     started = time.monotonic()
     cfn.execute_change_set(StackName=stack_name, ChangeSetName=change_set)
@@ -212,7 +220,10 @@ def terminal_approval(question: str) -> bool:
         return True
     if not sys.stdin.isatty():
         raise DeployError("no terminal to confirm on: set AUTO_APPROVE=1 to execute the change set")
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

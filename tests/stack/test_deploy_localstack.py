@@ -92,18 +92,21 @@ def test_redeploy_without_changes_changes_nothing(deployed: dict[str, Any], aws:
     assert outputs == deployed["outputs"]
 
 
-def test_declined_change_set_leaves_no_stack(aws: dict[str, Any]) -> None:
+def _decline(question: str) -> bool:
+    return False
+
+
+def _no_terminal(question: str) -> bool:
+    raise DeployError("no terminal to confirm on: set AUTO_APPROVE=1 to execute the change set")
+
+
+@pytest.mark.parametrize(
+    ("approve", "message"), [(_decline, "not confirmed; nothing was changed"), (_no_terminal, "no terminal")]
+)
+def test_unapproved_change_set_leaves_no_stack(aws: dict[str, Any], approve: Any, message: str) -> None:
     name = f"al-declined-{time.time_ns()}"
-    questions: list[str] = []
-
-    def decline(question: str) -> bool:
-        questions.append(question)
-        return False
-
-    with pytest.raises(DeployError, match="not confirmed; nothing was changed"):
-        deploy(aws["cloudformation"], name, {"CreateEcsResources": "false"}, approve=decline, poll_seconds=1)
-    assert questions and name in questions[0]
-    statuses = [
-        s["StackStatus"] for s in aws["cloudformation"].list_stacks()["StackSummaries"] if s["StackName"] == name
-    ]
+    with pytest.raises(DeployError, match=message):
+        deploy(aws["cloudformation"], name, {"CreateEcsResources": "false"}, approve=approve, poll_seconds=1)
+    summaries = aws["cloudformation"].list_stacks()["StackSummaries"]
+    statuses = [s["StackStatus"] for s in summaries if s["StackName"] == name]
     assert statuses == ["DELETE_COMPLETE"], "the empty REVIEW_IN_PROGRESS stack must be deleted"
