@@ -16,13 +16,15 @@ with DAG(
     tags=["airlaunch"],
     params={
         "count": Param(4, type="integer", minimum=1, maximum=1000, description="how many containers"),
+        "min_seconds": Param(0, type="number", minimum=0),
         "max_seconds": Param(3, type="number", minimum=0),
     },
 ) as dag:
 
     @task
     def batches(params=None) -> list[dict]:
-        return [{"min_seconds": 0, "max_seconds": params["max_seconds"], "batch": i} for i in range(params["count"])]
+        low, high = params["min_seconds"], params["max_seconds"]
+        return [{"min_seconds": low, "max_seconds": high, "batch": i} for i in range(params["count"])]
 
     sleepers = LaunchContainerOperator.partial(
         task_id="sleep", task="task_two", include_dag_params=False, max_active_tis_per_dag=None

@@ -15,6 +15,16 @@ class AirflowApiError(RuntimeError):
     pass
 
 
+def _render_log_entry(entry: Any) -> str:
+    """A structured task-log entry as the UI shows it: the message, then any exception."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    lines = [str(entry.get("event", ""))]
+    for error in entry.get("error_detail") or []:
+        lines.append(f"{error.get('exc_type')}: {error.get('exc_value')}")
+    return "\n".join(lines)
+
+
 class AirflowRest:
     def __init__(self, base_url: str, username: str, password: str) -> None:
         self.base_url = base_url.rstrip("/")
@@ -88,9 +98,9 @@ class AirflowRest:
     def log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         content = self._request("GET", f"{path}?map_index={map_index}&full_content=true")["content"]
-        if isinstance(content, list):
-            return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
-        return str(content)
+        if not isinstance(content, list):
+            return str(content)
+        return "\n".join(_render_log_entry(entry) for entry in content)
 
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"

@@ -315,6 +315,7 @@ class Status:
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
     result_keys: dict[str, str] = field(default_factory=dict)
+    host: str = ""  # where it ran: the short Docker container id, else the hostname
     version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,6 +341,7 @@ class Status:
                 error=data.get("error"),
                 log_tail=list(data.get("log_tail", [])),
                 result_keys=dict(data.get("result_keys", {})),
+                host=str(data.get("host", "")),
                 version=data.get("version", PROTOCOL_VERSION),
             )
         except (KeyError, ValueError) as exc:

@@ -11,6 +11,7 @@ world-writable socket). Each component records a pid or container in ``.stack/``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -207,6 +208,8 @@ def _stop_pid_file(pid_file: Path, name: str, timeout: float = 30) -> None:
         say(f"Stopping {name} (pid {pid})")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if this process started it
             os.killpg(pid, 0)
             time.sleep(0.2)
         os.killpg(pid, signal.SIGKILL)

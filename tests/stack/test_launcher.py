@@ -22,6 +22,7 @@ def test_task_one_says_its_name(launcher: LauncherClient, identity: dict[str, An
 
     assert status.state == "succeeded" and status.exit_code == 0
     assert status.reason == "exit" and status.error is None
+    assert status.host == handle.task_ref[:12]  # the hostname Docker gives the container
     assert json.loads(launcher.read(handle.layout, "result.json")) == {
         "message": "my name is do_task_one",
         "map_index": -1,

@@ -14,7 +14,9 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -246,6 +248,7 @@ class TaskRun:
             error=error,
             log_tail=list(log.tail),
             result_keys=keys,
+            host=where_am_i(),
         )
         self.s3.put_object(
             Bucket=self.layout.bucket, Key=self.layout.status_key, Body=status.to_json().encode(),
@@ -253,6 +256,19 @@ class TaskRun:
         )  # fmt: skip
         print(f"airlaunch: {status.state.value} with exit code {code}, status at {self.layout.uri('status.json')}")
         return code
+
+
+def where_am_i() -> str:
+    """The short Docker container id (found in our own mounts), else the hostname.
+
+    With ``--network host`` a container has the host's hostname, but Docker still mounts its
+    per-container /etc/hostname from /var/lib/docker/containers/<id>/.
+    """
+    try:
+        match = re.search(r"/containers/([0-9a-f]{64})/", Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        match = None
+    return match.group(1)[:12] if match else socket.gethostname()
 
 
 def describe_failure(code: int, reason: StopReason, tail: collections.deque[str]) -> str:

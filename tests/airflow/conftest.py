@@ -1,0 +1,43 @@
+"""Airflow for the tests: dag.test() in this process (its own SQLite home), and the real
+api-server, scheduler, dag-processor and triggerer for end-to-end tests through the REST API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airlaunch.airflow_rest import AirflowRest
+from airlaunch.stack import Stack, StackConfig
+
+# Airflow reads its configuration when first imported, so this process's Airflow (for
+# dag.test()) is configured before any test module imports it. The servers get their own home.
+_CFG = StackConfig()
+DAG_TEST_HOME = _CFG.state_dir / "airflow-dagtest"
+os.environ.update({**_CFG.client_env(), **_CFG.airflow_env(), "AIRFLOW_HOME": str(DAG_TEST_HOME)})
+# The e2e servers run with parallelism 2, so the slot test can show that waiting holds no slot.
+E2E_PARALLELISM = 2
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated metadata database for dag.test()."""
+    DAG_TEST_HOME.mkdir(parents=True, exist_ok=True)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)
+
+
+@pytest.fixture(scope="session")
+def airflow_api(stack: Stack) -> Iterator[AirflowRest]:
+    """The real Airflow processes, started unless already up, with parallelism 2."""
+    os.environ["AIRLAUNCH_AIRFLOW_PARALLELISM"] = str(E2E_PARALLELISM)
+    servers = Stack(StackConfig()).airflow
+    started = servers.up()
+    api = AirflowRest.for_home(servers.cfg.airflow_url, servers.cfg.airflow_home)
+    yield api
+    if started:
+        servers.down()

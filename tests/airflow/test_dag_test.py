@@ -1,0 +1,50 @@
+"""The reference pipeline under dag.test(): real containers, real LocalStack, Airflow in-process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow.models.dagbag import DagBag
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+from airlaunch.stack import Stack
+from tests.airflow.conftest import _CFG
+
+CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
+
+
+def _xcom(run_id: str, task_id: str, key: str) -> Any:
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id="airlaunch_reference", run_id=run_id, task_id=task_id, key=key)
+            .one()
+        )
+        value = row.value
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_reference_pipeline_runs_green_with_dag_test(stack: Stack, airflow_db: None, s3: Any) -> None:
+    dag = DagBag(dag_folder=str(_CFG.repo / "airflow" / "dags")).get_dag("airlaunch_reference")
+    run = dag.test(run_conf={"min_seconds": 0.5, "max_seconds": 1.5, "factor": 4})
+
+    assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert set(states.values()) == {"success"}, states
+
+    two = _xcom(run.run_id, "do_task_two", "return_value")
+    assert 0.5 <= two["sleep_seconds"] <= 1.5
+    three = _xcom(run.run_id, "do_task_three", "return_value")
+    assert three == {
+        "task_two_value": two["sleep_seconds"],
+        "factor": 4.0,
+        "product": round(two["sleep_seconds"] * 4, 3),
+    }
+    for task_id in CONTAINER_TASKS:
+        where = _xcom(run.run_id, task_id, "airlaunch")
+        assert where["state"] == "succeeded" and where["exit_code"] == 0
+        status = json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read())
+        assert status["execution_id"] == f"airlaunch_reference/{run.run_id}/{task_id}/-1/1"
+        assert set(where["result_keys"]) >= {"params", "log", "result"}

@@ -1,0 +1,125 @@
+"""End to end as a user works: real Airflow processes, driven through the REST API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from airlaunch.airflow_rest import AirflowRest
+from tests.airflow.conftest import E2E_PARALLELISM
+
+CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
+
+
+def _run(api: AirflowRest, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300) -> tuple[str, dict]:
+    api.wait_for_dag(dag_id)
+    api.unpause(dag_id)
+    run_id = api.trigger(dag_id, conf)
+    return run_id, api.wait_for_run(dag_id, run_id, timeout)
+
+
+def _status(s3: Any, where: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read())
+
+
+def test_reference_pipeline_through_the_rest_api(airflow_api: AirflowRest, s3: Any) -> None:
+    run_id, run = _run(airflow_api, "airlaunch_reference", {"min_seconds": 1, "max_seconds": 2})
+    states = {ti["task_id"]: ti["state"] for ti in airflow_api.task_instances("airlaunch_reference", run_id)}
+    assert run["state"] == "success", states
+    assert set(states.values()) == {"success"}
+
+    for task_id in CONTAINER_TASKS:
+        where = airflow_api.xcom("airlaunch_reference", run_id, task_id, "airlaunch")
+        status = _status(s3, where)
+        # It ran in a real container: the runtime reports the hostname Docker gave it.
+        assert status["state"] == "succeeded" and status["host"] == where["task_ref"][:12]
+        for key in where["result_keys"].values():  # every key in XCom names a real object
+            assert s3.head_object(Bucket=where["bucket"], Key=key)["ContentLength"] > 0
+
+    two = airflow_api.xcom("airlaunch_reference", run_id, "do_task_two")
+    three = airflow_api.xcom("airlaunch_reference", run_id, "do_task_three")
+    assert three["task_two_value"] == two["sleep_seconds"] and three["product"] == round(two["sleep_seconds"] * 2, 3)
+    log = airflow_api.log("airlaunch_reference", run_id, "do_task_two")
+    assert f"[container] slept {two['sleep_seconds']} s" in log
+
+
+def test_failing_container_fails_the_task_with_exit_code_and_log_tail(airflow_api: AirflowRest) -> None:
+    run_id, run = _run(airflow_api, "airlaunch_diagnostic", {"action": "exit", "code": 7})
+    assert run["state"] == "failed"
+    log = airflow_api.log("airlaunch_diagnostic", run_id, "diagnostic")
+    assert "container task failed (reason: exit, exit code 7): exit code 7: exiting with code 7" in log
+    assert "diagnostic action=exit" in log  # the log tail travels with the error
+
+
+def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowRest, s3: Any) -> None:
+    dag_id = "airlaunch_diagnostic"
+    airflow_api.wait_for_dag(dag_id)
+    airflow_api.unpause(dag_id)
+    run_id = airflow_api.trigger(dag_id, {"action": "sleep", "seconds": 300})
+    container = _wait_for_container(run_id)
+    # Wait until the triggerer watches it (its container lines reach the task log): a task
+    # marked failed before the triggerer picked up its trigger never gets on_kill from Airflow.
+    _wait_for(lambda: "[container] sleeping" in airflow_api.log(dag_id, run_id, "diagnostic"), "the trigger to run")
+
+    airflow_api.set_task_state(dag_id, run_id, "diagnostic", "failed")
+
+    _wait_for(lambda: not _containers(run_id), "the container to be stopped", timeout=60)
+    where = airflow_api.xcom(dag_id, run_id, "diagnostic", "airlaunch_handle")
+    status = _status(s3, where)
+    assert status["state"] == "failed" and status["reason"] == "stopped" and status["host"] == container[:12]
+    assert _ti_state(airflow_api, dag_id, run_id) == "failed"
+
+
+def test_waiting_tasks_hold_no_worker_slot(airflow_api: AirflowRest, s3: Any) -> None:
+    """8 ten-second containers with parallelism 2: if waiting held a slot, at most 2 would overlap."""
+    run_id, run = _run(airflow_api, "airlaunch_fan_out", {"count": 8, "min_seconds": 10, "max_seconds": 10})
+    assert run["state"] == "success"
+    assert airflow_api.xcom("airlaunch_fan_out", run_id, "total") == pytest.approx(80.0)
+    intervals = []
+    for index in range(8):
+        where = airflow_api.xcom("airlaunch_fan_out", run_id, "sleep", "airlaunch", map_index=index)
+        assert where["prefix"].endswith(f"/sleep/{index}/1/")  # one prefix per mapped index
+        status = _status(s3, where)
+        intervals.append((_epoch(status["started_at"]), _epoch(status["ended_at"])))
+    assert len({where_start for where_start, _ in intervals}) == 8
+    most_at_once = max(sum(start <= t < end for start, end in intervals) for t, _ in intervals)
+    assert most_at_once > E2E_PARALLELISM, intervals
+    print(f"\n8 x 10 s tasks at parallelism {E2E_PARALLELISM}: {most_at_once} ran at once")
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _containers(run_id: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=airlaunch.run_id={run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+def _wait_for_container(run_id: str) -> str:
+    _wait_for(lambda: bool(_containers(run_id)), "the container to start")
+    return _containers(run_id)[0]
+
+
+def _ti_state(api: AirflowRest, dag_id: str, run_id: str) -> str | None:
+    return next(ti["state"] for ti in api.task_instances(dag_id, run_id) if ti["task_id"] == "diagnostic")
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
