@@ -14,7 +14,7 @@ SAM_CLI_VERSION := 1.170.0
 RIE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 DOCKER_BUILD := docker build --network host -q
 
-.PHONY: help install engine images localstack-up up down test lint format clean
+.PHONY: help install engine images localstack-up stack-up demo trigger results logs down test lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,11 +59,28 @@ images: engine .build/aws-lambda-rie .build/pip-cert.pem ## Build the task image
 localstack-up: $(VENV)/.installed $(LS_VENV)/.installed ## Start LocalStack on 127.0.0.1:4566 with the results bucket
 	@$(STACK) localstack-up
 
-up: install images ## Start LocalStack and the launcher Lambda (127.0.0.1:9000)
+stack-up: install images ## Start the embedded stack without Airflow: LocalStack and the launcher Lambda (127.0.0.1:9000)
 	@$(STACK) up
 
-down: ## Stop everything `up` or `demo` started (and a Docker engine they started)
+demo: install images ## Start the embedded stack (with Airflow), run the reference pipeline, print its results
+	@$(PY) -m airlaunch.demo
+
+trigger: $(VENV)/.installed ## Trigger a DAG on the running embedded Airflow and watch it: make trigger DAG=airlaunch_fan_out [CONF='{"count": 8}']
+	@[ -n "$(DAG)" ] || { echo "error: name the DAG: make trigger DAG=airlaunch_reference" >&2; exit 2; }
+	@$(PY) -m airlaunch.demo trigger $(DAG) --conf '$(or $(CONF),{})'
+
+results: $(VENV)/.installed ## Show what a run left in S3: make results [DAG=airlaunch_reference] RUN=<run id> (no RUN: list runs)
+	@eval "$$($(STACK) env)" && if [ -n "$(RUN)" ]; then $(VENV)/bin/airlaunch tasks $(or $(DAG),airlaunch_reference) '$(RUN)'; \
+	  else $(VENV)/bin/airlaunch runs $(if $(DAG),--dag $(DAG)); fi
+
+logs: ## Show the last lines of the embedded stack's logs (LocalStack, Lambda, Airflow)
+	@for f in .stack/*.log; do echo "==> $$f"; tail -n 15 "$$f"; done 2>/dev/null || echo "no logs: nothing was started"
+	@echo "==> launcher Lambda"; docker logs --tail 15 airlaunch-launcher 2>&1 || true
+
+down: ## Stop everything the embedded or compose stack started (and a Docker engine they started)
 	@if [ -x $(PY) ]; then $(STACK) down; fi
+	@if grep -q '^compose-down:' $(MAKEFILE_LIST) && [ -f docker-compose.yml ] && docker info >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory compose-down; fi
 	@scripts/docker-engine.sh stop
 
 test: install ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
@@ -98,3 +115,58 @@ deploy: $(VENV)/.installed ## Deploy infra/template.yaml to AWS via a change set
 
 deploy-localstack: localstack-up ## Deploy the same template into LocalStack (without ECS/ECR, which it lacks)
 	@AUTO_APPROVE=1 $(PY) -m airlaunch.deploy --localstack $(DEPLOY_ARGS)
+
+# -- Compose stack (docker-compose.yml, docs/compose.md) -------------------------------------
+# Airflow (Celery, Postgres, Redis), LocalStack and the launcher Lambda as one compose project.
+# Published ports: AIRFLOW_PORT, LOCALSTACK_PORT, LAUNCHER_PORT (8080, 4566, 9000) on AIRLAUNCH_BIND.
+COMPOSE_PROJECT ?= airlaunch
+COMPOSE_BIN ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo docker-compose; \
+  elif docker compose version >/dev/null 2>&1; then echo docker compose; fi)
+COMPOSE_WAIT_SECONDS ?= 300
+DOCKER_SOCKET ?= /var/run/docker.sock
+AIRFLOW_AUTH_DIR ?= $(CURDIR)/.stack/compose-airflow
+# What every compose command needs: the socket's group for the launcher, Airflow's uid and folder.
+COMPOSE = DOCKER_GID=$$(stat -c %g $(DOCKER_SOCKET)) DOCKER_SOCKET=$(DOCKER_SOCKET) \
+  AIRFLOW_UID=$${AIRFLOW_UID:-$$(id -u)} AIRFLOW_AUTH_DIR=$(AIRFLOW_AUTH_DIR) $(COMPOSE_BIN) -p $(COMPOSE_PROJECT)
+
+.PHONY: build up compose-down compose-logs compose-check
+
+compose-check:
+	@[ -n "$(COMPOSE_BIN)" ] || { echo "error: neither docker-compose nor the docker compose plugin was found;" \
+	  "install one (apt-get install docker-compose, or Docker's compose plugin)" >&2; exit 1; }
+	@[ -S $(DOCKER_SOCKET) ] || { echo "error: no Docker socket at $(DOCKER_SOCKET); run make engine" \
+	  "(or set DOCKER_SOCKET=...)" >&2; exit 1; }
+
+build: engine compose-check .build/aws-lambda-rie .build/pip-cert.pem ## Build every compose image (Airflow, Postgres, Redis, LocalStack, launcher, task images)
+	@base=$$(scripts/base-image.sh) && trixie=$$(scripts/base-image.sh trixie) && \
+	  export AIRLAUNCH_BASE_IMAGE=$$base AIRLAUNCH_TRIXIE_BASE_IMAGE=$$trixie && \
+	  services="postgres redis launcher airflow-init task-runtime reference-tasks" && \
+	  if [ -n "$${LOCALSTACK_AUTH_TOKEN:-}" ]; then \
+	    [ -n "$${LOCALSTACK_IMAGE:-}" ] || { echo "error: LOCALSTACK_AUTH_TOKEN is set: also set" \
+	      "LOCALSTACK_IMAGE=localstack/localstack:<tag> (docs/compose.md)" >&2; exit 1; }; \
+	    echo "==> Pulling $$LOCALSTACK_IMAGE (LOCALSTACK_AUTH_TOKEN set)"; $(COMPOSE) pull localstack || exit 1; \
+	  else services="$$services localstack"; fi && \
+	  echo "==> Building compose images (bases $$base, $$trixie): $$services" && \
+	  $(COMPOSE) --profile build build -q task-runtime && \
+	  $(COMPOSE) --profile build build -q --parallel $$services || \
+	  { echo "error: an image build failed (output above); behind a TLS-intercepting proxy export" \
+	    "PIP_CERT=<CA bundle> and remove .build/pip-cert.pem" >&2; exit 1; }
+
+up: build ## Start the compose stack, wait until every service is healthy, print the URLs
+	@mkdir -p $(AIRFLOW_AUTH_DIR)
+	@echo "==> Starting compose project $(COMPOSE_PROJECT)"
+	@$(COMPOSE) up -d --remove-orphans || { echo "error: compose up failed; see make compose-logs" >&2; exit 1; }
+	@scripts/compose-wait.sh $(COMPOSE_PROJECT) $(COMPOSE_WAIT_SECONDS)
+	@bind=$${AIRLAUNCH_BIND:-127.0.0.1}; \
+	  echo "    Airflow     http://$$bind:$${AIRFLOW_PORT:-8080}  (user admin, password in" \
+	    "$(AIRFLOW_AUTH_DIR)/simple_auth_manager_passwords.json.generated)"; \
+	  echo "    LocalStack  http://$$bind:$${LOCALSTACK_PORT:-4566}  (bucket $${AIRLAUNCH_BUCKET:-airlaunch-results})"; \
+	  echo "    Lambda      http://$$bind:$${LAUNCHER_PORT:-9000}/2015-03-31/functions/function/invocations"
+
+compose-down: compose-check ## Stop the compose stack and its task containers (COMPOSE_DOWN_ARGS=-v also drops its volumes)
+	@net=$${AIRLAUNCH_NETWORK:-airlaunch}; ids=$$(docker ps -aq --filter "network=$$net" --filter label=airlaunch.identity); \
+	  if [ -n "$$ids" ]; then echo "==> Removing task containers on $$net"; docker rm -f $$ids >/dev/null; fi
+	@$(COMPOSE) --profile build down --remove-orphans $(COMPOSE_DOWN_ARGS)
+
+compose-logs: compose-check ## Show the compose stack's logs: make compose-logs [SERVICE=airflow-worker] [LINES=100]
+	@$(COMPOSE) logs --no-color --tail=$(or $(LINES),50) $(SERVICE)

@@ -25,7 +25,6 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "infra" / "template.yaml"
-LOCALSTACK_URL = "http://127.0.0.1:4566"
 LOCALSTACK_PARAMS = {"CreateEcsResources": "false", "LauncherImageUri": "airlaunch/launcher:latest"}
 
 
@@ -59,7 +58,9 @@ def aws_session(region: str | None) -> boto3.Session:
 
 def localstack_session(region: str) -> tuple[boto3.Session, str]:
     session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
-    return session, os.environ.get("AIRLAUNCH_LOCALSTACK_URL", LOCALSTACK_URL)
+    from airlaunch.stack import StackConfig
+
+    return session, StackConfig().localstack_url
 
 
 def seed_localstack_lambda_init(repo: Path | None = None) -> Path | None:
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airlaunch.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack-name", default=os.environ.get("AIRLAUNCH_STACK_NAME", "airlaunch"))
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a template parameter")
-    parser.add_argument("--localstack", action="store_true", help=f"deploy into LocalStack ({LOCALSTACK_URL})")
+    parser.add_argument("--localstack", action="store_true", help="deploy into the local stack's LocalStack")
     parser.add_argument("--region", default=None)
     args = parser.parse_args(argv)
     try:

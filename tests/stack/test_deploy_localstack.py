@@ -31,7 +31,7 @@ def deployed(stack: Stack, aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """`python -m airlaunch.deploy --localstack` exactly as `make deploy-localstack` runs it; deleted afterwards."""
     name = f"al-test-{time.time_ns()}"
     bucket = f"{name}-results"
-    env = {**os.environ, "AUTO_APPROVE": "1", "AIRLAUNCH_LOCALSTACK_URL": stack.cfg.localstack_url}
+    env = {**os.environ, "AUTO_APPROVE": "1", "AIRLAUNCH_LOCALSTACK_PORT": str(stack.cfg.localstack_port)}
     command = [sys.executable, "-m", "airlaunch.deploy", "--localstack", "--region", stack.cfg.region]
     command += ["--stack-name", name, "--param", f"BucketName={bucket}", "--param", "RetentionDays=7"]
     started = time.monotonic()

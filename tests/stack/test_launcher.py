@@ -95,7 +95,7 @@ def test_raising_task_fails_with_traceback_in_log_tail(launcher: LauncherClient,
 
 def test_stop_ends_task_as_failed_stopped(launcher: LauncherClient, identity: dict[str, Any]) -> None:
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
-    _wait_for_log_line(launcher, handle, "sleeping: 1 of")
+    wait_for_log_line(launcher, handle, "sleeping: 1 of")
     response = launcher.invoke({"action": "stop", "handle": handle.to_dict(), "reason": "test"})
     assert response["ok"]
     status = launcher.wait_status(handle, timeout=30)
@@ -103,6 +103,16 @@ def test_stop_ends_task_as_failed_stopped(launcher: LauncherClient, identity: di
     assert any(line.startswith("sleeping: ") for line in status.log_tail)
     assert response["description"]["state"] == "failed"
     assert handle.task_ref[:12] not in task_containers()
+
+
+def test_stop_right_after_launch_still_leaves_a_status(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    """A stop may land before the runtime has a SIGTERM handler; then the launcher records it."""
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
+    response = launcher.invoke({"action": "stop", "handle": handle.to_dict(), "reason": "right away"})
+    assert response["description"]["state"] == "failed"
+    status = launcher.wait_status(handle, timeout=30)
+    assert status.state == "failed" and status.reason == "stopped"
+    assert status.exit_code == 143 or "stopped (right away) before the task runtime recorded it" in (status.error or "")
 
 
 def test_describe_reports_running_then_finished(launcher: LauncherClient, identity: dict[str, Any]) -> None:
@@ -162,7 +172,7 @@ def test_bad_request_is_refused_and_starts_nothing(
     assert response["error"]["type"] == "InvalidRequest"
     assert response["error"]["field"] == field
     assert message in response["error"]["message"]
-    assert set(task_containers()) == before
+    assert set(task_containers()) - before == set()  # nothing new started
 
 
 def test_unknown_action_is_refused(launcher: LauncherClient) -> None:
@@ -197,7 +207,7 @@ def _containers_for(identity: dict[str, Any]) -> list[str]:
     return out.stdout.split()
 
 
-def _wait_for_log_line(launcher: LauncherClient, handle: Handle, text: str, timeout: float = 30) -> None:
+def wait_for_log_line(launcher: LauncherClient, handle: Handle, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -21,7 +21,9 @@ from airlaunch.protocol import (
     LaunchRequest,
     ResultLayout,
     Status,
+    StopReason,
     TaskState,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,39 @@ class Launcher:
     def stop(self, handle: Handle, reason: str) -> Description:
         if handle.task_ref:
             self.backend.stop(handle.task_ref, reason)
-        return self.describe(handle)
+        description = self.describe(handle)
+        if description.state is TaskState.LOST:
+            # Stopped before its runtime could record it (e.g. SIGTERM in its first instants,
+            # which PID 1 ignores until it has a handler): write the marker on its behalf.
+            description = Description(TaskState.FAILED, self._record_stop(handle, reason, description.detail or ""))
+        return description
+
+    def _record_stop(self, handle: Handle, reason: str, detail: str) -> Status:
+        now = utcnow()
+        root = self.settings.key_prefix.strip("/")
+        status = Status(
+            state=TaskState.FAILED,
+            exit_code=None,
+            reason=StopReason.STOPPED,
+            started_at=now,
+            ended_at=now,
+            execution_id=handle.prefix.removeprefix(f"{root}/" if root else "").rstrip("/"),
+            error=f"stopped ({reason}) before the task runtime recorded it; {detail}",
+            result_keys={"params": handle.layout.params_key},
+        )
+        try:  # never overwrite a status.json the runtime managed to write after all
+            self.s3.put_object(
+                Bucket=handle.bucket,
+                Key=handle.layout.status_key,
+                Body=status.to_json().encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+            return self._read_status(handle.layout) or status
+        return status
 
     def _read_status(self, layout: ResultLayout) -> Status | None:
         try:

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
 import yaml
 
 from airlaunch.config import RuntimeSettings
@@ -105,7 +104,13 @@ class LogArchive:
 
 
 class TaskRun:
-    def __init__(self, args: argparse.Namespace, settings: RuntimeSettings, environ: dict[str, str]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        settings: RuntimeSettings,
+        environ: dict[str, str],
+        stop_requested: threading.Event | None = None,
+    ) -> None:
         self.args = args
         self.settings = settings
         self.environ = environ
@@ -114,9 +119,11 @@ class TaskRun:
         self.timeout = float(environ.get(ENV_TIMEOUT_SECONDS) or 0) or None
         self.work = Path(settings.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
+        import boto3  # here, not at import: SIGTERM must be handled from the runtime's first moment
+
         self.s3 = boto3.client("s3")
         self.proc: subprocess.Popen[str] | None = None
-        self.stop_requested = threading.Event()
+        self.stop_requested = stop_requested or threading.Event()
 
     # -- S3 ---------------------------------------------------------------------------------
     def _put_file(self, path: Path, key: str, content_type: str) -> None:
@@ -175,8 +182,9 @@ class TaskRun:
         deadline = time.monotonic() + self.timeout if self.timeout else None
         reason = StopReason.EXIT
         while self.proc.poll() is None:
-            if self.stop_requested.is_set():
+            if self.stop_requested.is_set():  # also when SIGTERM came before the task had started
                 reason = StopReason.STOPPED
+                self._signal_task(signal.SIGTERM)
                 break
             if deadline and time.monotonic() > deadline:
                 reason = StopReason.TIMEOUT
@@ -296,8 +304,12 @@ def main(argv: list[str]) -> int:
     if missing:
         print(f"airlaunch-run: {', '.join(missing)} not set; the launcher sets them", file=sys.stderr)
         return 2
-    run = TaskRun(args, RuntimeSettings(), dict(os.environ))
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())  # before anything slow
+    run = TaskRun(args, RuntimeSettings(), dict(os.environ), stop_requested)
     signal.signal(signal.SIGTERM, run.on_sigterm)
+    if stop_requested.is_set():
+        run.on_sigterm(signal.SIGTERM, None)
     return run.run()
 
 

@@ -110,9 +110,6 @@ class LaunchedTaskTrigger(BaseTrigger):
         async with await s3_hook.get_async_conn() as s3:
             tick = 0
             while True:
-                if self.deadline is not None and time.time() > self.deadline:
-                    yield await self._timed_out(s3)
-                    return
                 if tick % self.log_every == self.log_every - 1:
                     await self._stream_log(s3)
                 else:
@@ -120,6 +117,9 @@ class LaunchedTaskTrigger(BaseTrigger):
                     if body is not None:
                         yield await self._finished(s3, Status.from_json(body))
                         return
+                if self.deadline is not None and time.time() > self.deadline:
+                    yield await self._timed_out(s3)
+                    return
                 if tick % self.describe_every == self.describe_every - 1:
                     lost = await self._lost_detail()
                     if lost is not None:

@@ -1,0 +1,96 @@
+"""LaunchedTaskTrigger on its own, against real containers: cost, timeout, kill, lost containers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from airlaunch.protocol import Handle
+from airlaunch.providers.airflow.triggers import launched_task
+from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
+from tests.conftest import LauncherClient, task_containers
+from tests.stack.test_launcher import wait_for_log_line
+
+
+def _trigger(handle: Handle, identity: dict[str, Any], **kwargs: Any) -> LaunchedTaskTrigger:
+    return LaunchedTaskTrigger(
+        handle=handle.to_dict(), identity=identity, function_name="function", aws_conn_id="airlaunch_aws", **kwargs
+    )
+
+
+def _first_event(trigger: LaunchedTaskTrigger, timeout: float = 120) -> Any:
+    async def run() -> Any:
+        async for event in trigger.run():
+            return event
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+@pytest.fixture
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every S3 request the trigger makes goes through `aread`; record its keys."""
+    keys: list[str] = []
+    real = launched_task.aread
+
+    async def counting(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
+        keys.append(key)
+        return await real(client, bucket, key, byte_range)
+
+    monkeypatch.setattr(launched_task, "aread", counting)
+    return keys
+
+
+def test_one_get_per_poll_never_a_list_and_the_log_streams(
+    launcher: LauncherClient, identity: dict[str, Any], counted_reads: list[str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 4})
+    started = time.monotonic()
+    event = _first_event(_trigger(handle, identity, poll_interval=0.25, log_every=4))
+    elapsed = time.monotonic() - started
+
+    assert event.payload["state"] == "succeeded"  # outside a triggerer it cannot push XComs: resumes instead
+    assert event.payload["result"] == {"slept": 4.0}
+    polls = elapsed / 0.25
+    # One request per tick, plus the final log read and the result read.
+    assert len(counted_reads) <= polls + 3, (len(counted_reads), polls)
+    assert set(counted_reads) <= {handle.layout.status_key, handle.layout.log_key, handle.layout.result_key}
+    assert counted_reads.count(handle.layout.log_key) >= 2  # the log was read while the task ran
+    assert "[container] sleeping: 3 of 4 s" in capfd.readouterr().out  # Airflow's structlog writes to stdout
+
+
+def test_deadline_stops_the_container(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
+    event = _first_event(_trigger(handle, identity, poll_interval=0.5, deadline=time.time() + 3))
+    assert event.payload["state"] == "timeout"
+    status = launcher.wait_status(handle, timeout=30)
+    assert status.state == "failed" and status.reason == "stopped"
+
+
+def test_on_kill_stops_the_container(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
+    wait_for_log_line(launcher, handle, "sleeping: 0 of")
+    asyncio.run(_trigger(handle, identity).on_kill())
+    status = launcher.wait_status(handle, timeout=30)
+    assert status.state == "failed" and status.reason == "stopped" and status.exit_code == 143
+    assert handle.task_ref[:12] not in task_containers()
+
+
+def test_a_container_gone_without_status_fails_as_lost(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
+    subprocess.run(["docker", "rm", "-f", handle.task_ref], check=True, capture_output=True)  # no status.json
+    event = _first_event(_trigger(handle, identity, poll_interval=0.2, describe_every=3), timeout=30)
+    assert event.payload["state"] == "lost"
+    assert "no longer exists" in event.payload["detail"]
+
+
+def test_trigger_round_trips_through_serialize(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "echo"})
+    classpath, kwargs = _trigger(handle, identity, deadline=time.time() + 600).serialize()
+    assert classpath == "airlaunch.providers.airflow.triggers.launched_task.LaunchedTaskTrigger"
+    again = LaunchedTaskTrigger(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert _first_event(again).payload["state"] == "succeeded"
