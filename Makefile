@@ -125,9 +125,12 @@ COMPOSE_BIN ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo d
 COMPOSE_WAIT_SECONDS ?= 300
 DOCKER_SOCKET ?= /var/run/docker.sock
 AIRFLOW_AUTH_DIR ?= $(CURDIR)/.stack/compose-airflow
-# What every compose command needs: the socket's group for the launcher, Airflow's uid and folder.
+AIRLAUNCH_NETWORK ?= $(COMPOSE_PROJECT)
+# What every compose command needs: the socket's group for the launcher, Airflow's uid and
+# passwords folder, the network the task containers join (named after the project).
 COMPOSE = DOCKER_GID=$$(stat -c %g $(DOCKER_SOCKET)) DOCKER_SOCKET=$(DOCKER_SOCKET) \
-  AIRFLOW_UID=$${AIRFLOW_UID:-$$(id -u)} AIRFLOW_AUTH_DIR=$(AIRFLOW_AUTH_DIR) $(COMPOSE_BIN) -p $(COMPOSE_PROJECT)
+  AIRFLOW_UID=$${AIRFLOW_UID:-$$(id -u)} AIRFLOW_AUTH_DIR=$(AIRFLOW_AUTH_DIR) AIRLAUNCH_NETWORK=$(AIRLAUNCH_NETWORK) \
+  $(COMPOSE_BIN) -p $(COMPOSE_PROJECT)
 
 .PHONY: build up compose-down compose-logs compose-check
 
@@ -164,8 +167,8 @@ up: build ## Start the compose stack, wait until every service is healthy, print
 	  echo "    Lambda      http://$$bind:$${LAUNCHER_PORT:-9000}/2015-03-31/functions/function/invocations"
 
 compose-down: compose-check ## Stop the compose stack and its task containers (COMPOSE_DOWN_ARGS=-v also drops its volumes)
-	@net=$${AIRLAUNCH_NETWORK:-airlaunch}; ids=$$(docker ps -aq --filter "network=$$net" --filter label=airlaunch.identity); \
-	  if [ -n "$$ids" ]; then echo "==> Removing task containers on $$net"; docker rm -f $$ids >/dev/null; fi
+	@ids=$$(docker ps -aq --filter "network=$(AIRLAUNCH_NETWORK)" --filter label=airlaunch.identity); \
+	  if [ -n "$$ids" ]; then echo "==> Removing task containers on $(AIRLAUNCH_NETWORK)"; docker rm -f $$ids >/dev/null; fi
 	@$(COMPOSE) --profile build down --remove-orphans $(COMPOSE_DOWN_ARGS)
 
 compose-logs: compose-check ## Show the compose stack's logs: make compose-logs [SERVICE=airflow-worker] [LINES=100]

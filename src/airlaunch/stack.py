@@ -52,7 +52,7 @@ class StackConfig:
 
     @property
     def state_dir(self) -> Path:
-        return self.repo / ".stack"
+        return Path(os.environ.get("AIRLAUNCH_STATE_DIR") or self.repo / ".stack").resolve()
 
     @property
     def localstack_url(self) -> str:
