@@ -321,19 +321,25 @@ class AirflowServers:
             return False
         say(f"Starting Airflow (api-server, scheduler, dag-processor, triggerer) on {self.cfg.airflow_url}")
         self.migrate()
-        env = self.env()
-        for name, args in AIRFLOW_COMPONENTS.items():
-            pid_file = self.cfg.state_dir / f"airflow-{name}.pid"
-            if pid_file.exists():
-                _stop_pid_file(pid_file, f"stale airflow {name}")
-            with (self.cfg.state_dir / f"airflow-{name}.log").open("ab") as log:
-                proc = subprocess.Popen(
-                    [self.airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            pid_file.write_text(str(proc.pid))
+        for name in AIRFLOW_COMPONENTS:
+            self.restart(name)
         took = _wait("Airflow", self.healthy, 120, self.cfg.state_dir / "airflow-*.log")
         say(f"Airflow healthy in {took:.1f} s")
         return True
+
+    def restart(self, name: str) -> None:
+        """(Re)start one component, e.g. the triggerer."""
+        pid_file = self.cfg.state_dir / f"airflow-{name}.pid"
+        _stop_pid_file(pid_file, f"airflow {name}")
+        with (self.cfg.state_dir / f"airflow-{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [self.airflow, *AIRFLOW_COMPONENTS[name]],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        pid_file.write_text(str(proc.pid))
 
     def down(self) -> None:
         for name in AIRFLOW_COMPONENTS:

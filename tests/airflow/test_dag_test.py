@@ -15,13 +15,9 @@ from tests.airflow.conftest import _CFG
 CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
 
 
-def _xcom(run_id: str, task_id: str, key: str) -> Any:
+def _xcom(run_id: str, task_id: str, key: str, dag_id: str = "airlaunch_reference") -> Any:
     with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id="airlaunch_reference", run_id=run_id, task_id=task_id, key=key)
-            .one()
-        )
+        row = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key=key).one()
         value = row.value
     return json.loads(value) if isinstance(value, str) else value
 
@@ -48,3 +44,15 @@ def test_reference_pipeline_runs_green_with_dag_test(stack: Stack, airflow_db: N
         status = json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read())
         assert status["execution_id"] == f"airlaunch_reference/{run.run_id}/{task_id}/-1/1"
         assert set(where["result_keys"]) >= {"params", "log", "result"}
+
+
+def test_launch_then_wait_with_the_sensor(stack: Stack, airflow_db: None) -> None:
+    dag = DagBag(dag_folder=str(_CFG.repo / "airflow" / "dags")).get_dag("airlaunch_launch_then_wait")
+    run = dag.test()
+    assert run.state == "success"
+    handle = _xcom(run.run_id, "launch", "return_value", "airlaunch_launch_then_wait")
+    assert handle["launched"] and handle["prefix"].endswith("/launch/-1/1/")  # the wait task launched nothing
+    slept = _xcom(run.run_id, "wait", "return_value", "airlaunch_launch_then_wait")["sleep_seconds"]
+    assert _xcom(run.run_id, "use", "return_value", "airlaunch_launch_then_wait") == slept * 10
+    where = _xcom(run.run_id, "wait", "airlaunch", "airlaunch_launch_then_wait")
+    assert where["prefix"] == handle["prefix"] and where["state"] == "succeeded"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from airlaunch.airflow_rest import AirflowRest
+from airlaunch.stack import Stack, StackConfig
 from tests.airflow.conftest import E2E_PARALLELISM
 
 CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
@@ -72,6 +73,25 @@ def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowR
     status = _status(s3, where)
     assert status["state"] == "failed" and status["reason"] == "stopped" and status["host"] == container[:12]
     assert _ti_state(airflow_api, dag_id, run_id) == "failed"
+
+
+def test_a_triggerer_restart_resumes_the_watch_without_relaunching(airflow_api: AirflowRest, s3: Any) -> None:
+    dag_id = "airlaunch_diagnostic"
+    airflow_api.wait_for_dag(dag_id)
+    airflow_api.unpause(dag_id)
+    run_id = airflow_api.trigger(dag_id, {"action": "sleep", "seconds": 12})
+    container = _wait_for_container(run_id)
+    _wait_for(lambda: "[container] sleeping" in airflow_api.log(dag_id, run_id, "diagnostic"), "the trigger to run")
+
+    Stack(StackConfig()).airflow.restart("triggerer")
+
+    run = airflow_api.wait_for_run(dag_id, run_id, timeout=120)
+    assert run["state"] == "success"
+    ti = next(ti for ti in airflow_api.task_instances(dag_id, run_id) if ti["task_id"] == "diagnostic")
+    assert ti["try_number"] == 1
+    where = airflow_api.xcom(dag_id, run_id, "diagnostic", "airlaunch")
+    assert where["task_ref"] == container  # the one container launched, watched to its end
+    assert _status(s3, where)["host"] == container[:12]
 
 
 def test_waiting_tasks_hold_no_worker_slot(airflow_api: AirflowRest, s3: Any) -> None:
