@@ -1,0 +1,214 @@
+"""The compose stack (docker-compose.yml) end to end, as a user runs it: `make build up`, the
+reference pipeline through Airflow's REST API on the Celery worker, results in LocalStack's S3,
+`make compose-down` with volumes.
+
+The stack runs as its own compose project on free ports of 127.0.0.1, next to anything else on
+this machine (an embedded stack on 8080/4566/9000 is left alone). The figures a user would ask
+about (build, time to healthy, memory, pipeline duration) are printed at the end (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from airlaunch.airflow_rest import AirflowRest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "airlaunch_reference"
+CONTAINER_TASKS = ("test_docker", "do_task_one", "do_task_two", "do_task_three", "report")
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+STACK_MEMORY_LIMIT_MIB = 3 * 1024
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(1500)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _mib(text: str) -> float:
+    """docker stats' '301.9MiB' (or kB, GiB) in MiB."""
+    number, unit = re.fullmatch(r"([\d.]+)\s*([KMG]i?B|B)", text.strip()).groups()  # type: ignore[union-attr]
+    return (
+        float(number)
+        * {"B": 1 / 2**20, "kB": 1 / 1024, "KiB": 1 / 1024, "MB": 1, "MiB": 1, "GB": 1024, "GiB": 1024}[unit]
+    )
+
+
+@dataclass
+class ComposeStack:
+    project: str
+    auth_dir: Path
+    ports: dict[str, int]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AIRFLOW_PORT": str(self.ports["airflow"]),
+            "LOCALSTACK_PORT": str(self.ports["localstack"]),
+            "LAUNCHER_PORT": str(self.ports["launcher"]),
+        }
+
+    def make(self, target: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = ["make", "--no-print-directory", target, f"COMPOSE_PROJECT={self.project}"]
+        command += [f"AIRFLOW_AUTH_DIR={self.auth_dir}", *args]
+        result = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True)
+        if check:
+            assert result.returncode == 0, f"make {target} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    def containers(self, service: str | None = None) -> list[str]:
+        filters = ["--filter", f"label=com.docker.compose.project={self.project}"]
+        if service:
+            filters += ["--filter", f"label=com.docker.compose.service={service}"]
+        out = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    def inspect(self, container: str, template: str) -> str:
+        out = subprocess.run(["docker", "inspect", "-f", template, container], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def memory_mib(self) -> dict[str, float]:
+        """Memory of every running container of the stack, as `docker stats` shows it."""
+        out = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *self.containers()],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        usage = {}
+        for line in out.stdout.splitlines():
+            name, used = line.split(" ", 1)
+            usage[name] = _mib(used.split("/")[0])
+        return usage
+
+    def api(self) -> AirflowRest:
+        return AirflowRest.for_home(f"http://127.0.0.1:{self.ports['airflow']}", self.auth_dir)
+
+    def s3(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.ports['localstack']}",
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+
+@pytest.fixture(scope="module")
+def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    stack = ComposeStack(
+        project=f"airlaunch-test-{uuid.uuid4().hex[:8]}",
+        auth_dir=tmp_path_factory.mktemp("compose-airflow"),
+        ports={"airflow": _free_port(), "localstack": _free_port(), "launcher": _free_port()},
+    )
+    try:
+        start = time.monotonic()
+        stack.make("build")
+        stack.figures["build_s"] = round(time.monotonic() - start, 1)
+        start = time.monotonic()
+        up = stack.make("up")
+        stack.figures["up_to_healthy_s"] = round(time.monotonic() - start, 1)
+        stack.figures["make_up_output"] = up.stdout.strip().splitlines()[-4:]
+        yield stack
+    finally:
+        logs = stack.make("compose-logs", "LINES=40", check=False).stdout
+        down = stack.make("compose-down", "COMPOSE_DOWN_ARGS=-v", check=False)
+        print(f"\ncompose stack {stack.project} figures: {json.dumps(stack.figures, indent=2)}")
+        assert down.returncode == 0, f"compose-down failed: {down.stderr}\nlast logs:\n{logs[-5000:]}"
+        assert stack.containers() == [], "compose-down left containers behind"
+        volumes = subprocess.run(
+            ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={stack.project}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert volumes == [], f"compose-down -v left volumes: {volumes}"
+
+
+def test_every_service_is_healthy_on_the_requested_ports(compose_stack: ComposeStack) -> None:
+    services = {"postgres", "redis", "localstack", "launcher", "airflow-worker", *AIRFLOW_SERVICES}
+    for service in services:
+        [container] = compose_stack.containers(service)
+        assert compose_stack.inspect(container, "{{.State.Health.Status}}") == "healthy", service
+    [init] = compose_stack.containers("airflow-init")
+    assert compose_stack.inspect(init, "{{.State.Status}} {{.State.ExitCode}}") == "exited 0"
+    for service, port, name in (
+        ("airflow-apiserver", 8080, "airflow"),
+        ("localstack", 4566, "localstack"),
+        ("launcher", 9000, "launcher"),
+    ):
+        [container] = compose_stack.containers(service)
+        published = subprocess.run(["docker", "port", container, str(port)], capture_output=True, text=True)
+        assert published.stdout.split() == [f"127.0.0.1:{compose_stack.ports[name]}"], service
+    health = compose_stack.api().health()
+    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor"):
+        assert health[part]["status"] == "healthy", health
+
+
+def test_reference_pipeline_runs_on_the_celery_worker_and_leaves_results_in_s3(compose_stack: ComposeStack) -> None:
+    api = compose_stack.api()
+    api.wait_for_dag(DAG_ID)
+    api.unpause(DAG_ID)
+    start = time.monotonic()
+    run_id = api.trigger(DAG_ID, {"min_seconds": 1, "max_seconds": 2})
+    run = api.wait_for_run(DAG_ID, run_id, timeout=600)
+    compose_stack.figures["pipeline_s"] = round(time.monotonic() - start, 1)
+    instances = {ti["task_id"]: ti for ti in api.task_instances(DAG_ID, run_id)}
+    states = {task_id: ti["state"] for task_id, ti in instances.items()}
+    assert run["state"] == "success", states
+    assert set(states.values()) == {"success"} and len(states) == 7, states
+
+    # The Celery worker ran every task: its hostname is on each task instance, and its log
+    # shows each task received from the broker.
+    [worker] = compose_stack.containers("airflow-worker")
+    worker_hostname = compose_stack.inspect(worker, "{{.Config.Hostname}}")
+    for task_id, ti in instances.items():
+        assert ti["hostname"] == worker_hostname, (task_id, ti["hostname"])
+        assert ti["queue"] == "default", (task_id, ti["queue"])
+    logs = subprocess.run(["docker", "logs", worker], capture_output=True, text=True)
+    worker_log = logs.stdout + logs.stderr
+    for task_id in instances:
+        assert f"task_id='{task_id}', dag_id='{DAG_ID}', run_id='{run_id}'" in worker_log, task_id
+    for service in AIRFLOW_SERVICES:
+        [container] = compose_stack.containers(service)
+        assert worker_hostname != compose_stack.inspect(container, "{{.Config.Hostname}}")
+
+    # Each container task left its files in LocalStack's S3, and the values went through XCom.
+    s3 = compose_stack.s3()
+    run_prefix = f"runs/{DAG_ID}/{run_id}/"
+    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket="airlaunch-results", Prefix=run_prefix)["Contents"]}
+    for task_id in CONTAINER_TASKS:
+        prefix = f"{run_prefix}{task_id}/-1/1/"
+        assert {f"{prefix}params.yaml", f"{prefix}status.json", f"{prefix}log.txt"} <= keys, task_id
+        status = json.loads(s3.get_object(Bucket="airlaunch-results", Key=f"{prefix}status.json")["Body"].read())
+        assert status["state"] == "succeeded" and status["exit_code"] == 0, (task_id, status)
+    assert f"{run_prefix}report/-1/1/output.ipynb" in keys
+    two_key = f"{run_prefix}do_task_two/-1/1/result.json"
+    two = json.loads(s3.get_object(Bucket="airlaunch-results", Key=two_key)["Body"].read())
+    assert 1 <= two["sleep_seconds"] <= 2
+    assert api.xcom(DAG_ID, run_id, "do_task_two")["sleep_seconds"] == two["sleep_seconds"]
+    assert api.xcom(DAG_ID, run_id, "read_xcoms") == two["sleep_seconds"]
+
+    memory = compose_stack.memory_mib()
+    compose_stack.figures["memory_mib"] = {
+        name.removeprefix(compose_stack.project): mib for name, mib in memory.items()
+    }
+    compose_stack.figures["memory_total_mib"] = round(sum(memory.values()))
+    assert sum(memory.values()) < STACK_MEMORY_LIMIT_MIB, memory
