@@ -238,8 +238,8 @@ class LauncherLambda:
         )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
+                return bool(json.loads(response.read()).get("ok"))
+        except (urllib.error.URLError, OSError, ValueError):
             return False
 
     def up(self) -> bool:

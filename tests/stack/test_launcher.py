@@ -181,10 +181,16 @@ def test_unknown_action_is_refused(launcher: LauncherClient) -> None:
         "ok": False,
         "error": {
             "type": "InvalidRequest",
-            "message": "unknown action 'explode'; expected launch, describe or stop",
+            "message": "unknown action 'explode'; expected launch, describe, stop or ping",
             "field": "action",
         },
     }
+
+
+def test_ping_names_backend_and_catalog(launcher: LauncherClient) -> None:
+    response = launcher.invoke({"action": "ping"})
+    assert response["ok"] and response["backend"] == "docker"
+    assert {"task_one", "task_two", "task_three", "report_notebook", "diagnostic"} <= set(response["tasks"])
 
 
 def test_no_task_container_is_left_running(launcher: LauncherClient) -> None:

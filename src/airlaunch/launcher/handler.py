@@ -1,8 +1,8 @@
 """AWS Lambda entry point of the launcher: ``airlaunch.launcher.handler.handler``.
 
 Event: ``{"action": "launch", "request": LaunchRequest}``,
-``{"action": "describe", "handle": Handle}`` or
-``{"action": "stop", "handle": Handle, "reason": str}``.
+``{"action": "describe", "handle": Handle}``,
+``{"action": "stop", "handle": Handle, "reason": str}`` or ``{"action": "ping"}``.
 Response: ``{"ok": true, ...}``, or ``{"ok": false, "error": {"type", "message", "field"}}``
 for a request the launcher refuses; nothing is started then. Unexpected failures raise,
 which Lambda reports as a FunctionError.
@@ -90,7 +90,9 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             reason = str(event.get("reason") or "stop requested")
             description = launcher.stop(Handle.from_dict(event.get("handle")), reason)
             return {"ok": True, "description": description.to_dict()}
-        return _error("InvalidRequest", f"unknown action {action!r}; expected launch, describe or stop", "action")
+        if action == "ping":  # readiness: the handler, its catalog and its backend are loaded
+            return {"ok": True, "backend": launcher.backend.name, "tasks": sorted(launcher.catalog.tasks)}
+        return _error("InvalidRequest", f"unknown action {action!r}; expected launch, describe, stop or ping", "action")
     except InvalidRequest as exc:
         logging.getLogger(__name__).warning("refused %s: %s", action, exc)
         return _error("InvalidRequest", exc.message, exc.field)
