@@ -39,7 +39,8 @@ $(LS_VENV)/.installed: localstack/requirements.lock
 	@echo "==> Fetching AWS's Lambda Runtime Interface Emulator (from the aws-sam-cli wheel)"
 	@mkdir -p .build/wheels
 	@pip download -q --no-deps -d .build/wheels aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v "is ignored" || true
-	@unzip -p .build/wheels/aws_sam_cli-$(SAM_CLI_VERSION)-*.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) > $@.tmp
+	@python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+	  .build/wheels/aws_sam_cli-$(SAM_CLI_VERSION)-py3-none-any.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) > $@.tmp
 	@chmod +x $@.tmp && mv $@.tmp $@
 
 .build/pip-cert.pem:
@@ -140,18 +141,18 @@ compose-check:
 	@[ -S $(DOCKER_SOCKET) ] || { echo "error: no Docker socket at $(DOCKER_SOCKET); run make engine" \
 	  "(or set DOCKER_SOCKET=...)" >&2; exit 1; }
 
-build: engine compose-check .build/aws-lambda-rie .build/pip-cert.pem ## Build every compose image (Airflow, Postgres, Redis, LocalStack, launcher, task images)
+build: engine compose-check .build/aws-lambda-rie .build/pip-cert.pem ## Build every compose image (Airflow, Postgres, Redis, LocalStack, launcher, tasks); COMPOSE_BUILD_ARGS=--no-cache
 	@base=$$(scripts/base-image.sh) && trixie=$$(scripts/base-image.sh trixie) && \
 	  export AIRLAUNCH_BASE_IMAGE=$$base AIRLAUNCH_TRIXIE_BASE_IMAGE=$$trixie && \
-	  services="postgres redis launcher airflow-init task-runtime reference-tasks" && \
+	  services="postgres redis launcher airflow-init reference-tasks" && \
 	  if [ -n "$${LOCALSTACK_AUTH_TOKEN:-}" ]; then \
 	    [ -n "$${LOCALSTACK_IMAGE:-}" ] || { echo "error: LOCALSTACK_AUTH_TOKEN is set: also set" \
 	      "LOCALSTACK_IMAGE=localstack/localstack:<tag> (docs/compose.md)" >&2; exit 1; }; \
 	    echo "==> Pulling $$LOCALSTACK_IMAGE (LOCALSTACK_AUTH_TOKEN set)"; $(COMPOSE) pull localstack || exit 1; \
 	  else services="$$services localstack"; fi && \
-	  echo "==> Building compose images (bases $$base, $$trixie): $$services" && \
-	  $(COMPOSE) --profile build build -q task-runtime && \
-	  $(COMPOSE) --profile build build -q --parallel $$services || \
+	  echo "==> Building compose images (bases $$base, $$trixie): task-runtime, then $$services" && \
+	  $(COMPOSE) --profile build build -q $(COMPOSE_BUILD_ARGS) task-runtime && \
+	  $(COMPOSE) --profile build build -q --parallel $(COMPOSE_BUILD_ARGS) $$services || \
 	  { echo "error: an image build failed (output above); behind a TLS-intercepting proxy export" \
 	    "PIP_CERT=<CA bundle> and remove .build/pip-cert.pem" >&2; exit 1; }
 
