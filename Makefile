@@ -174,3 +174,9 @@ compose-down: compose-check ## Stop the compose stack and its task containers (C
 
 compose-logs: compose-check ## Show the compose stack's logs: make compose-logs [SERVICE=airflow-worker] [LINES=100]
 	@$(COMPOSE) logs --no-color --tail=$(or $(LINES),50) $(SERVICE)
+
+# -- Benchmarks (bench/, docs/benchmarks.md) -------------------------------------------------
+.PHONY: bench
+
+bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint]
+	@PARTS='$(PARTS)' $(PY) -m bench.run

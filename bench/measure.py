@@ -1,0 +1,292 @@
+"""The measurements. Each returns a JSON-ready dict; bench/run.py decides what runs, in what order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import Any
+
+import boto3
+import docker
+from botocore.config import Config
+
+from airlaunch.protocol import run_prefix
+from airlaunch.stack import LocalStack, StackConfig
+from bench.harness import (
+    STATE_DIR,
+    BenchAirflow,
+    DockerStarts,
+    MemorySampler,
+    RequestCounter,
+    all_task_instances,
+    background_request_rate,
+    cpu_seconds,
+    load,
+    parse_time,
+    percentiles,
+    run_dag,
+    stack_memory,
+)
+
+IMAGE = "airlaunch/reference-tasks:latest"
+CFG = StackConfig()
+
+
+def s3_client() -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=CFG.localstack_url,
+        region_name=CFG.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def read_status(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:
+    return json.loads(s3.get_object(Bucket=bucket, Key=prefix + "status.json")["Body"].read())
+
+
+# -- launch overhead and completion latency ---------------------------------------------------
+
+
+def lambda_invoke(samples: int) -> dict[str, Any]:
+    """boto3 invoke → response of a warm launcher Lambda, for an action it answers at once."""
+    client = boto3.client(
+        "lambda",
+        endpoint_url=CFG.lambda_url,
+        region_name=CFG.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 0}),
+    )
+    payload = json.dumps({"action": "ping"}).encode()  # an unknown action: answered without touching Docker
+    for _ in range(3):  # warm every emulator of the pool
+        client.invoke(FunctionName="function", Payload=payload)["Payload"].read()
+    took = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        client.invoke(FunctionName="function", Payload=payload)["Payload"].read()
+        took.append(time.perf_counter() - start)
+    return {"seconds": took, **percentiles(took), "load": load()}
+
+
+def bare_docker_run(samples: int, starts: DockerStarts) -> dict[str, Any]:
+    """`docker run -d --rm` of the same image: command issued → State.StartedAt."""
+    took = []
+    for _ in range(samples):
+        command = ["docker", "run", "-d", "--rm", "--network", "host", "--entrypoint", "python", IMAGE]
+        start = time.time()
+        out = subprocess.run([*command, "-c", "import time; time.sleep(1)"], capture_output=True, text=True, check=True)
+        took.append(starts.wait_for(out.stdout.strip()).at - start)
+        time.sleep(0.5)
+    return {"seconds": took, **percentiles(took), "load": load()}
+
+
+def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
+    """`samples` runs of one airlaunch task (task_two, sleeping 0 s), one after another.
+
+    launch overhead: TI start_date → the container's State.StartedAt.
+    completion latency: status.json's ended_at → TI end_date (marked success by the trigger).
+    """
+    api, s3 = airflow.api(), s3_client()
+    starts = DockerStarts()
+    try:
+        bare = bare_docker_run(samples, starts)
+        load_before = load()
+        api.wait_for_dag("bench_single")
+        api.unpause("bench_single")
+        warm_up = api.trigger("bench_single", {})  # the first task after a start parses and connects: not counted
+        api.wait_for_run("bench_single", warm_up, timeout=180)
+        run_ids = [api.trigger("bench_single", {}) for _ in range(samples)]  # max_active_runs=1 runs them in turn
+        overhead, latency, states = [], [], []
+        for run_id in run_ids:
+            run = api.wait_for_run("bench_single", run_id, timeout=120 + 10 * samples)
+            states.append(run["state"])
+            ti = all_task_instances(api, "bench_single", run_id)[0]
+            where = api.xcom("bench_single", run_id, "launch", "airlaunch")
+            status = read_status(s3, where["bucket"], where["prefix"])
+            overhead.append(starts.wait_for(where["task_ref"]).at - parse_time(ti["start_date"]))
+            latency.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
+        inexact = sum(not s.exact for s in starts.started.values())
+        lag = percentiles(starts.event_lag)["p50"]
+    finally:
+        starts.close()
+    airlaunch = percentiles(overhead)
+    return {
+        "launch": {
+            "airlaunch": {"seconds": overhead, **airlaunch},
+            "bare_docker_run": bare,
+            "overhead_p50": airlaunch["p50"] - bare["p50"],
+            "overhead_p95": airlaunch["p95"] - bare["p95"],
+            "ratio_p50": airlaunch["p50"] / bare["p50"],
+            "start_event_minus_startedat_p50": lag,
+            "containers_without_startedat": inexact,
+        },
+        "latency": {"seconds": latency, **percentiles(latency)},
+        "run_states": states,
+        "load": [load_before, load()],
+    }
+
+
+# -- slot efficiency --------------------------------------------------------------------------
+
+
+def mapped_span(tis: list[dict[str, Any]], task_id: str) -> float:
+    mapped = [ti for ti in tis if ti["task_id"] == task_id]
+    first = min(parse_time(ti["start_date"]) for ti in mapped)
+    return max(parse_time(ti["end_date"]) for ti in mapped) - first
+
+
+def phases(s3: Any, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
+    """Where an airlaunch fan-out's wall time goes: launching, the containers' runs, the end."""
+    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), "bench_fan_out", run_id) + "launch/"
+    mapped = [ti for ti in tis if ti["task_id"] == "launch"]
+    statuses = [read_status(s3, CFG.bucket, f"{prefix}{ti['map_index']}/1/") for ti in mapped]
+    first_start = min(parse_time(ti["start_date"]) for ti in mapped)
+    return {
+        "first_ti_start_to_last_runtime_start": max(parse_time(s["started_at"]) for s in statuses) - first_start,
+        "runtime_seconds_max": max(parse_time(s["ended_at"]) - parse_time(s["started_at"]) for s in statuses),
+        "last_ended_at_to_last_ti_end": max(parse_time(ti["end_date"]) for ti in mapped)
+        - max(parse_time(s["ended_at"]) for s in statuses),
+    }
+
+
+def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, Any]:
+    """`count` ten-second container tasks at parallelism 2 through airlaunch, then the blocking ways."""
+    api = airflow.api()
+    parallelism = airflow.cfg.airflow_parallelism
+    ways = {
+        "airlaunch": ("bench_fan_out", "launch", {"count": count, "min_seconds": 10, "max_seconds": 10}, count),
+        "python_docker_sdk": ("bench_python", "run", {"count": blocking_count}, blocking_count),
+        "docker_operator": ("bench_docker", "run", {"count": blocking_count}, blocking_count),
+    }
+    results: dict[str, Any] = {"parallelism": parallelism, "count": count, "ideal_seconds": 10.0}
+    for way, (dag_id, task_id, conf, n) in ways.items():
+        load_before = load()
+        run_id, run = run_dag(api, dag_id, conf, timeout=300 + 15 * n)
+        tis = all_task_instances(api, dag_id, run_id)
+        wall = mapped_span(tis, task_id)
+        results[way] = {
+            **(phases(s3_client(), run_id, tis) if way == "airlaunch" else {}),
+            "count": n,
+            "state": run["state"],
+            "wall_seconds": wall,
+            "run_seconds": parse_time(run["end_date"]) - parse_time(run["start_date"]),
+            # what the wall time would be for `count` tasks: the blocking ways scale linearly in n/parallelism
+            "wall_seconds_for_count": wall * count / n,
+            "extrapolated": n != count,
+            "load": [load_before, load()],
+        }
+    return results
+
+
+# -- scale ------------------------------------------------------------------------------------
+
+
+def verify(api: Any, s3: Any, run_id: str, tis: list[dict[str, Any]], count: int) -> dict[str, Any]:
+    """Every mapped task left status.json (succeeded) and result.json in S3, and its value reached XCom."""
+    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), "bench_fan_out", run_id) + "launch/"
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=CFG.bucket, Prefix=prefix):
+        keys.update(obj["Key"] for obj in page.get("Contents", []))
+    from_s3: list[float | None] = []
+    for index in range(count):
+        base = f"{prefix}{index}/1/"
+        ok = {base + "status.json", base + "result.json"} <= keys
+        if ok and read_status(s3, CFG.bucket, base)["state"] == "succeeded":
+            body = s3.get_object(Bucket=CFG.bucket, Key=base + "result.json")["Body"].read()
+            from_s3.append(json.loads(body)["sleep_seconds"])
+        else:
+            from_s3.append(None)
+    from_xcom = api.xcom("bench_fan_out", run_id, "collect")  # collect() read every mapped XCom
+    mapped_ok = sum(ti["state"] == "success" for ti in tis if ti["task_id"] == "launch")
+    return {
+        "tasks_succeeded": mapped_ok,
+        "results_in_s3": sum(v is not None for v in from_s3),
+        "results_in_xcom": len(from_xcom or []),
+        "xcom_equals_s3": from_xcom == from_s3,
+    }
+
+
+def completion_latencies(s3: Any, run_id: str, tis: list[dict[str, Any]]) -> list[float]:
+    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), "bench_fan_out", run_id) + "launch/"
+    latencies = []
+    for ti in tis:
+        if ti["task_id"] == "launch" and ti["state"] == "success":
+            status = read_status(s3, CFG.bucket, f"{prefix}{ti['map_index']}/1/")
+            latencies.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
+    return latencies
+
+
+def scale(airflow: BenchAirflow, sizes: list[int], max_seconds: float) -> dict[str, Any]:
+    """Fan-outs of short tasks: time, scheduler/triggerer CPU, S3 requests, memory, every result checked."""
+    api, s3 = airflow.api(), s3_client()
+    background_before = background_request_rate()
+    results: dict[str, Any] = {"parallelism": airflow.cfg.airflow_parallelism}
+    for count in sizes:
+        load_before = load()
+        cpu_before = {c: cpu_seconds(airflow.pid(c), with_children=False) for c in ("scheduler", "triggerer")}
+        executor_before = cpu_seconds(airflow.pid("scheduler"))
+        requests = RequestCounter()
+        with MemorySampler(airflow) as memory:
+            start = time.monotonic()
+            run_id, run = run_dag(api, "bench_fan_out", {"count": count, "max_seconds": max_seconds}, 600 + 3 * count)
+            took = time.monotonic() - start
+        by_operation = requests.count()
+        total_requests = sum(by_operation.values())
+        tis = all_task_instances(api, "bench_fan_out", run_id)
+        results[str(count)] = {
+            "state": run["state"],
+            "seconds": took,
+            "run_seconds": parse_time(run["end_date"]) - parse_time(run["start_date"]),
+            "mapped_span_seconds": mapped_span(tis, "launch"),
+            "cpu_seconds": {c: cpu_seconds(airflow.pid(c), with_children=False) - cpu_before[c] for c in cpu_before},
+            "scheduler_with_executor_cpu_seconds": cpu_seconds(airflow.pid("scheduler")) - executor_before,
+            "s3_requests": dict(by_operation),
+            "s3_requests_total": total_requests,
+            "completion_latency": percentiles(completion_latencies(s3, run_id, tis)),
+            "peak_memory_mib": memory.peak,
+            "verified": verify(api, s3, run_id, tis, count),
+            "load": [load_before, load()],
+        }
+    # Others (the shared Airflow, tests) use the same LocalStack: subtract their rate, measured
+    # before and after, from what was counted during each run.
+    background = (background_before + background_request_rate()) / 2
+    results["background_requests_per_second"] = background
+    for count in sizes:
+        s = results[str(count)]
+        s["s3_requests_per_task"] = (s["s3_requests_total"] - background * s["seconds"]) / count
+        s["s3_requests_per_task_raw"] = s["s3_requests_total"] / count
+    return results
+
+
+# -- footprint --------------------------------------------------------------------------------
+
+
+def cold_start(parallelism: int) -> tuple[BenchAirflow, dict[str, Any]]:
+    """Airflow from stopped to healthy (as `make demo` does after LocalStack and the Lambda), and a
+    LocalStack of our own from cold on another port (the shared one stays up)."""
+    airflow = BenchAirflow(parallelism)
+    airflow.down()
+    load_before = load()
+    start = time.monotonic()
+    airflow.up()
+    (STATE_DIR / "bench-parallelism").write_text(str(parallelism))
+    airflow_seconds = time.monotonic() - start
+    own = LocalStack(StackConfig(localstack_port=int(os.environ.get("BENCH_LOCALSTACK_PORT", "4599"))))
+    start = time.monotonic()
+    own.up()
+    localstack_seconds = time.monotonic() - start
+    own.down()
+    return airflow, {
+        "airflow_cold_start_seconds": airflow_seconds,
+        "localstack_cold_start_seconds": localstack_seconds,
+        "load": [load_before, load()],
+    }
+
+
+def idle_memory(airflow: BenchAirflow, settle_seconds: float = 20) -> dict[str, Any]:
+    time.sleep(settle_seconds)
+    return {"memory_mib": stack_memory(airflow, docker.from_env()), "load": load()}

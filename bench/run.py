@@ -1,0 +1,121 @@
+"""`make bench`: launch overhead, completion latency, slot efficiency, scale and footprint.
+
+Runs against the shared LocalStack and launcher Lambda (started if down) and an Airflow of its
+own (.stack-bench/, port 8180, DAGs from bench/dags), which it stops at the end. Prints a table
+with PASS/FAIL per target, saves JSON and a chart under bench/results/, and writes the table
+into docs/benchmarks.md between its markers.
+
+Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,slots
+(default all); BENCH_SAMPLES (20) launch/latency samples; BENCH_SLOTS_N (32) and
+BENCH_SLOTS_BLOCKING_N (same) tasks for the slot test; BENCH_SCALE (50,200,500) fan-out sizes;
+BENCH_SCALE_MAX_SECONDS (1) task sleep; BENCH_PARALLELISM (4) for everything but the slot test
+(always 2); BENCH_DOCS=0 leaves docs/benchmarks.md alone; BENCH_KEEP_AIRFLOW=1 leaves it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from airlaunch.stack import Stack, StackConfig
+from bench import measure, report
+from bench.harness import REPO, BenchAirflow, load
+
+PARTS = ("footprint", "launch", "latency", "scale", "slots")
+RESULTS = REPO / "bench" / "results"
+DOCS = REPO / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def write_docs(table: str, results: dict[str, Any]) -> None:
+    sizes = results["settings"]
+    block = (
+        f"{BEGIN}\nMeasured {results['finished']} on {results['machine']}, settings {json.dumps(sizes)}; "
+        f"load average (1, 5, 15 min) at start {results['load_start']}, at end {results['load_end']}.\n\n"
+        f"{table}\n{END}"
+    )
+    text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOCS.write_text(head + block + tail)
+
+
+def main() -> int:
+    parts = env_list("BENCH_PARTS", os.environ.get("PARTS") or ",".join(PARTS))
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        print(f"error: unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}", file=sys.stderr)
+        return 2
+    settings = {
+        "parts": parts,
+        "samples": int(os.environ.get("BENCH_SAMPLES", "20")),
+        "slots_n": int(os.environ.get("BENCH_SLOTS_N", "32")),
+        "slots_blocking_n": int(os.environ.get("BENCH_SLOTS_BLOCKING_N") or os.environ.get("BENCH_SLOTS_N", "32")),
+        "scale": [int(s) for s in env_list("BENCH_SCALE", "50,200,500")],
+        "scale_max_seconds": float(os.environ.get("BENCH_SCALE_MAX_SECONDS", "1")),
+        "parallelism": int(os.environ.get("BENCH_PARALLELISM", "4")),
+    }
+    os.environ.update(StackConfig(repo=REPO).client_env())
+    Stack(StackConfig(repo=REPO)).up()  # the shared LocalStack and Lambda: started only if down
+    results: dict[str, Any] = {
+        "settings": settings,
+        "machine": f"{platform.node()} ({os.cpu_count()} cores)",
+        "load_start": load(),
+    }
+    say = print
+    airflow = BenchAirflow(settings["parallelism"])
+    try:
+        if "footprint" in parts:
+            say("==> footprint: Airflow and LocalStack from cold, then idle memory")
+            airflow, results["footprint"] = measure.cold_start(settings["parallelism"])
+            results["footprint"]["idle"] = measure.idle_memory(airflow)
+        if {"launch", "latency", "scale"} & set(parts):
+            airflow = BenchAirflow(settings["parallelism"])
+            airflow.ensure()
+        if {"launch", "latency"} & set(parts):
+            say(f"==> launch overhead and completion latency ({settings['samples']} samples)")
+            results["lambda_invoke"] = measure.lambda_invoke(100)
+            sampled = measure.launch_and_latency(airflow, settings["samples"])
+            results.update({k: v for k, v in sampled.items() if k in parts or k not in ("launch", "latency")})
+        if "scale" in parts:
+            say(f"==> scale: fan-outs of {settings['scale']}")
+            results["scale"] = measure.scale(airflow, settings["scale"], settings["scale_max_seconds"])
+            biggest = str(max(settings["scale"]))
+            results.setdefault("footprint", {})["under_load_mib"] = results["scale"][biggest]["peak_memory_mib"]
+        if "slots" in parts:
+            say(f"==> slot efficiency: {settings['slots_n']} x 10 s tasks at parallelism 2")
+            airflow = BenchAirflow(2)
+            airflow.ensure()
+            results["slots"] = measure.slots(airflow, settings["slots_n"], settings["slots_blocking_n"])
+    finally:
+        if os.environ.get("BENCH_KEEP_AIRFLOW") != "1":
+            airflow.down()
+    results["load_end"] = load()
+    results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in (f"results-{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(results, indent=2))
+    report.chart(results, RESULTS / "latest.png")
+    table = report.rows(results)
+    print(report.text_table(table))
+    print(f"\nload average at start {results['load_start']}, at end {results['load_end']}")
+    print(f"saved {RESULTS / 'latest.json'}, {RESULTS / 'latest.png'}")
+    if os.environ.get("BENCH_DOCS", "1") != "0":
+        write_docs(report.markdown_table(table), results)
+        print(f"wrote the table to {DOCS.relative_to(REPO)}")
+    return 1 if any(row[3] == "FAIL" for row in table) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
