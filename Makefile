@@ -6,6 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
+LINT_PATHS := $(wildcard src tests airflow bench)
 LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 STACK := $(PY) -m airlaunch.stack
@@ -93,13 +94,13 @@ test: install ## Lint, then run every test on the real stack; starts and afterwa
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	@echo "==> ruff and mypy"
-	@$(VENV)/bin/ruff check src tests airflow bench
-	@$(VENV)/bin/ruff format --check src tests airflow bench
+	@$(VENV)/bin/ruff check $(LINT_PATHS)
+	@$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	@$(VENV)/bin/mypy
 
 format: $(VENV)/.installed ## Apply ruff's fixes and formatting
-	@$(VENV)/bin/ruff check --fix src tests airflow bench
-	@$(VENV)/bin/ruff format src tests airflow bench
+	@$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	@$(VENV)/bin/ruff format $(LINT_PATHS)
 
 clean: down ## Remove the environments, build inputs and local state
 	rm -rf $(VENV) $(LS_VENV) .build .stack
