@@ -133,6 +133,11 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
 # -- slot efficiency --------------------------------------------------------------------------
 
 
+def warm_up(api: Any) -> None:
+    """A small fan-out first: a triggerer's first triggers import and connect, which is not what we measure."""
+    run_dag(api, "bench_fan_out", {"count": 2, "max_seconds": 0}, timeout=300)
+
+
 def mapped_span(tis: list[dict[str, Any]], task_id: str) -> float:
     mapped = [ti for ti in tis if ti["task_id"] == task_id]
     first = min(parse_time(ti["start_date"]) for ti in mapped)
@@ -163,6 +168,7 @@ def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, A
         "docker_operator": ("bench_docker", "run", {"count": blocking_count}, blocking_count),
     }
     results: dict[str, Any] = {"parallelism": parallelism, "count": count, "ideal_seconds": 10.0}
+    warm_up(api)
     for way, (dag_id, task_id, conf, n) in ways.items():
         load_before = load()
         run_id, run = run_dag(api, dag_id, conf, timeout=300 + 15 * n)
@@ -225,6 +231,7 @@ def scale(airflow: BenchAirflow, sizes: list[int], max_seconds: float) -> dict[s
     api, s3 = airflow.api(), s3_client()
     background_before = background_request_rate()
     results: dict[str, Any] = {"parallelism": airflow.cfg.airflow_parallelism}
+    warm_up(api)
     for count in sizes:
         load_before = load()
         cpu_before = {c: cpu_seconds(airflow.pid(c), with_children=False) for c in ("scheduler", "triggerer")}

@@ -71,7 +71,13 @@ def main() -> int:
         "machine": f"{platform.node()} ({os.cpu_count()} cores)",
         "load_start": load(),
     }
-    say = print
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def say(message: str) -> None:  # also keeps what was measured so far, should a later part fail
+        (RESULTS / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
+        print(message, flush=True)
+
     airflow = BenchAirflow(settings["parallelism"])
     try:
         if "footprint" in parts:
@@ -102,8 +108,6 @@ def main() -> int:
     results["load_end"] = load()
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in (f"results-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(results, indent=2))
     report.chart(results, RESULTS / "latest.png")
