@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -82,10 +81,3 @@ def identity(request: pytest.FixtureRequest) -> dict[str, Any]:
     """A run identity unique to this test, so tests never see each other's results."""
     run_id = f"test__{request.node.name[:60]}_{time.time_ns()}".replace("[", "_").replace("]", "_")
     return {"dag_id": "launcher_tests", "run_id": run_id, "task_id": "task", "map_index": -1, "try_number": 1}
-
-
-def task_containers() -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "label=airlaunch.identity"], capture_output=True, text=True, check=True
-    )
-    return out.stdout.split()

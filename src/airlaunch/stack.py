@@ -272,11 +272,16 @@ class LauncherLambda:
             say("Stopped the launcher Lambda")
 
 
+def task_containers() -> list[str]:
+    """Task containers of this stack's launcher: labelled airlaunch.identity, on the host network
+    (a compose stack's tasks are on its own network and are its own business)."""
+    command = ["docker", "ps", "-aq", "--filter", "label=airlaunch.identity", "--filter", "network=host"]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+
+
 def stop_task_containers() -> int:
-    """Remove every task container the launcher started (labelled airlaunch.identity)."""
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "label=airlaunch.identity"], capture_output=True, text=True
-    ).stdout.split()
+    """Remove every task container this stack's launcher started."""
+    ids = task_containers()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
     return len(ids)

@@ -12,7 +12,8 @@ import pytest
 from airlaunch.protocol import Handle
 from airlaunch.providers.airflow.triggers import launched_task
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
-from tests.conftest import LauncherClient, task_containers
+from airlaunch.stack import task_containers
+from tests.conftest import LauncherClient
 from tests.stack.test_launcher import wait_for_log_line
 
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from airlaunch.protocol import Handle
-from tests.conftest import LauncherClient, task_containers
+from airlaunch.stack import task_containers
+from tests.conftest import LauncherClient
 
 
 def test_task_one_says_its_name(launcher: LauncherClient, identity: dict[str, Any]) -> None:
