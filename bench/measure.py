@@ -72,6 +72,34 @@ def lambda_invoke(samples: int) -> dict[str, Any]:
     return {"seconds": took, **percentiles(took), "load": load()}
 
 
+def lambda_launch(samples: int, starts: DockerStarts) -> dict[str, Any]:
+    """boto3 invoke of `launch` (task_two, 0 s) → response, and → the container's StartedAt: the
+    launcher's share of the launch overhead, without Airflow."""
+    client = boto3.client(
+        "lambda",
+        endpoint_url=CFG.lambda_url,
+        region_name=CFG.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 0}, read_timeout=130),
+    )
+    response_took, started_took = [], []
+    for i in range(samples):
+        identity = {"dag_id": "bench_lambda", "run_id": f"bench_{time.time_ns()}", "task_id": "launch"}
+        request = {"task": "task_two", "identity": {**identity, "map_index": i, "try_number": 1}, "params": {}}
+        payload = json.dumps({"action": "launch", "request": {**request, "params": {"max_seconds": 0}}}).encode()
+        start = time.time()
+        answer = json.loads(client.invoke(FunctionName="function", Payload=payload)["Payload"].read())
+        response_took.append(time.time() - start)
+        started_took.append(starts.wait_for(answer["handle"]["task_ref"]).at - start)
+        time.sleep(0.5)
+    return {
+        "invoke_to_response": {"seconds": response_took, **percentiles(response_took)},
+        "invoke_to_started": {"seconds": started_took, **percentiles(started_took)},
+        "load": load(),
+    }
+
+
 def bare_docker_run(samples: int, starts: DockerStarts) -> dict[str, Any]:
     """`docker run -d --rm` of the same image: command issued → State.StartedAt."""
     took = []
@@ -94,6 +122,7 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
     starts = DockerStarts()
     try:
         bare = bare_docker_run(samples, starts)
+        via_lambda = lambda_launch(samples, starts)
         load_before = load()
         api.wait_for_dag("bench_single")
         api.unpause("bench_single")
@@ -118,6 +147,7 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
         "launch": {
             "airlaunch": {"seconds": overhead, **airlaunch},
             "bare_docker_run": bare,
+            "lambda_launch": via_lambda,
             "overhead_p50": airlaunch["p50"] - bare["p50"],
             "overhead_p95": airlaunch["p95"] - bare["p95"],
             "ratio_p50": airlaunch["p50"] / bare["p50"],

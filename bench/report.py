@@ -23,6 +23,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
         r = results["launch"]
         a, b = r["airlaunch"], r["bare_docker_run"]
         out.append(("Bare docker run → StartedAt", f"p50 {b['p50']:.3f} s, p95 {b['p95']:.3f} s", "", ""))
+        if "lambda_launch" in r:
+            lam = r["lambda_launch"]
+            value = (
+                f"p50 {lam['invoke_to_started']['p50']:.3f} s (response p50 {lam['invoke_to_response']['p50']:.3f} s), "
+                f"p95 {lam['invoke_to_started']['p95']:.3f} s"
+            )
+            out.append(("Lambda launch invoke → StartedAt", value, "", ""))
         out.append(("TI start → container StartedAt", f"p50 {a['p50']:.3f} s, p95 {a['p95']:.3f} s", "", ""))
         ok = r["overhead_p50"] <= 0.5
         value = f"+{r['overhead_p50']:.3f} s p50, +{r['overhead_p95']:.3f} s p95 (x{r['ratio_p50']:.1f})"

@@ -56,15 +56,23 @@ def test_failing_container_fails_the_task_with_exit_code_and_log_tail(airflow_ap
     assert "diagnostic action=exit" in log  # the log tail travels with the error
 
 
-def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowRest, s3: Any) -> None:
+def _watched_sleeper(api: AirflowRest, seconds: int) -> tuple[str, str, str]:
+    """Trigger a sleeping diagnostic container; return once the triggerer watches it.
+
+    Watching shows as its container lines in the task log. (A task marked failed before the
+    triggerer picked up its trigger never gets on_kill from Airflow.)
+    """
     dag_id = "airlaunch_diagnostic"
-    airflow_api.wait_for_dag(dag_id)
-    airflow_api.unpause(dag_id)
-    run_id = airflow_api.trigger(dag_id, {"action": "sleep", "seconds": 300})
-    container = _wait_for_container(run_id)
-    # Wait until the triggerer watches it (its container lines reach the task log): a task
-    # marked failed before the triggerer picked up its trigger never gets on_kill from Airflow.
-    _wait_for(lambda: "[container] sleeping" in airflow_api.log(dag_id, run_id, "diagnostic"), "the trigger to run")
+    api.wait_for_dag(dag_id)
+    api.unpause(dag_id)
+    run_id = api.trigger(dag_id, {"action": "sleep", "seconds": seconds})
+    _wait_for(lambda: bool(_containers(run_id)), "the container to start")
+    _wait_for(lambda: "[container] sleeping" in api.log(dag_id, run_id, "diagnostic"), "the trigger to run")
+    return dag_id, run_id, _containers(run_id)[0]
+
+
+def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowRest, s3: Any) -> None:
+    dag_id, run_id, container = _watched_sleeper(airflow_api, 300)
 
     airflow_api.set_task_state(dag_id, run_id, "diagnostic", "failed")
 
@@ -76,12 +84,7 @@ def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowR
 
 
 def test_a_triggerer_restart_resumes_the_watch_without_relaunching(airflow_api: AirflowRest, s3: Any) -> None:
-    dag_id = "airlaunch_diagnostic"
-    airflow_api.wait_for_dag(dag_id)
-    airflow_api.unpause(dag_id)
-    run_id = airflow_api.trigger(dag_id, {"action": "sleep", "seconds": 12})
-    container = _wait_for_container(run_id)
-    _wait_for(lambda: "[container] sleeping" in airflow_api.log(dag_id, run_id, "diagnostic"), "the trigger to run")
+    dag_id, run_id, container = _watched_sleeper(airflow_api, 12)
 
     Stack(StackConfig()).airflow.restart("triggerer")
 
@@ -125,11 +128,6 @@ def _containers(run_id: str) -> list[str]:
         check=True,
     )
     return out.stdout.split()
-
-
-def _wait_for_container(run_id: str) -> str:
-    _wait_for(lambda: bool(_containers(run_id)), "the container to start")
-    return _containers(run_id)[0]
 
 
 def _ti_state(api: AirflowRest, dag_id: str, run_id: str) -> str | None:
