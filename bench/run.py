@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,17 @@ PARTS = ("footprint", "launch", "latency", "scale", "slots")
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+@dataclass(frozen=True)
+class Settings:
+    parts: list[str]
+    samples: int
+    slots_n: int
+    slots_blocking_n: int
+    scale: list[int]
+    scale_max_seconds: float
+    parallelism: int
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -55,19 +67,19 @@ def main() -> int:
     if unknown:
         print(f"error: unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}", file=sys.stderr)
         return 2
-    settings = {
-        "parts": parts,
-        "samples": int(os.environ.get("BENCH_SAMPLES", "20")),
-        "slots_n": int(os.environ.get("BENCH_SLOTS_N", "32")),
-        "slots_blocking_n": int(os.environ.get("BENCH_SLOTS_BLOCKING_N") or os.environ.get("BENCH_SLOTS_N", "32")),
-        "scale": [int(s) for s in env_list("BENCH_SCALE", "50,200,500")],
-        "scale_max_seconds": float(os.environ.get("BENCH_SCALE_MAX_SECONDS", "1")),
-        "parallelism": int(os.environ.get("BENCH_PARALLELISM", "4")),
-    }
+    settings = Settings(
+        parts=parts,
+        samples=int(os.environ.get("BENCH_SAMPLES", "20")),
+        slots_n=int(os.environ.get("BENCH_SLOTS_N", "32")),
+        slots_blocking_n=int(os.environ.get("BENCH_SLOTS_BLOCKING_N") or os.environ.get("BENCH_SLOTS_N", "32")),
+        scale=[int(s) for s in env_list("BENCH_SCALE", "50,200,500")],
+        scale_max_seconds=float(os.environ.get("BENCH_SCALE_MAX_SECONDS", "1")),
+        parallelism=int(os.environ.get("BENCH_PARALLELISM", "4")),
+    )
     os.environ.update(StackConfig(repo=REPO).client_env())
     Stack(StackConfig(repo=REPO)).up()  # the shared LocalStack and Lambda: started only if down
     results: dict[str, Any] = {
-        "settings": settings,
+        "settings": asdict(settings),
         "machine": f"{platform.node()} ({os.cpu_count()} cores)",
         "load_start": load(),
     }
@@ -78,30 +90,30 @@ def main() -> int:
         (RESULTS / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
         print(message, flush=True)
 
-    airflow = BenchAirflow(settings["parallelism"])
+    airflow = BenchAirflow(settings.parallelism)
     try:
         if "footprint" in parts:
             say("==> footprint: Airflow and LocalStack from cold, then idle memory")
-            airflow, results["footprint"] = measure.cold_start(settings["parallelism"])
+            airflow, results["footprint"] = measure.cold_start(settings.parallelism)
             results["footprint"]["idle"] = measure.idle_memory(airflow)
         if {"launch", "latency", "scale"} & set(parts):
-            airflow = BenchAirflow(settings["parallelism"])
+            airflow = BenchAirflow(settings.parallelism)
             airflow.ensure()
         if {"launch", "latency"} & set(parts):
-            say(f"==> launch overhead and completion latency ({settings['samples']} samples)")
+            say(f"==> launch overhead and completion latency ({settings.samples} samples)")
             results["lambda_invoke"] = measure.lambda_invoke(100)
-            sampled = measure.launch_and_latency(airflow, settings["samples"])
+            sampled = measure.launch_and_latency(airflow, settings.samples)
             results.update({k: v for k, v in sampled.items() if k in parts or k not in ("launch", "latency")})
         if "scale" in parts:
-            say(f"==> scale: fan-outs of {settings['scale']}")
-            results["scale"] = measure.scale(airflow, settings["scale"], settings["scale_max_seconds"])
-            biggest = str(max(settings["scale"]))
+            say(f"==> scale: fan-outs of {settings.scale}")
+            results["scale"] = measure.scale(airflow, settings.scale, settings.scale_max_seconds)
+            biggest = str(max(settings.scale))
             results.setdefault("footprint", {})["under_load_mib"] = results["scale"][biggest]["peak_memory_mib"]
         if "slots" in parts:
-            say(f"==> slot efficiency: {settings['slots_n']} x 10 s tasks at parallelism 2")
+            say(f"==> slot efficiency: {settings.slots_n} x 10 s tasks at parallelism 2")
             airflow = BenchAirflow(2)
             airflow.ensure()
-            results["slots"] = measure.slots(airflow, settings["slots_n"], settings["slots_blocking_n"])
+            results["slots"] = measure.slots(airflow, settings.slots_n, settings.slots_blocking_n)
     finally:
         if os.environ.get("BENCH_KEEP_AIRFLOW") != "1":
             airflow.down()
