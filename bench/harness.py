@@ -92,17 +92,6 @@ class BenchAirflow(AirflowServers):
         return int(pid_file.read_text()) if pid_file.exists() else None
 
 
-def all_task_instances(api: AirflowRest, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Every task instance of a run, page by page (the API caps a page at maximum_page_limit)."""
-    found: list[dict[str, Any]] = []
-    while True:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(found)}"
-        page = api._request("GET", path)
-        found += page["task_instances"]
-        if not page["task_instances"] or len(found) >= page["total_entries"]:
-            return found
-
-
 def run_dag(api: AirflowRest, dag_id: str, conf: dict[str, Any], timeout: float) -> tuple[str, dict[str, Any]]:
     api.wait_for_dag(dag_id)
     api.unpause(dag_id)

@@ -21,7 +21,6 @@ from bench.harness import (
     DockerStarts,
     MemorySampler,
     RequestCounter,
-    all_task_instances,
     background_request_rate,
     cpu_seconds,
     load,
@@ -52,17 +51,22 @@ def read_status(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:
 # -- launch overhead and completion latency ---------------------------------------------------
 
 
-def lambda_invoke(samples: int) -> dict[str, Any]:
-    """boto3 invoke → response of a warm launcher Lambda, for an action it answers at once."""
-    client = boto3.client(
+def _lambda_client() -> Any:
+    """boto3's lambda client for the local launcher, as Airflow uses it (no retries)."""
+    return boto3.client(
         "lambda",
         endpoint_url=CFG.lambda_url,
         region_name=CFG.region,
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 0}),
+        config=Config(retries={"max_attempts": 0}, read_timeout=130),
     )
-    payload = json.dumps({"action": "ping"}).encode()  # an unknown action: answered without touching Docker
+
+
+def lambda_invoke(samples: int) -> dict[str, Any]:
+    """boto3 invoke → response of a warm launcher Lambda, for an action it answers at once."""
+    client = _lambda_client()
+    payload = json.dumps({"action": "ping"}).encode()  # answered without touching Docker
     for _ in range(3):  # warm every emulator of the pool
         client.invoke(FunctionName="function", Payload=payload)["Payload"].read()
     took = []
@@ -76,14 +80,7 @@ def lambda_invoke(samples: int) -> dict[str, Any]:
 def lambda_launch(samples: int, starts: DockerStarts) -> dict[str, Any]:
     """boto3 invoke of `launch` (task_two, 0 s) → response, and → the container's StartedAt: the
     launcher's share of the launch overhead, without Airflow."""
-    client = boto3.client(
-        "lambda",
-        endpoint_url=CFG.lambda_url,
-        region_name=CFG.region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 0}, read_timeout=130),
-    )
+    client = _lambda_client()
     response_took, started_took = [], []
     for i in range(samples):
         identity = {"dag_id": "bench_lambda", "run_id": f"bench_{time.time_ns()}", "task_id": "launch"}
@@ -134,7 +131,7 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
         for run_id in run_ids:
             run = api.wait_for_run("bench_single", run_id, timeout=120 + 10 * samples)
             states.append(run["state"])
-            ti = all_task_instances(api, "bench_single", run_id)[0]
+            ti = api.task_instances("bench_single", run_id)[0]
             where = api.xcom("bench_single", run_id, "launch", "airlaunch")
             status = read_status(s3, where["bucket"], where["prefix"])
             overhead.append(starts.wait_for(where["task_ref"]).at - parse_time(ti["start_date"]))
@@ -203,7 +200,7 @@ def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, A
     for way, (dag_id, task_id, conf, n) in ways.items():
         load_before = load()
         run_id, run = run_dag(api, dag_id, conf, timeout=300 + 15 * n)
-        tis = all_task_instances(api, dag_id, run_id)
+        tis = api.task_instances(dag_id, run_id)
         wall = mapped_span(tis, task_id)
         results[way] = {
             **(phases(s3_client(), run_id, tis) if way == "airlaunch" else {}),
@@ -284,7 +281,7 @@ def scale(airflow: BenchAirflow, sizes: list[int], max_seconds: float) -> dict[s
             took = time.monotonic() - start
         by_operation = requests.count()
         total_requests = sum(by_operation.values())
-        tis = all_task_instances(api, "bench_fan_out", run_id)
+        tis = api.task_instances("bench_fan_out", run_id)
         results[str(count)] = {
             "state": run["state"],
             "seconds": took,
