@@ -19,7 +19,7 @@ with DAG(
     catchup=False,
     tags=["airlaunch"],
     params={
-        "action": Param("echo", enum=["echo", "exit", "raise", "sleep"]),
+        "action": Param("echo", enum=["echo", "exit", "raise", "sleep", "bad_result"]),
         "code": Param(3, type="integer"),
         "seconds": Param(60, type="number", minimum=0),
         "message": Param("ok", type="string"),

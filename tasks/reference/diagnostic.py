@@ -1,4 +1,4 @@
-"""Checks the platform (action echo), or fails on purpose: exit, raise, sleep."""
+"""Checks the platform (action echo), or misbehaves on purpose: exit, raise, sleep, bad_result."""
 
 import os
 import platform
@@ -23,5 +23,8 @@ elif action == "sleep":
         print(f"sleeping: {second} of {seconds:g} s", flush=True)
         time.sleep(1)
     task.save_result({"slept": seconds})
+elif action == "bad_result":
+    with open(os.environ["AIRLAUNCH_RESULT_FILE"], "w") as result:
+        result.write("{not json")
 else:
-    raise ValueError(f"unknown action {action!r}: use echo, exit, raise or sleep")
+    raise ValueError(f"unknown action {action!r}: use echo, exit, raise, sleep or bad_result")

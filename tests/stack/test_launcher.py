@@ -94,6 +94,17 @@ def test_raising_task_fails_with_traceback_in_log_tail(launcher: LauncherClient,
     assert status.error == "exit code 1: RuntimeError: the sky fell"
 
 
+def test_a_malformed_result_fails_the_task_and_keeps_the_log(
+    launcher: LauncherClient, identity: dict[str, Any]
+) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "bad_result"})
+    status = launcher.wait_status(handle)
+    assert status.state == "failed" and status.reason == "error" and status.exit_code == 70
+    assert status.error is not None and status.error.startswith("airlaunch runtime: publishing results failed:")
+    assert "result" not in status.result_keys and status.result_keys["log"] == handle.layout.log_key
+    assert "publishing results failed" in launcher.read(handle.layout, "log.txt").decode()
+
+
 def test_stop_ends_task_as_failed_stopped(launcher: LauncherClient, identity: dict[str, Any]) -> None:
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
     wait_for_log_line(launcher, handle, "sleeping: 1 of")

@@ -168,6 +168,8 @@ class TaskRun:
             ENV_RESULT_FILE: str(self.work / RESULT_FILE),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.stop_requested.is_set():  # stopped before the task started: do not start it
+            return EXIT_STOPPED, StopReason.STOPPED
         self.proc = subprocess.Popen(
             self.command(params_file),
             stdout=subprocess.PIPE,
@@ -236,7 +238,7 @@ class TaskRun:
         except Exception as exc:
             code, reason, error = EXIT_RUNTIME_ERROR, StopReason.ERROR, f"airlaunch runtime: {exc}"
             log.write(f"{error}\n")
-        keys: dict[str, str] = {}
+        keys: dict[str, str] = {"params": self.layout.params_key}
         try:
             keys = self.publish(log)
         except Exception as exc:
@@ -244,6 +246,9 @@ class TaskRun:
             error = f"airlaunch runtime: publishing results failed: {exc}"
             log.write(f"{error}\n")
             log.close()
+            with contextlib.suppress(Exception):  # the log says what went wrong: one more try to keep it
+                self._upload_log(log.path)
+                keys["log"] = self.layout.log_key
         if code != 0 and error is None:
             error = describe_failure(code, reason, log.tail)
         status = Status(
