@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
-LINT_PATHS := $(wildcard src tests airflow bench)
+LINT_PATHS := $(wildcard src tests airflow bench tasks)
 LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 STACK := $(PY) -m airlaunch.stack
