@@ -82,12 +82,13 @@ class LauncherHook(LambdaHook):
             raise
 
     # -- async (triggerer) --------------------------------------------------------------------
-    async def acall(self, client: Any, event: dict[str, Any]) -> dict[str, Any]:
-        response = await client.invoke(
-            FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
-        )
-        async with response["Payload"] as stream:
-            payload = await stream.read()
+    async def acall(self, event: dict[str, Any]) -> dict[str, Any]:
+        async with await self.get_async_conn() as client:
+            response = await client.invoke(
+                FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+            )
+            async with response["Payload"] as stream:
+                payload = await stream.read()
         return parse_response(payload, response.get("FunctionError"))
 
 

@@ -52,13 +52,22 @@ class WaitsForLaunchedTask:
     poll_interval: float
     max_xcom_bytes: int
 
-    def _init_settings(self, **given: Any) -> None:
+    def _init_settings(
+        self,
+        *,
+        function_name: str | None,
+        aws_conn_id: str | None,
+        region_name: str | None,
+        poll_interval: float | None,
+        max_xcom_bytes: int | None,
+    ) -> None:
+        """Each setting given to the constructor, else its AIRLAUNCH_* default."""
         settings = AirflowSettings()
-        self.function_name = given["function_name"] or settings.function_name
-        self.aws_conn_id = given["aws_conn_id"] or settings.aws_conn_id
-        self.region_name = given["region_name"]
-        self.poll_interval = given["poll_interval"] or settings.poll_interval
-        self.max_xcom_bytes = given["max_xcom_bytes"] or settings.max_xcom_bytes
+        self.function_name = function_name or settings.function_name
+        self.aws_conn_id = aws_conn_id or settings.aws_conn_id
+        self.region_name = region_name
+        self.poll_interval = poll_interval or settings.poll_interval
+        self.max_xcom_bytes = max_xcom_bytes or settings.max_xcom_bytes
 
     @property
     def hook(self) -> LauncherHook:

@@ -25,9 +25,9 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
@@ -98,7 +98,7 @@ class LaunchedTaskTrigger(BaseTrigger):
             },
         )
 
-    @property
+    @cached_property
     def hook(self) -> LauncherHook:
         return LauncherHook(
             function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
@@ -106,8 +106,7 @@ class LaunchedTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         layout = self.handle.layout
-        s3_hook = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-        async with await s3_hook.get_async_conn() as s3:
+        async with await self.hook.s3_hook.get_async_conn() as s3:
             tick = 0
             while True:
                 if tick % self.log_every == self.log_every - 1:
@@ -181,8 +180,7 @@ class LaunchedTaskTrigger(BaseTrigger):
     async def _lost_detail(self) -> str | None:
         """Ask the launcher whether the task still runs; the reason when it is gone without a status."""
         try:
-            async with await self.hook.get_async_conn() as client:
-                response = await self.hook.acall(client, {"action": "describe", "handle": self.handle.to_dict()})
+            response = await self.hook.acall({"action": "describe", "handle": self.handle.to_dict()})
         except Exception as exc:  # the launcher being briefly unreachable must not fail the task
             self.log.warning("describe failed, will retry: %s", exc)
             return None
@@ -192,8 +190,7 @@ class LaunchedTaskTrigger(BaseTrigger):
         return None
 
     async def _stop(self, reason: str) -> None:
-        async with await self.hook.get_async_conn() as client:
-            await self.hook.acall(client, {"action": "stop", "handle": self.handle.to_dict(), "reason": reason})
+        await self.hook.acall({"action": "stop", "handle": self.handle.to_dict(), "reason": reason})
 
     async def _timed_out(self, s3: Any) -> TriggerEvent:
         self.log.error("execution_timeout reached: stopping %s", self.handle.task_ref)
