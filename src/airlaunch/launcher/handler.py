@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from airlaunch.catalog import Catalog, CatalogError
+from airlaunch.catalog import Catalog
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.launcher.service import Launcher
@@ -53,7 +53,7 @@ def make_backend(settings: LauncherSettings) -> Backend:
         from airlaunch.launcher.backends.ecs import EcsBackend
 
         return EcsBackend(settings)
-    raise CatalogError(f"AIRLAUNCH_BACKEND={settings.backend!r}: expected 'docker' or 'ecs'")
+    raise ValueError(f"AIRLAUNCH_BACKEND={settings.backend!r}: expected 'docker' or 'ecs'")
 
 
 @cache
