@@ -3,7 +3,8 @@
 print_date >> test_docker >> [do_task_one, do_task_two] >> read_xcoms >> [do_task_three, report]
 
 Airflow only schedules: each container task is launched by the airlaunch Lambda and waited
-for in the triggerer. do_task_two sleeps a random time and returns it; do_task_three gets
+for in the triggerer. test_docker and tasks one and two are even launched from the triggerer
+(start_from_trigger); tasks three and report take an XComArg, so a worker launches them. do_task_two sleeps a random time and returns it; do_task_three gets
 that value through XCom (do_task_two.output["sleep_seconds"]) in its params.yaml.
 """
 
@@ -36,10 +37,11 @@ with DAG(
         task="diagnostic",
         parameters={"action": "echo", "message": "launcher and container platform answer"},
         include_dag_params=False,
+        start_from_trigger=True,
     )
 
-    do_task_one = LaunchContainerOperator(task_id="do_task_one", task="task_one")
-    do_task_two = LaunchContainerOperator(task_id="do_task_two", task="task_two")
+    do_task_one = LaunchContainerOperator(task_id="do_task_one", task="task_one", start_from_trigger=True)
+    do_task_two = LaunchContainerOperator(task_id="do_task_two", task="task_two", start_from_trigger=True)
 
     @task
     def read_xcoms(one: dict, two: dict, ti=None) -> float:

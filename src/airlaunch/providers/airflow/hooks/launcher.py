@@ -25,6 +25,11 @@ class LauncherError(AirflowException):
     """The launcher refused a request or failed; the message says why."""
 
 
+def launched_message(task: str, handle: Handle) -> str:
+    verb = "launched" if handle.launched else "found already launched"
+    return f"{verb} {task} ({handle.backend} {handle.task_ref}); results at {handle.layout.uri()}"
+
+
 def parse_response(payload: bytes, function_error: str | None) -> dict[str, Any]:
     """Turn a launcher response into a dict, or raise LauncherError with the launcher's own words."""
     try:
@@ -90,6 +95,9 @@ class LauncherHook(LambdaHook):
             async with response["Payload"] as stream:
                 payload = await stream.read()
         return parse_response(payload, response.get("FunctionError"))
+
+    async def alaunch(self, request: LaunchRequest) -> Handle:
+        return Handle.from_dict((await self.acall({"action": "launch", "request": request.to_dict()}))["handle"])
 
 
 async def aread(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:

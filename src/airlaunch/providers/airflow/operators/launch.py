@@ -2,7 +2,8 @@
 
 The worker only builds the request and invokes the Lambda (tens of milliseconds); the wait
 happens in the triggerer, and a successful task is ended there too, so no worker slot is
-held while the container runs.
+held while the container runs. With ``start_from_trigger=True`` even the launch happens in
+the triggerer and the task never visits a worker (unless it fails: the error is raised there).
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.definitions.xcom_arg import XComArg
 from airflow.sdk.exceptions import AirflowException
+from airflow.triggers.base import StartTriggerArgs
 
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
-from airlaunch.providers.airflow.hooks.launcher import LauncherHook
-from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger, xcoms_for
+from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
+from airlaunch.providers.airflow.triggers.launch_spec import TRIGGER_SETTINGS
+from airlaunch.providers.airflow.triggers.launched_task import (
+    HANDLE_XCOM_KEY,
+    LAUNCH_ON_WORKER,
+    LaunchedTaskTrigger,
+    xcoms_for,
+)
 
-HANDLE_XCOM_KEY = "airlaunch_handle"
+TRIGGER_CLASSPATH = f"{LaunchedTaskTrigger.__module__}.{LaunchedTaskTrigger.__qualname__}"
 
 
 def identity_of(context: Context) -> RunIdentity:
@@ -125,6 +134,11 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
     :param overrides: env, cpu, memory_mib, timeout_seconds for this launch (templated).
     :param wait_for_completion: False to only launch and return the handle (pair it with
         ``LaunchedTaskSensor``).
+    :param start_from_trigger: launch from the triggerer: the scheduler defers the task at once
+        and no worker is involved unless it fails. Templates are rendered in the triggerer;
+        ``parameters`` cannot hold XComArgs (use ``{{ ti.xcom_pull(...) }}``). A mapped task
+        sets it in ``partial()`` and expands ``parameters`` over a list or one task's output.
+        Airflow's pools and ``max_active_tis_per_dag`` do not apply to tasks started this way.
     :param function_name: the launcher Lambda (default AIRLAUNCH_FUNCTION_NAME).
     :param aws_conn_id: the AWS connection for Lambda and S3 (default AIRLAUNCH_AWS_CONN_ID).
     :param poll_interval: seconds between the trigger's S3 requests (default AIRLAUNCH_POLL_INTERVAL).
@@ -134,6 +148,12 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
     template_fields: Sequence[str] = ("parameters", "overrides")
     template_fields_renderers = {"parameters": "json", "overrides": "json"}
     ui_color = "#e8f4ea"
+    # What a mapped task with partial(start_from_trigger=True) defers with: the triggerer
+    # resolves its launch from the serialized task (see triggers/launch_spec.py).
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=TRIGGER_CLASSPATH, trigger_kwargs={"launch": {"mapped": True}}, next_method="execute_complete"
+    )
+    start_from_trigger = False
 
     def __init__(
         self,
@@ -143,6 +163,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         overrides: dict[str, Any] | None = None,
         include_dag_params: bool = True,
         wait_for_completion: bool = True,
+        start_from_trigger: bool = False,
         function_name: str | None = None,
         aws_conn_id: str | None = None,
         region_name: str | None = None,
@@ -164,6 +185,31 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             max_xcom_bytes=max_xcom_bytes,
         )
         self._handle: Handle | None = None
+        if start_from_trigger:
+            self._start_from_trigger()
+
+    def _start_from_trigger(self) -> None:
+        if _holds_xcomarg((self.parameters, self.overrides)):
+            raise ValueError(
+                f"{self.task_id}: start_from_trigger=True cannot resolve XComArgs in parameters or overrides; "
+                "use a template such as \"{{ ti.xcom_pull(task_ids='upstream') }}\" or start_from_trigger=False"
+            )
+        timeout = self.execution_timeout.total_seconds() if self.execution_timeout is not None else None
+        launch = {
+            "task": self.task,
+            "parameters": self.parameters,
+            "overrides": self.overrides,
+            "include_dag_params": self.include_dag_params,
+            "wait_for_completion": self.wait_for_completion,
+            "execution_timeout": timeout,
+        }
+        settings = {name: getattr(self, name) for name in TRIGGER_SETTINGS}
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=TRIGGER_CLASSPATH,
+            trigger_kwargs={"launch": launch, **settings},
+            next_method="execute_complete",
+        )
 
     def build_request(self, context: Context) -> LaunchRequest:
         params = dict(context["params"]) if self.include_dag_params else {}
@@ -180,16 +226,29 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
 
     def execute(self, context: Context) -> Any:
         handle = self._handle = self.hook.launch(self.build_request(context))
-        verb = "launched" if handle.launched else "found already launched"
-        self.log.info(
-            "%s %s (%s %s); results at %s", verb, self.task, handle.backend, handle.task_ref, handle.layout.uri()
-        )
+        self.log.info(launched_message(self.task, handle))
         context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
         if not self.wait_for_completion:
             return handle.to_dict()
         self.defer(trigger=self.trigger_for(handle, context), method_name="execute_complete")
 
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        if isinstance(event, dict) and event.get("state") == LAUNCH_ON_WORKER:
+            self.log.info("launching from the worker: %s", event.get("detail"))
+            return self.execute(context)
+        return super().execute_complete(context, event)
+
     def on_kill(self) -> None:
         """Killed while still on the worker (before deferring): stop the container if it started."""
         if self._handle is not None:
             self.hook.stop(self._handle, "Airflow task killed")
+
+
+def _holds_xcomarg(value: Any) -> bool:
+    if isinstance(value, XComArg):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_xcomarg(item) for item in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_xcomarg(item) for item in value)
+    return False

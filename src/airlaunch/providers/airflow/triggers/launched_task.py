@@ -8,8 +8,12 @@ What it guarantees:
   ``describe_every`` ticks it also asks the launcher Lambda whether the container still
   exists, so a task that died without writing status.json fails instead of hanging.
 * Latency: completion is seen within one poll interval of status.json being written.
-* Restarts: the trigger only watches and stops, it never launches, so a triggerer restart
-  resumes the watch (log lines already shown may be shown again) and starts nothing.
+* Restarts: a triggerer restart resumes the watch (log lines already shown may be shown
+  again). A trigger that launches (``start_from_trigger``) launches again after a restart,
+  and the launcher answers with the container already running or finished for that
+  identity, so nothing starts twice.
+* Starting in the triggerer: with ``launch`` (see ``launch_spec``) the trigger first
+  launches the task itself, so the Airflow task never visits a worker at all.
 * Ending: on success it pushes the XComs itself (through the triggerer's Task SDK comms) and
   ends the task in the triggerer (TaskSuccessEvent), so no worker slot is taken to finish
   it. (Not ``TaskSuccessEvent(xcoms=...)``: Airflow 3.3 stores those JSON-encoded a second
@@ -31,8 +35,13 @@ from typing import Any
 from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airlaunch.protocol import Handle, RunIdentity, Status, TaskState
-from airlaunch.providers.airflow.hooks.launcher import LauncherHook, aread
+from airlaunch.config import AirflowSettings
+from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
+from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook, aread, launched_message
+from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, resolve_launch_spec
+
+HANDLE_XCOM_KEY = "airlaunch_handle"
+LAUNCH_ON_WORKER = "launch_on_worker"
 
 
 def xcoms_for(handle: Handle, status: Status, result: Any) -> dict[str, Any]:
@@ -54,29 +63,34 @@ class LaunchedTaskTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        handle: dict[str, Any],
-        identity: dict[str, Any],
-        function_name: str,
-        aws_conn_id: str | None = "aws_default",
+        handle: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
+        launch: dict[str, Any] | None = None,
+        function_name: str | None = None,
+        aws_conn_id: str | None = None,
         region_name: str | None = None,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
         log_every: int = 5,
         describe_every: int = 30,
         deadline: float | None = None,
-        max_xcom_bytes: int = 49152,
+        max_xcom_bytes: int | None = None,
         end_from_trigger: bool = True,
     ) -> None:
         super().__init__()
-        self.handle = Handle.from_dict(handle)
-        self.identity = RunIdentity.from_dict(identity)
-        self.function_name = function_name
-        self.aws_conn_id = aws_conn_id
+        if handle is None and launch is None:
+            raise ValueError("LaunchedTaskTrigger needs the handle of a launched task, or a launch to make")
+        settings = AirflowSettings()
+        self.handle = Handle.from_dict(handle) if handle is not None else None
+        self.identity = RunIdentity.from_dict(identity) if identity is not None else None
+        self.launch = launch
+        self.function_name = function_name or settings.function_name
+        self.aws_conn_id = aws_conn_id or settings.aws_conn_id
         self.region_name = region_name
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval or settings.poll_interval
         self.log_every = max(2, log_every)
         self.describe_every = max(2, describe_every)
         self.deadline = deadline
-        self.max_xcom_bytes = max_xcom_bytes
+        self.max_xcom_bytes = max_xcom_bytes or settings.max_xcom_bytes
         self.end_from_trigger = end_from_trigger
         self._log_offset = 0
 
@@ -84,8 +98,9 @@ class LaunchedTaskTrigger(BaseTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "handle": self.handle.to_dict(),
-                "identity": self.identity.to_dict(),
+                "handle": self.handle.to_dict() if self.handle is not None else None,
+                "identity": self.identity.to_dict() if self.identity is not None else None,
+                "launch": self.launch,
                 "function_name": self.function_name,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
@@ -98,6 +113,18 @@ class LaunchedTaskTrigger(BaseTrigger):
             },
         )
 
+    @property
+    def watched(self) -> Handle:
+        if self.handle is None:
+            raise RuntimeError("no task launched yet")
+        return self.handle
+
+    @property
+    def watched_identity(self) -> RunIdentity:
+        if self.identity is None:
+            raise RuntimeError("no task launched yet")
+        return self.identity
+
     @cached_property
     def hook(self) -> LauncherHook:
         return LauncherHook(
@@ -105,7 +132,12 @@ class LaunchedTaskTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        layout = self.handle.layout
+        if self.handle is None:
+            refusal = await self._launch()
+            if refusal is not None:
+                yield refusal
+                return
+        layout = self.watched.layout
         async with await self.hook.s3_hook.get_async_conn() as s3:
             tick = 0
             while True:
@@ -123,18 +155,67 @@ class LaunchedTaskTrigger(BaseTrigger):
                     lost = await self._lost_detail()
                     if lost is not None:
                         yield TriggerEvent(
-                            {"state": TaskState.LOST.value, "detail": lost, "handle": self.handle.to_dict()}
+                            {"state": TaskState.LOST.value, "detail": lost, "handle": self.watched.to_dict()}
                         )
                         return
                 tick += 1
                 await asyncio.sleep(self.poll_interval)
 
+    async def _launch(self) -> TriggerEvent | None:
+        """Launch the task from the triggerer; an event instead when it cannot or must not be watched."""
+        ti = self.task_instance
+        if ti is None or not hasattr(ti, "get_template_context"):
+            return TriggerEvent({"state": LAUNCH_ON_WORKER, "detail": "no task context in the triggerer"})
+        try:
+            spec = await resolve_launch_spec(self.launch or {}, ti)
+        except CannotStartHere as exc:
+            self.log.info("launching from a worker instead: %s", exc)
+            return TriggerEvent({"state": LAUNCH_ON_WORKER, "detail": str(exc)})
+        for name, value in spec.settings.items():
+            setattr(self, name, value)
+        context = ti.get_template_context()
+        jinja_env = self.get_template_env()
+        identity = RunIdentity(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
+        try:
+            params = dict(context["params"]) if spec.include_dag_params else {}
+            params.update(self.render_template(spec.parameters, context, jinja_env))
+            request = LaunchRequest(
+                task=spec.task,
+                identity=identity,
+                params=params,
+                overrides=Overrides.from_dict(self.render_template(spec.overrides, context, jinja_env)),
+            )
+            handle = await self.hook.alaunch(request)
+        except (InvalidRequest, LauncherError, TypeError, ValueError) as exc:
+            detail = f"cannot launch catalog task {spec.task!r}: {exc}"
+            return TriggerEvent({"state": "launch_failed", "detail": detail})
+        self.log.info(launched_message(spec.task, handle))
+        await self._set_xcom(identity, HANDLE_XCOM_KEY, handle.to_dict())
+        if not spec.wait_for_completion:
+            await self._set_xcom(identity, "return_value", handle.to_dict())
+            return TaskSuccessEvent()
+        self.handle, self.identity = handle, identity
+        if spec.execution_timeout is not None:
+            self.deadline = time.time() + spec.execution_timeout
+        return None
+
+    @staticmethod
+    async def _set_xcom(identity: RunIdentity, key: str, value: Any) -> None:
+        await XCom.aset(
+            key,
+            value,
+            dag_id=identity.dag_id,
+            task_id=identity.task_id,
+            run_id=identity.run_id,
+            map_index=identity.map_index,
+        )
+
     async def _finished(self, s3: Any, status: Status) -> TriggerEvent:
         await self._stream_log(s3)
-        self.log.info("%s %s with exit code %s", self.handle.layout.uri(), status.state.value, status.exit_code)
+        self.log.info("%s %s with exit code %s", self.watched.layout.uri(), status.state.value, status.exit_code)
         result = None
         if status.state is TaskState.SUCCEEDED and "result" in status.result_keys:
-            body = await aread(s3, self.handle.bucket, status.result_keys["result"])
+            body = await aread(s3, self.watched.bucket, status.result_keys["result"])
             if body is not None and len(body) <= self.max_xcom_bytes:
                 result = json.loads(body)
             elif body is not None:
@@ -143,23 +224,14 @@ class LaunchedTaskTrigger(BaseTrigger):
                 )
         if status.state is TaskState.SUCCEEDED and self.end_from_trigger and await self._push_xcoms(status, result):
             return TaskSuccessEvent()
-        return TriggerEvent(
-            {"state": status.state.value, "status": status.to_dict(), "result": result, "handle": self.handle.to_dict()}
-        )
+        state, handle = status.state.value, self.watched.to_dict()
+        return TriggerEvent({"state": state, "status": status.to_dict(), "result": result, "handle": handle})
 
     async def _push_xcoms(self, status: Status, result: Any) -> bool:
         """Store the XComs as the task itself would; False (resume on a worker instead) if that fails."""
-        identity = self.identity
         try:
-            for key, value in xcoms_for(self.handle, status, result).items():
-                await XCom.aset(
-                    key,
-                    value,
-                    dag_id=identity.dag_id,
-                    task_id=identity.task_id,
-                    run_id=identity.run_id,
-                    map_index=identity.map_index,
-                )
+            for key, value in xcoms_for(self.watched, status, result).items():
+                await self._set_xcom(self.watched_identity, key, value)
         except Exception as exc:
             self.log.warning("cannot push XComs from the triggerer (%s): resuming on a worker", exc)
             return False
@@ -167,7 +239,7 @@ class LaunchedTaskTrigger(BaseTrigger):
 
     async def _stream_log(self, s3: Any) -> None:
         """Show the log lines written since the last look (ranged GET from the last offset)."""
-        chunk = await aread(s3, self.handle.bucket, self.handle.layout.log_key, f"bytes={self._log_offset}-")
+        chunk = await aread(s3, self.watched.bucket, self.watched.layout.log_key, f"bytes={self._log_offset}-")
         if not chunk:
             return
         complete = chunk.rfind(b"\n") + 1  # show whole lines only; the rest comes next time
@@ -180,7 +252,7 @@ class LaunchedTaskTrigger(BaseTrigger):
     async def _lost_detail(self) -> str | None:
         """Ask the launcher whether the task still runs; the reason when it is gone without a status."""
         try:
-            response = await self.hook.acall({"action": "describe", "handle": self.handle.to_dict()})
+            response = await self.hook.acall({"action": "describe", "handle": self.watched.to_dict()})
         except Exception as exc:  # the launcher being briefly unreachable must not fail the task
             self.log.warning("describe failed, will retry: %s", exc)
             return None
@@ -190,21 +262,24 @@ class LaunchedTaskTrigger(BaseTrigger):
         return None
 
     async def _stop(self, reason: str) -> None:
-        await self.hook.acall({"action": "stop", "handle": self.handle.to_dict(), "reason": reason})
+        await self.hook.acall({"action": "stop", "handle": self.watched.to_dict(), "reason": reason})
 
     async def _timed_out(self, s3: Any) -> TriggerEvent:
-        self.log.error("execution_timeout reached: stopping %s", self.handle.task_ref)
+        self.log.error("execution_timeout reached: stopping %s", self.watched.task_ref)
         await self._stop("Airflow execution_timeout reached")
         await self._stream_log(s3)
         return TriggerEvent(
             {
                 "state": "timeout",
                 "detail": "execution_timeout reached; the container was stopped",
-                "handle": self.handle.to_dict(),
+                "handle": self.watched.to_dict(),
             }
         )
 
     async def on_kill(self) -> None:
         """The user marked the task failed/success or cleared it: stop the container."""
-        self.log.info("task killed by a user action: stopping %s", self.handle.task_ref)
+        if self.handle is None:
+            self.log.info("task killed before its launch completed: nothing to stop")
+            return
+        self.log.info("task killed by a user action: stopping %s", self.watched.task_ref)
         await self._stop("Airflow task killed by a user action")

@@ -1,0 +1,72 @@
+"""What a task started in the triggerer (``start_from_trigger``) launches, resolved there.
+
+The scheduler defers such a task with trigger kwargs fixed when the DAG was parsed. For a
+plain task they hold the whole launch (the operator wrote it). A mapped task has one set of
+kwargs for every map index, so the triggerer resolves its index's ``parameters`` from the
+serialized task: a literal list, or the output of one upstream task. Other expand forms
+raise ``CannotStartHere`` and the task launches from a worker instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.sdk.execution_time.xcom import XCom
+from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg
+
+TRIGGER_SETTINGS = ("function_name", "aws_conn_id", "region_name", "poll_interval", "max_xcom_bytes")
+"""Trigger kwargs that a mapped task's ``partial()`` may set."""
+
+
+class CannotStartHere(Exception):
+    """The launch needs a worker (its inputs cannot be resolved in the triggerer)."""
+
+
+@dataclass
+class LaunchSpec:
+    task: str
+    parameters: Any = field(default_factory=dict)
+    overrides: Any = field(default_factory=dict)
+    include_dag_params: bool = True
+    wait_for_completion: bool = True
+    execution_timeout: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+async def resolve_launch_spec(launch: dict[str, Any], ti: Any) -> LaunchSpec:
+    if not launch.get("mapped"):
+        return LaunchSpec(**launch)
+    task = getattr(ti, "task", None)
+    expand_input = getattr(task, "expand_input", None)
+    if expand_input is None or not isinstance(getattr(expand_input, "value", None), dict):
+        raise CannotStartHere("the mapped task's expand input is not available in the triggerer")
+    if set(expand_input.value) != {"parameters"}:
+        raise CannotStartHere(f"only expand(parameters=...) starts in the triggerer, not {sorted(expand_input.value)}")
+    partial = dict(getattr(task, "partial_kwargs", {}))
+    timeout = partial.get("execution_timeout")
+    return LaunchSpec(
+        task=partial["task"],
+        parameters=await _mapped_item(expand_input.value["parameters"], ti),
+        overrides=partial.get("overrides") or {},
+        include_dag_params=partial.get("include_dag_params", True),
+        wait_for_completion=partial.get("wait_for_completion", True),
+        execution_timeout=timeout.total_seconds() if timeout is not None else None,
+        settings={name: partial[name] for name in TRIGGER_SETTINGS if partial.get(name) is not None},
+    )
+
+
+async def _mapped_item(source: Any, ti: Any) -> Any:
+    """This map index's element of a literal list or of one upstream task's list output."""
+    if isinstance(source, list):
+        return source[ti.map_index]
+    if not isinstance(source, SchedulerPlainXComArg):  # .map(), zip(), concat() need a worker
+        raise CannotStartHere(f"cannot resolve a {type(source).__name__} in the triggerer")
+    upstream, key = source.operator, source.key
+    where = {"key": key, "dag_id": ti.dag_id, "task_id": upstream.task_id, "run_id": ti.run_id}
+    if getattr(upstream, "is_mapped", False):  # one element per upstream map index
+        return await XCom.aget_one(**where, map_index=ti.map_index)
+    items = await XCom.aget_one(**where, map_index=-1)
+    if not isinstance(items, list):
+        raise CannotStartHere(f"{upstream.task_id}'s {key} is a {type(items).__name__}, not a list")
+    return items[ti.map_index]
