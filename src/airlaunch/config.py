@@ -77,6 +77,8 @@ class AirflowSettings:
     """AIRLAUNCH_POLL_INTERVAL: seconds between the trigger's S3 requests for one task."""
     max_xcom_bytes: int = field(default_factory=lambda: int(_env("AIRLAUNCH_MAX_XCOM_BYTES", "49152")))
     """AIRLAUNCH_MAX_XCOM_BYTES: result.json up to this size goes to XCom; larger ones only by S3 key."""
+    status_queue: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STATUS_QUEUE", ""))
+    """AIRLAUNCH_STATUS_QUEUE: SQS queue (name or URL) S3 notifies of each status.json; empty: poll S3 only."""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class StackConfig:
     localstack_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_LOCALSTACK_PORT", 4566))
     lambda_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_LAMBDA_PORT", 9000))
     bucket: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_BUCKET", "airlaunch-results"))
+    status_queue: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STATUS_QUEUE", "airlaunch-status"))
     region: str = field(default_factory=lambda: os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     launcher_image: str = field(
         default_factory=lambda: os.environ.get("AIRLAUNCH_LAUNCHER_IMAGE", "airlaunch/launcher:latest")
@@ -109,6 +110,7 @@ class StackConfig:
             "AIRFLOW_CONN_AIRLAUNCH_AWS": json.dumps(connection),
             "AIRLAUNCH_AWS_CONN_ID": "airlaunch_aws",
             "AIRLAUNCH_FUNCTION_NAME": "function",
+            "AIRLAUNCH_STATUS_QUEUE": self.status_queue,
             "AWS_DEFAULT_REGION": self.region,
         }
 
@@ -176,6 +178,7 @@ class LocalStack:
             GATEWAY_LISTEN=f"127.0.0.1:{self.cfg.localstack_port}",
             FILESYSTEM_ROOT=str(self.root),
             AIRLAUNCH_BUCKET=self.cfg.bucket,
+            AIRLAUNCH_STATUS_QUEUE=self.cfg.status_queue,
             AWS_DEFAULT_REGION=self.cfg.region,
             SKIP_SSL_CERT_DOWNLOAD="1",
             DISABLE_EVENTS="1",
@@ -192,7 +195,7 @@ class LocalStack:
             )
         self.pid_file.write_text(str(proc.pid))
         took = _wait("LocalStack", self.healthy, 90, self.log)
-        say(f"LocalStack healthy in {took:.1f} s, bucket s3://{self.cfg.bucket} created")
+        say(f"LocalStack healthy in {took:.1f} s, bucket s3://{self.cfg.bucket} and queue {self.cfg.status_queue} created")
         return True
 
     def down(self) -> None:

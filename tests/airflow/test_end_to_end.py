@@ -97,21 +97,41 @@ def test_a_triggerer_restart_resumes_the_watch_without_relaunching(airflow_api: 
     assert _status(s3, where)["host"] == container[:12]
 
 
-def test_waiting_tasks_hold_no_worker_slot(airflow_api: AirflowRest, s3: Any) -> None:
-    """8 ten-second containers with parallelism 2: if waiting held a slot, at most 2 would overlap."""
-    run_id, run = _run(airflow_api, "airlaunch_fan_out", {"count": 8, "min_seconds": 10, "max_seconds": 10})
-    assert run["state"] == "success"
-    assert airflow_api.xcom("airlaunch_fan_out", run_id, "total") == pytest.approx(80.0)
+def _overlap(api: AirflowRest, s3: Any, dag_id: str, run_id: str, count: int) -> int:
+    """How many of the run's mapped containers ran at the same moment, at most."""
     intervals = []
-    for index in range(8):
-        where = airflow_api.xcom("airlaunch_fan_out", run_id, "sleep", "airlaunch", map_index=index)
+    for index in range(count):
+        where = api.xcom(dag_id, run_id, "sleep", "airlaunch", map_index=index)
         assert where["prefix"].endswith(f"/sleep/{index}/1/")  # one prefix per mapped index
         status = _status(s3, where)
         intervals.append((_epoch(status["started_at"]), _epoch(status["ended_at"])))
-    assert len({where_start for where_start, _ in intervals}) == 8
-    most_at_once = max(sum(start <= t < end for start, end in intervals) for t, _ in intervals)
-    assert most_at_once > E2E_PARALLELISM, intervals
-    print(f"\n8 x 10 s tasks at parallelism {E2E_PARALLELISM}: {most_at_once} ran at once")
+    assert len({start for start, _ in intervals}) == count
+    return max(sum(start <= t < end for start, end in intervals) for t, _ in intervals)
+
+
+def test_waiting_tasks_hold_no_worker_slot(airflow_api: AirflowRest, s3: Any) -> None:
+    """8 ten-second containers launched from workers, parallelism 2: if waiting held a slot, 2 would overlap."""
+    dag_id = "airlaunch_fan_out_workers"
+    run_id, run = _run(airflow_api, dag_id, {"count": 8, "min_seconds": 10, "max_seconds": 10})
+    assert run["state"] == "success"
+    assert airflow_api.xcom(dag_id, run_id, "total") == pytest.approx(80.0)
+    most_at_once = _overlap(airflow_api, s3, dag_id, run_id, 8)
+    assert most_at_once > E2E_PARALLELISM
+    print(f"\n8 x 10 s tasks launched from workers at parallelism {E2E_PARALLELISM}: {most_at_once} ran at once")
+
+
+def test_tasks_started_from_the_triggerer_never_visit_a_worker(airflow_api: AirflowRest, s3: Any) -> None:
+    """start_from_trigger: the scheduler defers the mapped tasks at once; the triggerer launches all 8."""
+    dag_id = "airlaunch_fan_out"
+    run_id, run = _run(airflow_api, dag_id, {"count": 8, "min_seconds": 10, "max_seconds": 10})
+    assert run["state"] == "success"
+    assert airflow_api.xcom(dag_id, run_id, "total") == pytest.approx(80.0)
+    sleepers = [ti for ti in airflow_api.task_instances(dag_id, run_id) if ti["task_id"] == "sleep"]
+    assert len(sleepers) == 8 and {ti["state"] for ti in sleepers} == {"success"}
+    assert all(ti["queued_when"] is None and ti["pid"] is None for ti in sleepers), sleepers  # never queued
+    assert _overlap(airflow_api, s3, dag_id, run_id, 8) == 8
+    log = airflow_api.log(dag_id, run_id, "sleep", map_index=3)
+    assert "launched task_two (docker" in log and "[container] slept 10.0 s" in log
 
 
 def _epoch(iso: str) -> float:

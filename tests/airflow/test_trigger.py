@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from airlaunch.protocol import Handle
-from airlaunch.providers.airflow.triggers import launched_task
+from airlaunch.providers.airflow.triggers import launched_task, status_queue
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import task_containers
 from tests.conftest import LauncherClient
@@ -95,3 +96,59 @@ def test_trigger_round_trips_through_serialize(launcher: LauncherClient, identit
     again = LaunchedTaskTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     assert _first_event(again).payload["state"] == "succeeded"
+
+
+def _first_shared_event(trigger: LaunchedTaskTrigger, timeout: float) -> Any:
+    """Run the trigger as the triggerer does when it shares a stream (shared_stream_key is set)."""
+
+    async def run() -> Any:
+        stream = LaunchedTaskTrigger.open_shared_stream(trigger.serialize()[1])
+        async for event in trigger.filter_shared_stream(stream):
+            return event
+
+    assert trigger.shared_stream_key() is not None
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+def test_a_status_notification_wakes_the_trigger_before_its_next_poll(
+    launcher: LauncherClient, identity: dict[str, Any], counted_reads: list[str]
+) -> None:
+    """S3 → SQS → the shared stream: with a 120 s poll, only the notification can end this within 60 s."""
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 2})
+    trigger = _trigger(handle, identity, poll_interval=120, status_queue="airlaunch-status")
+    event = _first_shared_event(trigger, timeout=60)
+    assert event.payload["state"] == "succeeded" and event.payload["result"] == {"slept": 2.0}
+    # the first look (not there yet), the look after the notification, then the log and the result
+    assert counted_reads.count(handle.layout.status_key) == 2, counted_reads
+    assert not status_queue.WATCHED  # the key is no longer watched once the trigger ended
+
+
+def test_without_notifications_the_trigger_falls_back_to_polling(
+    launcher: LauncherClient, identity: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 1})
+    trigger = _trigger(handle, identity, poll_interval=0.5, status_queue="no-such-queue")
+    event = _first_shared_event(trigger, timeout=60)
+    assert event.payload["state"] == "succeeded"
+    out = capfd.readouterr().out  # Airflow's structlog writes to stdout
+    assert "status notifications stopped" in out and "polling S3 instead" in out
+
+
+def test_s3_event_notifications_are_decoded() -> None:
+    body = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": "b"},
+                    "object": {"key": "runs/d/manual__2026-11-24T04%3A33%3A10%2B00%3A00/t/-1/1/status.json"},
+                },
+            },
+            {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "b"}, "object": {"key": "gone"}}},
+        ]
+    }
+    assert status_queue.written_keys(json.dumps(body)) == [
+        ("b", "runs/d/manual__2026-11-24T04:33:10+00:00/t/-1/1/status.json")
+    ]
+    assert status_queue.written_keys('{"Event": "s3:TestEvent"}') == []
+    assert status_queue.written_keys("not json") == []

@@ -3,6 +3,7 @@ and the launcher Lambda (ECS and ECR are skipped: LocalStack's free build has ne
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def aws(stack: Stack) -> dict[str, Any]:
     session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=stack.cfg.region)
     return {
         name: session.client(name, endpoint_url=stack.cfg.localstack_url)
-        for name in ("cloudformation", "s3", "iam", "lambda")
+        for name in ("cloudformation", "s3", "iam", "lambda", "sqs")
     }
 
 
@@ -47,7 +48,9 @@ def deployed(stack: Stack, aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cfn = aws["cloudformation"]
         cfn.delete_stack(StackName=name)
         cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-        aws["s3"].delete_bucket(Bucket=bucket)  # kept by DeletionPolicy: Retain
+        for listed in aws["s3"].list_objects_v2(Bucket=bucket).get("Contents", []):  # kept by DeletionPolicy: Retain
+            aws["s3"].delete_object(Bucket=bucket, Key=listed["Key"])
+        aws["s3"].delete_bucket(Bucket=bucket)
 
 
 def test_stack_is_created_with_a_previewed_change_set(deployed: dict[str, Any]) -> None:
@@ -60,6 +63,22 @@ def test_stack_is_created_with_a_previewed_change_set(deployed: dict[str, Any]) 
 def test_bucket_exists(deployed: dict[str, Any], aws: dict[str, Any]) -> None:
     assert deployed["outputs"]["BucketName"] == deployed["bucket"]
     aws["s3"].head_bucket(Bucket=deployed["bucket"])
+
+
+def test_status_files_written_in_the_bucket_are_announced_on_its_queue(
+    deployed: dict[str, Any], aws: dict[str, Any]
+) -> None:
+    url = deployed["outputs"]["StatusQueueUrl"]
+    key = "runs/dag/run/task/-1/1/status.json"
+    aws["s3"].put_object(Bucket=deployed["bucket"], Key="runs/dag/run/task/-1/1/log.txt", Body=b"not announced")
+    aws["s3"].put_object(Bucket=deployed["bucket"], Key=key, Body=b"{}")
+    announced: list[str] = []
+    for _ in range(5):  # the first message can be S3's own s3:TestEvent
+        for message in aws["sqs"].receive_message(QueueUrl=url, WaitTimeSeconds=5).get("Messages", []):
+            announced += [record["s3"]["object"]["key"] for record in json.loads(message["Body"]).get("Records", [])]
+        if announced:
+            break
+    assert announced == [key]
 
 
 def test_roles_exist(deployed: dict[str, Any], aws: dict[str, Any]) -> None:

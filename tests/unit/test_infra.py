@@ -75,7 +75,10 @@ def test_no_role_has_wildcard_actions() -> None:
 def test_airflow_may_invoke_the_launcher_and_read_results_and_nothing_else() -> None:
     statements = _statements("AirflowRole")
     actions = {a for s in statements for a in _actions(s)}
-    assert actions == {"lambda:InvokeFunction", "s3:GetObject", "s3:ListBucket"}
+    hear = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl"}
+    assert actions == {"lambda:InvokeFunction", "s3:GetObject", "s3:ListBucket", *hear}
+    [sqs] = _granting("AirflowRole", "sqs:ReceiveMessage")
+    assert _resources(sqs) == [{"Fn::GetAtt": ["StatusQueue", "Arn"]}]
     assert not [a for a in actions if a.startswith(("ecs:", "iam:", "ecr:"))]
     [invoke] = _granting("AirflowRole", "lambda:InvokeFunction")
     function_name = _sub(RESOURCES["LauncherFunction"]["Properties"]["FunctionName"])
@@ -213,3 +216,13 @@ def test_preview_is_a_table() -> None:
 def test_catalog_family_is_in_the_run_task_grant(family: str) -> None:
     [run] = _granting("LauncherRole", "ecs:RunTask")
     assert any(f"task-definition/{family}:*" in _sub(r) for r in _resources(run))
+
+
+def test_every_status_file_is_announced_on_the_status_queue() -> None:
+    [config] = RESOURCES["ResultsBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert config["Queue"] == {"Fn::GetAtt": ["StatusQueue", "Arn"]} and config["Event"] == "s3:ObjectCreated:*"
+    rules = {rule["Name"]: rule["Value"] for rule in config["Filter"]["S3Key"]["Rules"]}
+    assert rules == {"prefix": {"Fn::Sub": "${KeyPrefix}/"}, "suffix": "status.json"}
+    [send] = RESOURCES["StatusQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert send["Principal"] == {"Service": "s3.amazonaws.com"} and send["Action"] == "sqs:SendMessage"
+    assert RESOURCES["ResultsBucket"]["DependsOn"] == "StatusQueuePolicy"

@@ -28,16 +28,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
+from contextlib import suppress
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk.execution_time.xcom import XCom
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, TaskSuccessEvent, TriggerEvent
 
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook, aread, launched_message
+from airlaunch.providers.airflow.triggers import status_queue
 from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, resolve_launch_spec
 
 HANDLE_XCOM_KEY = "airlaunch_handle"
@@ -59,7 +61,9 @@ def xcoms_for(handle: Handle, status: Status, result: Any) -> dict[str, Any]:
     return {"return_value": result, "airlaunch": summary}
 
 
-class LaunchedTaskTrigger(BaseTrigger):
+class LaunchedTaskTrigger(BaseEventTrigger):
+    supports_triggerer_queue = True  # a task's trigger, not an asset watcher
+
     def __init__(
         self,
         *,
@@ -75,6 +79,7 @@ class LaunchedTaskTrigger(BaseTrigger):
         deadline: float | None = None,
         max_xcom_bytes: int | None = None,
         end_from_trigger: bool = True,
+        status_queue: str | None = None,
     ) -> None:
         super().__init__()
         if handle is None and launch is None:
@@ -92,7 +97,9 @@ class LaunchedTaskTrigger(BaseTrigger):
         self.deadline = deadline
         self.max_xcom_bytes = max_xcom_bytes or settings.max_xcom_bytes
         self.end_from_trigger = end_from_trigger
+        self.status_queue = settings.status_queue if status_queue is None else status_queue
         self._log_offset = 0
+        self._wake: asyncio.Event | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -110,6 +117,7 @@ class LaunchedTaskTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "max_xcom_bytes": self.max_xcom_bytes,
                 "end_from_trigger": self.end_from_trigger,
+                "status_queue": self.status_queue,
             },
         )
 
@@ -131,6 +139,43 @@ class LaunchedTaskTrigger(BaseTrigger):
             function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
         )
 
+    # -- the shared status.json notification stream (status_queue.py) ---------------------------
+    def shared_stream_key(self) -> Hashable | None:
+        if not self.status_queue:
+            return None
+        return ("airlaunch-status", self.status_queue, self.aws_conn_id, self.region_name)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        async for written in status_queue.open_stream(kwargs):
+            yield written
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """Run as ``run()`` does, woken early when the stream reports this task's status.json written."""
+        wake = asyncio.Event()
+
+        async def listen() -> None:
+            try:
+                async for written in shared_stream:
+                    handle = self.handle
+                    if handle is not None and tuple(written) == (handle.bucket, handle.layout.status_key):
+                        wake.set()
+            except Exception as exc:  # a broken queue costs latency, never the task
+                self.log.warning("status notifications stopped (%s): polling S3 instead", exc)
+                self._wake = None
+                wake.set()
+
+        self._wake = wake
+        listener = asyncio.create_task(listen())
+        try:
+            async for event in self.run():
+                yield event
+        finally:
+            listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await listener
+
+    # -- the watch ----------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
         if self.handle is None:
             refusal = await self._launch()
@@ -138,28 +183,54 @@ class LaunchedTaskTrigger(BaseTrigger):
                 yield refusal
                 return
         layout = self.watched.layout
-        async with await self.hook.s3_hook.get_async_conn() as s3:
-            tick = 0
-            while True:
-                if tick % self.log_every == self.log_every - 1:
-                    await self._stream_log(s3)
-                else:
-                    body = await aread(s3, layout.bucket, layout.status_key)
-                    if body is not None:
-                        yield await self._finished(s3, Status.from_json(body))
-                        return
-                if self.deadline is not None and time.time() > self.deadline:
-                    yield await self._timed_out(s3)
+        with status_queue.watching(layout.bucket, layout.status_key):
+            async with await self.hook.s3_hook.get_async_conn() as s3:
+                async for event in self._watch(s3):
+                    yield event
                     return
-                if tick % self.describe_every == self.describe_every - 1:
-                    lost = await self._lost_detail()
-                    if lost is not None:
-                        yield TriggerEvent(
-                            {"state": TaskState.LOST.value, "detail": lost, "handle": self.watched.to_dict()}
-                        )
-                        return
-                tick += 1
-                await asyncio.sleep(self.poll_interval)
+
+    async def _watch(self, s3: Any) -> AsyncIterator[TriggerEvent]:
+        """Tick every poll_interval: GET status.json, or on every log_every-th tick the new log lines.
+
+        While notifications arrive (``self._wake``), status.json is read when one says it was
+        written, and otherwise only every log_every-th tick, as a safety net.
+        """
+        layout = self.watched.layout
+        tick = 0
+        woke = False
+        while True:
+            log_tick = tick % self.log_every == self.log_every - 1
+            if log_tick and not woke:
+                await self._stream_log(s3)
+            elif woke or self._wake is None or tick % self.log_every == 0:
+                body = await aread(s3, layout.bucket, layout.status_key)
+                if body is not None:
+                    yield await self._finished(s3, Status.from_json(body))
+                    return
+            if self.deadline is not None and time.time() > self.deadline:
+                yield await self._timed_out(s3)
+                return
+            if tick % self.describe_every == self.describe_every - 1:
+                lost = await self._lost_detail()
+                if lost is not None:
+                    handle = self.watched.to_dict()
+                    yield TriggerEvent({"state": TaskState.LOST.value, "detail": lost, "handle": handle})
+                    return
+            tick += 1
+            woke = await self._sleep()
+
+    async def _sleep(self) -> bool:
+        """Wait one poll interval; True when a notification cut it short."""
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(self.poll_interval)
+            return False
+        try:
+            await asyncio.wait_for(wake.wait(), self.poll_interval)
+        except TimeoutError:
+            return False
+        wake.clear()
+        return self._wake is not None
 
     async def _launch(self) -> TriggerEvent | None:
         """Launch the task from the triggerer; an event instead when it cannot or must not be watched."""
@@ -211,11 +282,14 @@ class LaunchedTaskTrigger(BaseTrigger):
         )
 
     async def _finished(self, s3: Any, status: Status) -> TriggerEvent:
-        await self._stream_log(s3)
+        wants_result = status.state is TaskState.SUCCEEDED and "result" in status.result_keys
+        _, body = await asyncio.gather(  # the rest of the log and the result, at once
+            self._stream_log(s3),
+            aread(s3, self.watched.bucket, status.result_keys["result"]) if wants_result else _nothing(),
+        )
         self.log.info("%s %s with exit code %s", self.watched.layout.uri(), status.state.value, status.exit_code)
         result = None
-        if status.state is TaskState.SUCCEEDED and "result" in status.result_keys:
-            body = await aread(s3, self.watched.bucket, status.result_keys["result"])
+        if wants_result:
             if body is not None and len(body) <= self.max_xcom_bytes:
                 result = json.loads(body)
             elif body is not None:
@@ -283,3 +357,7 @@ class LaunchedTaskTrigger(BaseTrigger):
             return
         self.log.info("task killed by a user action: stopping %s", self.watched.task_ref)
         await self._stop("Airflow task killed by a user action")
+
+
+async def _nothing() -> None:
+    return None

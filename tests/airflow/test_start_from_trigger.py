@@ -1,0 +1,91 @@
+"""start_from_trigger: what the scheduler defers with, and what the triggerer resolves (no stack needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG, task
+from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
+
+from airlaunch.providers.airflow.operators.launch import TRIGGER_CLASSPATH, LaunchContainerOperator
+from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, resolve_launch_spec
+
+
+def _serialized(dag: DAG, task_id: str) -> Any:
+    """The task as the scheduler and the triggerer see it: through the serialized DAG."""
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task(task_id)
+
+
+def _resolve(launch: dict[str, Any], serialized_task: Any, map_index: int = -1) -> Any:
+    ti = SimpleNamespace(task=serialized_task, map_index=map_index, dag_id="d", run_id="r")
+    return asyncio.run(resolve_launch_spec(launch, ti))
+
+
+def test_a_plain_task_defers_with_its_whole_launch() -> None:
+    with DAG("d", start_date=datetime(2026, 1, 1), schedule=None) as dag:
+        LaunchContainerOperator(
+            task_id="t",
+            task="task_two",
+            parameters={"x": "{{ run_id }}"},
+            start_from_trigger=True,
+            execution_timeout=timedelta(minutes=5),
+        )
+    serialized = _serialized(dag, "t")
+    assert serialized.start_from_trigger is True
+    args = serialized.start_trigger_args
+    assert args.trigger_cls == TRIGGER_CLASSPATH and args.next_method == "execute_complete"
+    kwargs = BaseSerialization.deserialize(args.trigger_kwargs)  # as the triggerer gets them
+    assert kwargs["function_name"] and kwargs["aws_conn_id"]
+    spec = _resolve(kwargs["launch"], serialized)
+    assert (spec.task, spec.parameters, spec.execution_timeout) == ("task_two", {"x": "{{ run_id }}"}, 300.0)
+
+
+def test_a_mapped_task_resolves_its_own_element_in_the_triggerer() -> None:
+    with DAG("d", start_date=datetime(2026, 1, 1), schedule=None) as dag:
+        LaunchContainerOperator.partial(
+            task_id="m", task="task_two", include_dag_params=False, start_from_trigger=True, poll_interval=2
+        ).expand(parameters=[{"i": 0}, {"i": 1}, {"i": 2}])
+    serialized = _serialized(dag, "m")
+    assert serialized.start_from_trigger is True
+    spec = _resolve({"mapped": True}, serialized, map_index=2)
+    assert spec.parameters == {"i": 2} and spec.include_dag_params is False
+    assert spec.settings == {"poll_interval": 2}
+
+
+def test_expand_forms_the_triggerer_cannot_resolve_go_to_a_worker() -> None:
+    with DAG("d", start_date=datetime(2026, 1, 1), schedule=None) as dag:
+
+        @task
+        def items() -> list[dict]:
+            return [{"i": 0}]
+
+        LaunchContainerOperator.partial(task_id="m", task="task_two", start_from_trigger=True).expand(
+            parameters=items().map(lambda item: item)
+        )
+        LaunchContainerOperator.partial(task_id="two", task="task_two", start_from_trigger=True).expand(
+            parameters=[{"i": 0}], overrides=[{"timeout_seconds": 5}]
+        )
+    for task_id in ("m", "two"):
+        with pytest.raises(CannotStartHere):
+            _resolve({"mapped": True}, _serialized(dag, task_id), map_index=0)
+
+
+def test_mapped_tasks_launch_from_workers_unless_asked() -> None:
+    with DAG("d", start_date=datetime(2026, 1, 1), schedule=None) as dag:
+        LaunchContainerOperator.partial(task_id="m", task="task_two").expand(parameters=[{"i": 0}])
+    assert _serialized(dag, "m").start_from_trigger is False
+
+
+def test_xcomargs_cannot_start_from_the_triggerer() -> None:
+    with DAG("d", start_date=datetime(2026, 1, 1), schedule=None):
+
+        @task
+        def value() -> int:
+            return 1
+
+        with pytest.raises(ValueError, match="start_from_trigger=True cannot resolve XComArgs"):
+            LaunchContainerOperator(task_id="t", task="task_three", parameters={"v": value()}, start_from_trigger=True)
