@@ -110,11 +110,31 @@ def bare_docker_run(samples: int, starts: DockerStarts) -> dict[str, Any]:
     return {"seconds": took, **percentiles(took), "load": load()}
 
 
+def single_runs(
+    api: Any, s3: Any, starts: DockerStarts, count: int, conf: dict[str, Any]
+) -> tuple[list[float], list[float], list[str]]:
+    """Launch overhead and completion latency of `count` bench_single runs, run one after another."""
+    run_ids = [api.trigger("bench_single", conf) for _ in range(count)]  # max_active_runs=1 runs them in turn
+    overhead, latency, states = [], [], []
+    for run_id in run_ids:
+        run = api.wait_for_run("bench_single", run_id, timeout=120 + 10 * count)
+        states.append(run["state"])
+        ti = api.task_instances("bench_single", run_id)[0]
+        where = api.xcom("bench_single", run_id, "launch", "airlaunch")
+        status = read_status(s3, where["bucket"], where["prefix"])
+        overhead.append(starts.wait_for(where["task_ref"]).at - parse_time(ti["start_date"]))
+        latency.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
+    return overhead, latency, states
+
+
 def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
-    """`samples` runs of one airlaunch task (task_two, sleeping 0 s), one after another.
+    """`samples` runs of one airlaunch task (task_two, sleeping 3 s), one after another.
 
     launch overhead: TI start_date → the container's State.StartedAt.
     completion latency: status.json's ended_at → TI end_date (marked success by the trigger).
+    The task sleeps 3 s so that it ends while the trigger watches it: a task that ends
+    before the triggerer has picked its trigger up (1-2 s after the deferral) measures that
+    pickup instead (`pickup_bound` below, a few 0 s tasks).
     """
     api, s3 = airflow.api(), s3_client()
     starts = DockerStarts()
@@ -126,16 +146,9 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
         api.unpause("bench_single")
         warm_up = api.trigger("bench_single", {})  # the first task after a start parses and connects: not counted
         api.wait_for_run("bench_single", warm_up, timeout=180)
-        run_ids = [api.trigger("bench_single", {}) for _ in range(samples)]  # max_active_runs=1 runs them in turn
-        overhead, latency, states = [], [], []
-        for run_id in run_ids:
-            run = api.wait_for_run("bench_single", run_id, timeout=120 + 10 * samples)
-            states.append(run["state"])
-            ti = api.task_instances("bench_single", run_id)[0]
-            where = api.xcom("bench_single", run_id, "launch", "airlaunch")
-            status = read_status(s3, where["bucket"], where["prefix"])
-            overhead.append(starts.wait_for(where["task_ref"]).at - parse_time(ti["start_date"]))
-            latency.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
+        overhead, latency, states = single_runs(api, s3, starts, samples, {"min_seconds": 3, "max_seconds": 3})
+        _, pickup_bound, pickup_states = single_runs(api, s3, starts, 5, {"min_seconds": 0, "max_seconds": 0})
+        states += pickup_states
         inexact = sum(not s.exact for s in starts.started.values())
         lag = percentiles(starts.event_lag)["p50"]
     finally:
@@ -152,7 +165,7 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
             "start_event_minus_startedat_p50": lag,
             "containers_without_startedat": inexact,
         },
-        "latency": {"seconds": latency, **percentiles(latency)},
+        "latency": {"seconds": latency, **percentiles(latency), "pickup_bound": percentiles(pickup_bound)},
         "run_states": states,
         "load": [load_before, load()],
     }
@@ -163,7 +176,8 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
 
 def warm_up(api: Any) -> None:
     """A small fan-out first: a triggerer's first triggers import and connect, which is not what we measure."""
-    run_dag(api, "bench_fan_out", {"count": 2, "max_seconds": 0}, timeout=300)
+    for dag_id in ("bench_fan_out", "bench_fan_out_triggerer"):
+        run_dag(api, dag_id, {"count": 2, "max_seconds": 0}, timeout=300)
 
 
 def mapped_span(tis: list[dict[str, Any]], task_id: str) -> float:
@@ -172,9 +186,9 @@ def mapped_span(tis: list[dict[str, Any]], task_id: str) -> float:
     return max(parse_time(ti["end_date"]) for ti in mapped) - first
 
 
-def phases(s3: Any, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
+def phases(s3: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
     """Where an airlaunch fan-out's wall time goes: launching, the containers' runs, the end."""
-    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), "bench_fan_out", run_id) + "launch/"
+    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), dag_id, run_id) + "launch/"
     mapped = [ti for ti in tis if ti["task_id"] == "launch"]
     statuses = [read_status(s3, CFG.bucket, f"{prefix}{ti['map_index']}/1/") for ti in mapped]
     first_start = min(parse_time(ti["start_date"]) for ti in mapped)
@@ -186,16 +200,43 @@ def phases(s3: Any, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def bare_floor(count: int, threads: int = 4) -> float:
+    """`count` ten-second containers started together straight from the docker SDK, no Airflow,
+    no Lambda, no S3: each imports boto3 and makes a client (what the task runtime does first),
+    then sleeps 10 s. On a small machine their start-up competes for CPU: this is the floor."""
+    import concurrent.futures
+
+    client = docker.from_env()
+    code = "import boto3, time; boto3.client('s3', region_name='us-east-1'); time.sleep(10)"
+
+    def start(_: int) -> Any:
+        return client.containers.run(IMAGE, entrypoint=["python", "-c", code], network_mode="host", detach=True)
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        containers = list(pool.map(start, range(count)))
+    for container in containers:
+        container.wait()
+    took = time.monotonic() - started
+    for container in containers:
+        container.remove()
+    return took
+
+
 def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, Any]:
-    """`count` ten-second container tasks at parallelism 2 through airlaunch, then the blocking ways."""
+    """`count` ten-second container tasks at parallelism 2 through airlaunch (launched from the triggerer,
+    then from workers), then the blocking ways."""
     api = airflow.api()
     parallelism = airflow.cfg.airflow_parallelism
+    ten_seconds = {"count": count, "min_seconds": 10, "max_seconds": 10}
     ways = {
-        "airlaunch": ("bench_fan_out", "launch", {"count": count, "min_seconds": 10, "max_seconds": 10}, count),
+        "airlaunch": ("bench_fan_out_triggerer", "launch", ten_seconds, count),
+        "airlaunch_from_workers": ("bench_fan_out", "launch", ten_seconds, count),
         "python_docker_sdk": ("bench_python", "run", {"count": blocking_count}, blocking_count),
         "docker_operator": ("bench_docker", "run", {"count": blocking_count}, blocking_count),
     }
     results: dict[str, Any] = {"parallelism": parallelism, "count": count, "ideal_seconds": 10.0}
+    results["bare_floor_seconds"] = bare_floor(count)
     warm_up(api)
     for way, (dag_id, task_id, conf, n) in ways.items():
         load_before = load()
@@ -203,7 +244,7 @@ def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, A
         tis = api.task_instances(dag_id, run_id)
         wall = mapped_span(tis, task_id)
         results[way] = {
-            **(phases(s3_client(), run_id, tis) if way == "airlaunch" else {}),
+            **(phases(s3_client(), dag_id, run_id, tis) if way.startswith("airlaunch") else {}),
             "count": n,
             "state": run["state"],
             "wall_seconds": wall,

@@ -195,7 +195,7 @@ class LocalStack:
             )
         self.pid_file.write_text(str(proc.pid))
         took = _wait("LocalStack", self.healthy, 90, self.log)
-        say(f"LocalStack healthy in {took:.1f} s, bucket s3://{self.cfg.bucket} and queue {self.cfg.status_queue} created")
+        say(f"LocalStack healthy in {took:.1f} s: bucket s3://{self.cfg.bucket}, queue {self.cfg.status_queue}")
         return True
 
     def down(self) -> None:

@@ -80,12 +80,15 @@ def test_mapped_tasks_launch_from_workers_unless_asked() -> None:
     assert _serialized(dag, "m").start_from_trigger is False
 
 
-def test_xcomargs_cannot_start_from_the_triggerer() -> None:
+def test_upstream_results_cannot_start_from_the_triggerer() -> None:
     with DAG("d", start_date=datetime(2026, 1, 1), schedule=None):
 
         @task
         def value() -> int:
             return 1
 
-        with pytest.raises(ValueError, match="start_from_trigger=True cannot resolve XComArgs"):
-            LaunchContainerOperator(task_id="t", task="task_three", parameters={"v": value()}, start_from_trigger=True)
+        for number, parameters in enumerate(({"v": value()}, {"v": ["{{ ti.xcom_pull(task_ids='value') }}"]})):
+            with pytest.raises(ValueError, match="start_from_trigger=True cannot take upstream results"):
+                LaunchContainerOperator(
+                    task_id=f"t{number}", task="task_three", parameters=parameters, start_from_trigger=True
+                )

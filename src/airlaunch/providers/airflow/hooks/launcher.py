@@ -9,10 +9,13 @@ local Runtime Interface Emulator and real AWS differ only there, e.g. locally::
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from functools import cached_property
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk.exceptions import AirflowException
@@ -88,16 +91,44 @@ class LauncherHook(LambdaHook):
 
     # -- async (triggerer) --------------------------------------------------------------------
     async def acall(self, event: dict[str, Any]) -> dict[str, Any]:
-        async with await self.get_async_conn() as client:
-            response = await client.invoke(
-                FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
-            )
-            async with response["Payload"] as stream:
-                payload = await stream.read()
+        client = await shared_client(self)
+        response = await client.invoke(
+            FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+        )
+        async with response["Payload"] as stream:
+            payload = await stream.read()
         return parse_response(payload, response.get("FunctionError"))
 
     async def alaunch(self, request: LaunchRequest) -> Handle:
         return Handle.from_dict((await self.acall({"action": "launch", "request": request.to_dict()}))["handle"])
+
+
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Task[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def shared_client(hook: AwsGenericHook) -> Any:
+    """The hook's aiobotocore client, opened once per event loop, connection and service, and kept.
+
+    A new client costs a botocore session and SSL contexts (tens of milliseconds of CPU);
+    opened per request, that was most of the triggerer's CPU with a few dozen tasks. The
+    credentials refresh inside the client; a changed Airflow connection is picked up when
+    the triggerer restarts.
+    """
+    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    key = (hook.client_type, hook.aws_conn_id, hook.region_name)
+    if key not in clients:  # one creation however many triggers ask at once
+
+        async def open_client() -> Any:
+            return await (await hook.get_async_conn()).__aenter__()
+
+        clients[key] = asyncio.ensure_future(open_client())
+    try:
+        return await clients[key]
+    except Exception:
+        clients.pop(key, None)
+        raise
 
 
 async def aread(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:

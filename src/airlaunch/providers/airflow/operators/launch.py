@@ -136,7 +136,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         ``LaunchedTaskSensor``).
     :param start_from_trigger: launch from the triggerer: the scheduler defers the task at once
         and no worker is involved unless it fails. Templates are rendered in the triggerer;
-        ``parameters`` cannot hold XComArgs (use ``{{ ti.xcom_pull(...) }}``). A mapped task
+        ``parameters`` cannot take upstream results there (no XComArgs, no ``xcom_pull``,
+        which Airflow 3.3's triggerer cannot serve). A mapped task
         sets it in ``partial()`` and expands ``parameters`` over a list or one task's output.
         Airflow's pools and ``max_active_tis_per_dag`` do not apply to tasks started this way.
     :param function_name: the launcher Lambda (default AIRLAUNCH_FUNCTION_NAME).
@@ -189,10 +190,11 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             self._start_from_trigger()
 
     def _start_from_trigger(self) -> None:
-        if _holds_xcomarg((self.parameters, self.overrides)):
+        if _pulls_xcoms((self.parameters, self.overrides)):
             raise ValueError(
-                f"{self.task_id}: start_from_trigger=True cannot resolve XComArgs in parameters or overrides; "
-                "use a template such as \"{{ ti.xcom_pull(task_ids='upstream') }}\" or start_from_trigger=False"
+                f"{self.task_id}: start_from_trigger=True cannot take upstream results (an XComArg or an "
+                "xcom_pull template) in parameters or overrides: Airflow 3.3's triggerer cannot pull XComs "
+                "while rendering. Launch this task from a worker (start_from_trigger=False, the default)."
             )
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout is not None else None
         launch = {
@@ -244,11 +246,14 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             self.hook.stop(self._handle, "Airflow task killed")
 
 
-def _holds_xcomarg(value: Any) -> bool:
+def _pulls_xcoms(value: Any) -> bool:
+    """An XComArg, or a template that pulls XComs, anywhere in value."""
     if isinstance(value, XComArg):
         return True
+    if isinstance(value, str):
+        return "xcom_pull" in value
     if isinstance(value, dict):
-        return any(_holds_xcomarg(item) for item in value.values())
+        return any(_pulls_xcoms(item) for item in value.values())
     if isinstance(value, (list, tuple, set)):
-        return any(_holds_xcomarg(item) for item in value)
+        return any(_pulls_xcoms(item) for item in value)
     return False

@@ -2,12 +2,16 @@
 
 What it guarantees:
 
-* Cost: one S3 request per ``poll_interval`` per task, never a LIST: a GET of status.json,
-  except every ``log_every``-th tick, which is a ranged GET of log.txt instead (that is how
-  the container's output reaches the Airflow task log while it runs). Every
-  ``describe_every`` ticks it also asks the launcher Lambda whether the container still
-  exists, so a task that died without writing status.json fails instead of hanging.
-* Latency: completion is seen within one poll interval of status.json being written.
+* Latency: with a status queue (``status_queue``, AIRLAUNCH_STATUS_QUEUE) S3 announces each
+  status.json on SQS and the triggerer's one shared long poll (``status_queue.py``) wakes
+  this trigger at once. Without one, completion is seen within one ``poll_interval``.
+* Cost: at most one S3 request per ``poll_interval`` per task, never a LIST: a GET of
+  status.json, except every ``log_every``-th tick, which is a ranged GET of log.txt instead
+  (that is how the container's output reaches the Airflow task log while it runs). While
+  notifications arrive, status.json is read only when one says so, and otherwise once per
+  ``log_every`` ticks as a safety net. Every ``describe_every`` ticks it also asks the
+  launcher Lambda whether the container still exists, so a task that died without writing
+  status.json fails instead of hanging.
 * Restarts: a triggerer restart resumes the watch (log lines already shown may be shown
   again). A trigger that launches (``start_from_trigger``) launches again after a restart,
   and the launcher answers with the container already running or finished for that
@@ -38,7 +42,13 @@ from airflow.triggers.base import BaseEventTrigger, TaskSuccessEvent, TriggerEve
 
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
-from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook, aread, launched_message
+from airlaunch.providers.airflow.hooks.launcher import (
+    LauncherError,
+    LauncherHook,
+    aread,
+    launched_message,
+    shared_client,
+)
 from airlaunch.providers.airflow.triggers import status_queue
 from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, resolve_launch_spec
 
@@ -183,11 +193,11 @@ class LaunchedTaskTrigger(BaseEventTrigger):
                 yield refusal
                 return
         layout = self.watched.layout
+        s3 = await shared_client(self.hook.s3_hook)
         with status_queue.watching(layout.bucket, layout.status_key):
-            async with await self.hook.s3_hook.get_async_conn() as s3:
-                async for event in self._watch(s3):
-                    yield event
-                    return
+            async for event in self._watch(s3):
+                yield event
+                return
 
     async def _watch(self, s3: Any) -> AsyncIterator[TriggerEvent]:
         """Tick every poll_interval: GET status.json, or on every log_every-th tick the new log lines.
@@ -261,8 +271,8 @@ class LaunchedTaskTrigger(BaseEventTrigger):
             detail = f"cannot launch catalog task {spec.task!r}: {exc}"
             return TriggerEvent({"state": "launch_failed", "detail": detail})
         self.log.info(launched_message(spec.task, handle))
-        await self._set_xcom(identity, HANDLE_XCOM_KEY, handle.to_dict())
-        if not spec.wait_for_completion:
+        if not spec.wait_for_completion:  # as the operator does; a watched task's XComs come at its end
+            await self._set_xcom(identity, HANDLE_XCOM_KEY, handle.to_dict())
             await self._set_xcom(identity, "return_value", handle.to_dict())
             return TaskSuccessEvent()
         self.handle, self.identity = handle, identity
