@@ -69,7 +69,10 @@ def test_expand_forms_the_triggerer_cannot_resolve_go_to_a_worker() -> None:
         LaunchContainerOperator.partial(task_id="two", task="task_two", start_from_trigger=True).expand(
             parameters=[{"i": 0}], overrides=[{"timeout_seconds": 5}]
         )
-    for task_id in ("m", "two"):
+        LaunchContainerOperator.partial(task_id="pull", task="task_two", start_from_trigger=True).expand(
+            parameters=[{"i": "{{ ti.xcom_pull(task_ids='items') }}"}]
+        )
+    for task_id in ("m", "two", "pull"):
         with pytest.raises(CannotStartHere):
             _resolve({"mapped": True}, _serialized(dag, task_id), map_index=0)
 

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.definitions.xcom_arg import XComArg
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
-from airlaunch.providers.airflow.triggers.launch_spec import TRIGGER_SETTINGS
+from airlaunch.providers.airflow.triggers.launch_spec import TRIGGER_SETTINGS, pulls_xcoms
 from airlaunch.providers.airflow.triggers.launched_task import (
     HANDLE_XCOM_KEY,
     LAUNCH_ON_WORKER,
@@ -190,7 +189,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             self._start_from_trigger()
 
     def _start_from_trigger(self) -> None:
-        if _pulls_xcoms((self.parameters, self.overrides)):
+        if pulls_xcoms((self.parameters, self.overrides)):
             raise ValueError(
                 f"{self.task_id}: start_from_trigger=True cannot take upstream results (an XComArg or an "
                 "xcom_pull template) in parameters or overrides: Airflow 3.3's triggerer cannot pull XComs "
@@ -244,16 +243,3 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         """Killed while still on the worker (before deferring): stop the container if it started."""
         if self._handle is not None:
             self.hook.stop(self._handle, "Airflow task killed")
-
-
-def _pulls_xcoms(value: Any) -> bool:
-    """An XComArg, or a template that pulls XComs, anywhere in value."""
-    if isinstance(value, XComArg):
-        return True
-    if isinstance(value, str):
-        return "xcom_pull" in value
-    if isinstance(value, dict):
-        return any(_pulls_xcoms(item) for item in value.values())
-    if isinstance(value, (list, tuple, set)):
-        return any(_pulls_xcoms(item) for item in value)
-    return False

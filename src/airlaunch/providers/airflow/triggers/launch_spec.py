@@ -4,7 +4,8 @@ The scheduler defers such a task with trigger kwargs fixed when the DAG was pars
 plain task they hold the whole launch (the operator wrote it). A mapped task has one set of
 kwargs for every map index, so the triggerer resolves its index's ``parameters`` from the
 serialized task: a literal list, or the output of one upstream task. Other expand forms
-raise ``CannotStartHere`` and the task launches from a worker instead.
+raise ``CannotStartHere`` and the task launches from a worker instead, as does a launch
+whose templates pull XComs (Airflow 3.3's triggerer cannot serve those pulls).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow.sdk.definitions.xcom_arg import XComArg
 from airflow.sdk.execution_time.xcom import XCom
 from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg
 
@@ -45,7 +47,7 @@ async def resolve_launch_spec(launch: dict[str, Any], ti: Any) -> LaunchSpec:
         raise CannotStartHere(f"only expand(parameters=...) starts in the triggerer, not {sorted(expand_input.value)}")
     partial = dict(getattr(task, "partial_kwargs", {}))
     timeout = partial.get("execution_timeout")
-    return LaunchSpec(
+    spec = LaunchSpec(
         task=partial["task"],
         parameters=await _mapped_item(expand_input.value["parameters"], ti),
         overrides=partial.get("overrides") or {},
@@ -54,6 +56,9 @@ async def resolve_launch_spec(launch: dict[str, Any], ti: Any) -> LaunchSpec:
         execution_timeout=timeout.total_seconds() if timeout is not None else None,
         settings={name: partial[name] for name in TRIGGER_SETTINGS if partial.get(name) is not None},
     )
+    if pulls_xcoms((spec.parameters, spec.overrides)):
+        raise CannotStartHere("its parameters or overrides pull XComs in a template")
+    return spec
 
 
 async def _mapped_item(source: Any, ti: Any) -> Any:
@@ -70,3 +75,16 @@ async def _mapped_item(source: Any, ti: Any) -> Any:
     if not isinstance(items, list):
         raise CannotStartHere(f"{upstream.task_id}'s {key} is a {type(items).__name__}, not a list")
     return items[ti.map_index]
+
+
+def pulls_xcoms(value: Any) -> bool:
+    """An XComArg, or a template that pulls XComs, anywhere in value."""
+    if isinstance(value, XComArg):
+        return True
+    if isinstance(value, str):
+        return "xcom_pull" in value
+    if isinstance(value, dict):
+        return any(pulls_xcoms(item) for item in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return any(pulls_xcoms(item) for item in value)
+    return False
