@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airlaunch.protocol import Handle
-from airlaunch.providers.airflow.triggers import launched_task, status_queue
+from airlaunch.providers.airflow.triggers import launched_task, status_notifications
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import task_containers
 from tests.conftest import LauncherClient
@@ -98,29 +98,35 @@ def test_trigger_round_trips_through_serialize(launcher: LauncherClient, identit
     assert _first_event(again).payload["state"] == "succeeded"
 
 
-def _first_shared_event(trigger: LaunchedTaskTrigger, timeout: float) -> Any:
-    """Run the trigger as the triggerer does when it shares a stream (shared_stream_key is set)."""
-
-    async def run() -> Any:
-        stream = LaunchedTaskTrigger.open_shared_stream(trigger.serialize()[1])
-        async for event in trigger.filter_shared_stream(stream):
-            return event
-
-    assert trigger.shared_stream_key() is not None
-    return asyncio.run(asyncio.wait_for(run(), timeout))
-
-
 def test_a_status_notification_wakes_the_trigger_before_its_next_poll(
     launcher: LauncherClient, identity: dict[str, Any], counted_reads: list[str]
 ) -> None:
-    """S3 → SQS → the shared stream: with a 120 s poll, only the notification can end this within 60 s."""
+    """S3 → SQS → the listener: with a 120 s poll, only the notification can end this within 60 s."""
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 2})
     trigger = _trigger(handle, identity, poll_interval=120, status_queue="airlaunch-status")
-    event = _first_shared_event(trigger, timeout=60)
+    event = _first_event(trigger, timeout=60)
     assert event.payload["state"] == "succeeded" and event.payload["result"] == {"slept": 2.0}
     # the first look (not there yet), the look after the notification, then the log and the result
     assert counted_reads.count(handle.layout.status_key) == 2, counted_reads
-    assert not status_queue.WATCHED  # the key is no longer watched once the trigger ended
+    assert trigger._listener is not None and not trigger._listener.waiters  # nothing watched once it ended
+
+
+def test_one_listener_serves_tasks_one_after_another(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    """The listener outlives each task: a long poll cancelled with its last task would swallow the next message."""
+
+    async def one_after_another() -> list[Any]:
+        events = []
+        for number in range(3):
+            handle = launcher.launch("diagnostic", {**identity, "map_index": number}, {"action": "sleep", "seconds": 1})
+            trigger = _trigger(handle, identity, poll_interval=120, status_queue="airlaunch-status")
+            async for event in trigger.run():
+                events.append((event, trigger._listener))
+                break
+        return events
+
+    events = asyncio.run(asyncio.wait_for(one_after_another(), 100))  # a missed notification costs 120 s)
+    assert [event.payload["state"] for event, _ in events] == ["succeeded"] * 3
+    assert len({id(listener) for _, listener in events}) == 1
 
 
 def test_without_notifications_the_trigger_falls_back_to_polling(
@@ -128,7 +134,7 @@ def test_without_notifications_the_trigger_falls_back_to_polling(
 ) -> None:
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 1})
     trigger = _trigger(handle, identity, poll_interval=0.5, status_queue="no-such-queue")
-    event = _first_shared_event(trigger, timeout=60)
+    event = _first_event(trigger, timeout=60)
     assert event.payload["state"] == "succeeded"
     out = capfd.readouterr().out  # Airflow's structlog writes to stdout
     assert "status notifications stopped" in out and "polling S3 instead" in out
@@ -147,8 +153,8 @@ def test_s3_event_notifications_are_decoded() -> None:
             {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "b"}, "object": {"key": "gone"}}},
         ]
     }
-    assert status_queue.written_keys(json.dumps(body)) == [
+    assert status_notifications.written_keys(json.dumps(body)) == [
         ("b", "runs/d/manual__2026-11-24T04:33:10+00:00/t/-1/1/status.json")
     ]
-    assert status_queue.written_keys('{"Event": "s3:TestEvent"}') == []
-    assert status_queue.written_keys("not json") == []
+    assert status_notifications.written_keys('{"Event": "s3:TestEvent"}') == []
+    assert status_notifications.written_keys("not json") == []

@@ -3,8 +3,8 @@
 What it guarantees:
 
 * Latency: with a status queue (``status_queue``, AIRLAUNCH_STATUS_QUEUE) S3 announces each
-  status.json on SQS and the triggerer's one shared long poll (``status_queue.py``) wakes
-  this trigger at once. Without one, completion is seen within one ``poll_interval``.
+  status.json on SQS and the triggerer's one long poll for all tasks (``status_notifications.py``)
+  wakes this trigger at once. Without one, completion is seen within one ``poll_interval``.
 * Cost: at most one S3 request per ``poll_interval`` per task, never a LIST: a GET of
   status.json, except every ``log_every``-th tick, which is a ranged GET of log.txt instead
   (that is how the container's output reaches the Airflow task log while it runs). While
@@ -32,13 +32,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Hashable
-from contextlib import suppress
+from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk.execution_time.xcom import XCom
-from airflow.triggers.base import BaseEventTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
@@ -49,7 +48,7 @@ from airlaunch.providers.airflow.hooks.launcher import (
     launched_message,
     shared_client,
 )
-from airlaunch.providers.airflow.triggers import status_queue
+from airlaunch.providers.airflow.triggers import status_notifications
 from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, resolve_launch_spec
 
 HANDLE_XCOM_KEY = "airlaunch_handle"
@@ -71,9 +70,7 @@ def xcoms_for(handle: Handle, status: Status, result: Any) -> dict[str, Any]:
     return {"return_value": result, "airlaunch": summary}
 
 
-class LaunchedTaskTrigger(BaseEventTrigger):
-    supports_triggerer_queue = True  # a task's trigger, not an asset watcher
-
+class LaunchedTaskTrigger(BaseTrigger):
     def __init__(
         self,
         *,
@@ -109,7 +106,7 @@ class LaunchedTaskTrigger(BaseEventTrigger):
         self.end_from_trigger = end_from_trigger
         self.status_queue = settings.status_queue if status_queue is None else status_queue
         self._log_offset = 0
-        self._wake: asyncio.Event | None = None
+        self._listener: status_notifications.StatusListener | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -149,43 +146,6 @@ class LaunchedTaskTrigger(BaseEventTrigger):
             function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
         )
 
-    # -- the shared status.json notification stream (status_queue.py) ---------------------------
-    def shared_stream_key(self) -> Hashable | None:
-        if not self.status_queue:
-            return None
-        return ("airlaunch-status", self.status_queue, self.aws_conn_id, self.region_name)
-
-    @classmethod
-    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        async for written in status_queue.open_stream(kwargs):
-            yield written
-
-    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        """Run as ``run()`` does, woken early when the stream reports this task's status.json written."""
-        wake = asyncio.Event()
-
-        async def listen() -> None:
-            try:
-                async for written in shared_stream:
-                    handle = self.handle
-                    if handle is not None and tuple(written) == (handle.bucket, handle.layout.status_key):
-                        wake.set()
-            except Exception as exc:  # a broken queue costs latency, never the task
-                self.log.warning("status notifications stopped (%s): polling S3 instead", exc)
-                self._wake = None
-                wake.set()
-
-        self._wake = wake
-        listener = asyncio.create_task(listen())
-        try:
-            async for event in self.run():
-                yield event
-        finally:
-            listener.cancel()
-            with suppress(asyncio.CancelledError):
-                await listener
-
-    # -- the watch ----------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
         if self.handle is None:
             refusal = await self._launch()
@@ -194,25 +154,32 @@ class LaunchedTaskTrigger(BaseEventTrigger):
                 return
         layout = self.watched.layout
         s3 = await shared_client(self.hook.s3_hook)
-        with status_queue.watching(layout.bucket, layout.status_key):
-            async for event in self._watch(s3):
+        if not self.status_queue:
+            async for event in self._watch(s3, None):
+                yield event
+                return
+            return
+        self._listener = status_notifications.listener(self.status_queue, self.aws_conn_id, self.region_name)
+        with self._listener.watch(layout.bucket, layout.status_key) as wake:
+            async for event in self._watch(s3, wake):
                 yield event
                 return
 
-    async def _watch(self, s3: Any) -> AsyncIterator[TriggerEvent]:
+    async def _watch(self, s3: Any, wake: asyncio.Event | None) -> AsyncIterator[TriggerEvent]:
         """Tick every poll_interval: GET status.json, or on every log_every-th tick the new log lines.
 
-        While notifications arrive (``self._wake``), status.json is read when one says it was
+        While notifications arrive (``wake``), status.json is read when one says it was
         written, and otherwise only every log_every-th tick, as a safety net.
         """
         layout = self.watched.layout
         tick = 0
         woke = False
         while True:
+            wake = self._still_notified(wake)
             log_tick = tick % self.log_every == self.log_every - 1
             if log_tick and not woke:
                 await self._stream_log(s3)
-            elif woke or self._wake is None or tick % self.log_every == 0:
+            elif woke or wake is None or tick % self.log_every == 0:
                 body = await aread(s3, layout.bucket, layout.status_key)
                 if body is not None:
                     yield await self._finished(s3, Status.from_json(body))
@@ -227,11 +194,17 @@ class LaunchedTaskTrigger(BaseEventTrigger):
                     yield TriggerEvent({"state": TaskState.LOST.value, "detail": lost, "handle": handle})
                     return
             tick += 1
-            woke = await self._sleep()
+            woke = await self._sleep(wake)
 
-    async def _sleep(self) -> bool:
+    def _still_notified(self, wake: asyncio.Event | None) -> asyncio.Event | None:
+        failed = self._listener.failed if self._listener is not None else None
+        if wake is not None and failed is not None:
+            self.log.warning("status notifications stopped (%s): polling S3 instead", failed)
+            return None
+        return wake
+
+    async def _sleep(self, wake: asyncio.Event | None) -> bool:
         """Wait one poll interval; True when a notification cut it short."""
-        wake = self._wake
         if wake is None:
             await asyncio.sleep(self.poll_interval)
             return False
@@ -240,7 +213,7 @@ class LaunchedTaskTrigger(BaseEventTrigger):
         except TimeoutError:
             return False
         wake.clear()
-        return self._wake is not None
+        return True
 
     async def _launch(self) -> TriggerEvent | None:
         """Launch the task from the triggerer; an event instead when it cannot or must not be watched."""
