@@ -4,8 +4,9 @@ print_date >> test_docker >> [do_task_one, do_task_two] >> read_xcoms >> [do_tas
 
 Airflow only schedules: each container task is launched by the airlaunch Lambda and waited
 for in the triggerer. test_docker and tasks one and two are even launched from the triggerer
-(start_from_trigger); tasks three and report take an XComArg, so a worker launches them. do_task_two sleeps a random time and returns it; do_task_three gets
-that value through XCom (do_task_two.output["sleep_seconds"]) in its params.yaml.
+(start_from_trigger); tasks three and report take an XComArg, so a worker launches them.
+do_task_two sleeps a random time and returns it; do_task_three gets that value through XCom
+(do_task_two.output["sleep_seconds"]) in its params.yaml.
 """
 
 from __future__ import annotations

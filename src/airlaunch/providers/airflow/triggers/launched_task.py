@@ -33,6 +33,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from typing import Any
 
@@ -154,13 +155,11 @@ class LaunchedTaskTrigger(BaseTrigger):
                 return
         layout = self.watched.layout
         s3 = await shared_client(self.hook.s3_hook)
-        if not self.status_queue:
-            async for event in self._watch(s3, None):
-                yield event
-                return
-            return
-        self._listener = status_notifications.listener(self.status_queue, self.aws_conn_id, self.region_name)
-        with self._listener.watch(layout.bucket, layout.status_key) as wake:
+        notified: AbstractContextManager[asyncio.Event | None] = nullcontext()
+        if self.status_queue:
+            self._listener = status_notifications.listener(self.status_queue, self.aws_conn_id, self.region_name)
+            notified = self._listener.watch(layout.bucket, layout.status_key)
+        with notified as wake:
             async for event in self._watch(s3, wake):
                 yield event
                 return
