@@ -17,9 +17,14 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
 from airlaunch.config import AirflowSettings
-from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
+from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Status, TaskState
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
-from airlaunch.providers.airflow.triggers.launch_spec import TRIGGER_SETTINGS, pulls_xcoms
+from airlaunch.providers.airflow.triggers.launch_spec import (
+    TRIGGER_SETTINGS,
+    identity_of,
+    launch_request,
+    pulls_xcoms,
+)
 from airlaunch.providers.airflow.triggers.launched_task import (
     HANDLE_XCOM_KEY,
     LAUNCH_ON_WORKER,
@@ -28,12 +33,6 @@ from airlaunch.providers.airflow.triggers.launched_task import (
 )
 
 TRIGGER_CLASSPATH = f"{LaunchedTaskTrigger.__module__}.{LaunchedTaskTrigger.__qualname__}"
-
-
-def identity_of(context: Context) -> RunIdentity:
-    ti = context["ti"]
-    map_index = ti.map_index if ti.map_index is not None else -1
-    return RunIdentity(ti.dag_id, ti.run_id, ti.task_id, map_index, ti.try_number)
 
 
 def failure_message(event: dict[str, Any]) -> str:
@@ -213,15 +212,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         )
 
     def build_request(self, context: Context) -> LaunchRequest:
-        params = dict(context["params"]) if self.include_dag_params else {}
-        params.update(self.parameters)
         try:
-            return LaunchRequest(
-                task=self.task,
-                identity=identity_of(context),
-                params=params,
-                overrides=Overrides.from_dict(self.overrides),
-            )
+            return launch_request(context, self.task, self.parameters, self.overrides, self.include_dag_params)
         except InvalidRequest as exc:
             raise AirflowException(f"bad launch request for catalog task {self.task!r}: {exc}") from exc
 

@@ -13,12 +13,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow.sdk import Context
 from airflow.sdk.definitions.xcom_arg import XComArg
 from airflow.sdk.execution_time.xcom import XCom
 from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg
 
+from airlaunch.protocol import LaunchRequest, Overrides, RunIdentity
+
 TRIGGER_SETTINGS = ("function_name", "aws_conn_id", "region_name", "poll_interval", "max_xcom_bytes")
 """Trigger kwargs that a mapped task's ``partial()`` may set."""
+
+
+def identity_of(context: Context) -> RunIdentity:
+    ti = context["ti"]
+    map_index = ti.map_index if ti.map_index is not None else -1
+    return RunIdentity(ti.dag_id, ti.run_id, ti.task_id, map_index, ti.try_number)
+
+
+def launch_request(
+    context: Context, task: str, parameters: dict[str, Any], overrides: dict[str, Any], include_dag_params: bool
+) -> LaunchRequest:
+    """The request a worker or the triggerer sends: the DAG's params updated with the task's
+    (rendered) parameters, and the run's identity. Raises InvalidRequest naming a bad field."""
+    params = dict(context["params"]) if include_dag_params else {}
+    params.update(parameters)
+    return LaunchRequest(
+        task=task, identity=identity_of(context), params=params, overrides=Overrides.from_dict(overrides)
+    )
 
 
 class CannotStartHere(Exception):

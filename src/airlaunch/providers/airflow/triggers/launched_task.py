@@ -41,7 +41,7 @@ from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airlaunch.config import AirflowSettings
-from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Overrides, RunIdentity, Status, TaskState
+from airlaunch.protocol import Handle, InvalidRequest, RunIdentity, Status, TaskState
 from airlaunch.providers.airflow.hooks.launcher import (
     LauncherError,
     LauncherHook,
@@ -50,7 +50,7 @@ from airlaunch.providers.airflow.hooks.launcher import (
     shared_client,
 )
 from airlaunch.providers.airflow.triggers import status_notifications
-from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, resolve_launch_spec
+from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, launch_request, resolve_launch_spec
 
 HANDLE_XCOM_KEY = "airlaunch_handle"
 LAUNCH_ON_WORKER = "launch_on_worker"
@@ -228,15 +228,13 @@ class LaunchedTaskTrigger(BaseTrigger):
             setattr(self, name, value)
         context = ti.get_template_context()
         jinja_env = self.get_template_env()
-        identity = RunIdentity(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
         try:
-            params = dict(context["params"]) if spec.include_dag_params else {}
-            params.update(self.render_template(spec.parameters, context, jinja_env))
-            request = LaunchRequest(
-                task=spec.task,
-                identity=identity,
-                params=params,
-                overrides=Overrides.from_dict(self.render_template(spec.overrides, context, jinja_env)),
+            request = launch_request(
+                context,
+                spec.task,
+                self.render_template(spec.parameters, context, jinja_env),
+                self.render_template(spec.overrides, context, jinja_env),
+                spec.include_dag_params,
             )
             handle = await self.hook.alaunch(request)
         except (InvalidRequest, LauncherError, TypeError, ValueError) as exc:
@@ -244,10 +242,10 @@ class LaunchedTaskTrigger(BaseTrigger):
             return TriggerEvent({"state": "launch_failed", "detail": detail})
         self.log.info(launched_message(spec.task, handle))
         if not spec.wait_for_completion:  # as the operator does; a watched task's XComs come at its end
-            await self._set_xcom(identity, HANDLE_XCOM_KEY, handle.to_dict())
-            await self._set_xcom(identity, "return_value", handle.to_dict())
+            await self._set_xcom(request.identity, HANDLE_XCOM_KEY, handle.to_dict())
+            await self._set_xcom(request.identity, "return_value", handle.to_dict())
             return TaskSuccessEvent()
-        self.handle, self.identity = handle, identity
+        self.handle, self.identity = handle, request.identity
         if spec.execution_timeout is not None:
             self.deadline = time.time() + spec.execution_timeout
         return None
