@@ -81,6 +81,15 @@ class LauncherClient:
     def read(self, layout: ResultLayout, name: str) -> bytes:
         return self.s3.get_object(Bucket=layout.bucket, Key=layout.key(name))["Body"].read()
 
+    def live_log(self, layout: ResultLayout) -> str:
+        """What a running task logged so far: the parts its runtime uploaded (log.txt comes at the end)."""
+        parts = []
+        while True:
+            try:
+                parts.append(self.read(layout, layout.log_part_key(len(parts))[len(layout.prefix) :]))
+            except self.s3.exceptions.NoSuchKey:
+                return b"".join(parts).decode("utf-8", "replace")
+
 
 @pytest.fixture(scope="session")
 def launcher(stack: Stack, s3: Any) -> LauncherClient:

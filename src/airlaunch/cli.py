@@ -45,6 +45,7 @@ from airlaunch.protocol import (
     RunIdentity,
     Status,
     TaskState,
+    parse_try_key,
     run_prefix,
     validate_id,
 )
@@ -197,21 +198,21 @@ class ResultStore:
 
     def _list_run(self, dag_id: str, run_id: str) -> list[TaskTry]:
         prefix = run_prefix(self.root, dag_id, run_id)
-        tries: dict[tuple[str, int, int], TaskTry] = {}
+        tries: dict[tuple[str, int, int, str], TaskTry] = {}
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 parsed = _parse_try_key(obj["Key"][len(prefix) :])
                 if parsed is None:
                     continue  # not part of the layout: ignored
-                task_id, map_index, try_number, name = parsed
-                key = (task_id, map_index, try_number)
+                task_id, map_index, try_number, ti_id, name = parsed
+                key = (task_id, map_index, try_number, ti_id)
                 if key not in tries:
-                    identity = RunIdentity(dag_id, run_id, task_id, map_index, try_number)
+                    identity = RunIdentity(dag_id, run_id, task_id, map_index, try_number, ti_id)
                     layout = ResultLayout.for_identity(self.bucket, self.root, identity)
                     tries[key] = TaskTry(identity, layout)
                 tries[key].files[name] = obj["LastModified"]
         found = [t for t in tries.values() if PARAMS_FILE in t.files or STATUS_FILE in t.files]
-        return sorted(found, key=lambda t: (t.identity.task_id, t.identity.map_index, t.identity.try_number))
+        return sorted(found, key=lambda t: (t.identity.task_id, t.identity.map_index, *_age(t)))
 
     def _load_statuses(self, tries: list[TaskTry]) -> None:
         _parallel(self.refresh, [t for t in tries if STATUS_FILE in t.files])
@@ -260,7 +261,7 @@ class ResultStore:
             raise CliError(f"task {task_id!r} has no map index {map_index}; choose one with --map-index: {indexes}")
         if try_number is None:
             return of_index[-1]
-        for task_try in of_index:
+        for task_try in reversed(of_index):  # a re-created run may have two tries 1: the newest
             if task_try.identity.try_number == try_number:
                 return task_try
         numbers = ", ".join(str(t.identity.try_number) for t in of_index)
@@ -272,16 +273,23 @@ def no_such_run(store: ResultStore, dag_id: str, run_id: str) -> CliError:
     return CliError(f"no such run: nothing under {where} (list runs with `airlaunch runs --dag {dag_id}`)")
 
 
-def _parse_try_key(relative: str) -> tuple[str, int, int, str] | None:
-    """``task/map/try/file`` -> its parts, or None for a key outside the layout."""
+def _parse_try_key(relative: str) -> tuple[str, int, int, str, str] | None:
+    """``task/map/try[-ti_id]/file`` -> its parts, or None for a key outside the layout."""
     parts = relative.split("/")
     if len(parts) != 4 or not parts[3]:
         return None
     try:
-        identity = RunIdentity("d", "r", parts[0], int(parts[1]), int(parts[2]))
+        try_number, ti_id = parse_try_key(parts[2])
+        identity = RunIdentity("d", "r", parts[0], int(parts[1]), try_number, ti_id)
     except (ValueError, InvalidRequest):
         return None
-    return identity.task_id, identity.map_index, identity.try_number, parts[3]
+    return identity.task_id, identity.map_index, identity.try_number, identity.ti_id, parts[3]
+
+
+def _age(task_try: TaskTry) -> tuple[str, int]:
+    """Orders the tries of one task from oldest to newest: Airflow's task-instance ids (UUIDv7) are
+    time-ordered, and a re-created run starts its try numbers at 1 again."""
+    return task_try.identity.ti_id, task_try.identity.try_number
 
 
 def latest_tries(tries: Iterable[TaskTry]) -> list[TaskTry]:
@@ -289,7 +297,7 @@ def latest_tries(tries: Iterable[TaskTry]) -> list[TaskTry]:
     latest: dict[tuple[str, int], TaskTry] = {}
     for task_try in tries:
         key = (task_try.identity.task_id, task_try.identity.map_index)
-        if key not in latest or task_try.identity.try_number > latest[key].identity.try_number:
+        if key not in latest or _age(task_try) > _age(latest[key]):
             latest[key] = task_try
     return list(latest.values())
 
@@ -437,11 +445,23 @@ def cmd_show(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _log_parts(store: ResultStore, task_try: TaskTry, first: int) -> tuple[bytes, int]:
+    """The running log's parts from ``first`` on (the runtime uploads them while it runs); the number
+    of the next part to read."""
+    chunks = []
+    while (chunk := store.read(task_try.layout.log_part_key(first))) is not None:
+        chunks.append(chunk)
+        first += 1
+    return b"".join(chunks), first
+
+
 def cmd_log(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
     task_try = _selected_try(store, args)
     key = task_try.layout.log_key
     if not args.follow:
         body = store.read(key)
+        if body is None and not store.refresh(task_try):
+            body = _log_parts(store, task_try, 0)[0] or None  # still running: what it logged so far
         if body is None:
             hint = "; it has not logged yet (use --follow)" if not task_try.finished else ""
             raise CliError(f"{task_try.label} has no log at s3://{store.bucket}/{key}{hint}")
@@ -449,10 +469,13 @@ def cmd_log(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    offset = 0
+    offset, part = 0, 0
     while True:
         done = store.refresh(task_try)
-        chunk = store.read(key, offset) or b""  # read after the status check: the final log is uploaded first
+        if done:  # the whole log is in log.txt (uploaded before status.json): the rest from there
+            chunk = store.read(key, offset) or b""
+        else:
+            chunk, part = _log_parts(store, task_try, part)
         offset += len(chunk)
         out.write(decoder.decode(chunk, final=done))
         out.flush()

@@ -49,6 +49,8 @@ class LauncherSettings:
     """AIRLAUNCH_ECS_ASSIGN_PUBLIC_IP: ``true`` for subnets without a NAT gateway."""
     ecs_capacity_provider: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_ECS_CAPACITY_PROVIDER", ""))
     """AIRLAUNCH_ECS_CAPACITY_PROVIDER: e.g. ``FARGATE_SPOT``; empty uses launch type FARGATE."""
+    reap_interval_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_REAP_SECONDS", "30")))
+    """AIRLAUNCH_REAP_SECONDS: how often the local launcher sweeps for ended containers and overdue tasks."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class RuntimeSettings:
     """AIRLAUNCH_KILL_GRACE_SECONDS: time the task gets after SIGTERM before SIGKILL."""
     work_dir: str = field(default_factory=lambda: _env("AIRLAUNCH_WORK_DIR", "/tmp/airlaunch"))
     """AIRLAUNCH_WORK_DIR: scratch folder for params, result, log and notebook."""
+    log_part_bytes: int = field(default_factory=lambda: int(_env("AIRLAUNCH_LOG_PART_BYTES", str(1024 * 1024))))
+    """AIRLAUNCH_LOG_PART_BYTES: the largest part of the running log uploaded at once."""
+    s3_retry_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_S3_RETRY_SECONDS", "300")))
+    """AIRLAUNCH_S3_RETRY_SECONDS: how long the results and status.json are retried while S3 fails."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,17 @@ class AirflowSettings:
     """AIRLAUNCH_MAX_XCOM_BYTES: result.json up to this size goes to XCom; larger ones only by S3 key."""
     status_queue: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STATUS_QUEUE", ""))
     """AIRLAUNCH_STATUS_QUEUE: SQS queue (name or URL) S3 notifies of each status.json; empty: poll S3 only."""
+    retry_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_RETRY_SECONDS", "120")))
+    """AIRLAUNCH_RETRY_SECONDS: how long a launch, stop or read is retried while Lambda or S3 fail transiently."""
+    retry_max_backoff: float = field(default_factory=lambda: float(_env("AIRLAUNCH_RETRY_MAX_BACKOFF", "10")))
+    """AIRLAUNCH_RETRY_MAX_BACKOFF: the longest pause between two retries (they double from 0.5 s)."""
+    outage_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_OUTAGE_SECONDS", "900")))
+    """AIRLAUNCH_OUTAGE_SECONDS: how long the trigger keeps watching through an S3/Lambda outage before it
+    stops the container and fails the task."""
+    sweep_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_SWEEP_SECONDS", "15")))
+    """AIRLAUNCH_SWEEP_SECONDS: how often each triggerer stops containers whose Airflow task is no longer running."""
+    log_read_bytes: int = field(default_factory=lambda: int(_env("AIRLAUNCH_LOG_READ_BYTES", "65536")))
+    """AIRLAUNCH_LOG_READ_BYTES: the most of a task's log the trigger reads (and shows) per request."""
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Airflow's own id alphabets (run ids may also hold ':', '+' and '~'); '/' is never allowed,
 # so an id can never add a level to an S3 key, and '..' is refused outright.
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+~-]{0,249}$")
 _TASK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_TI_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _RESERVED_ENV_PREFIXES = ("AIRLAUNCH_", "AWS_")
 
@@ -35,6 +36,8 @@ RESULT_FILE = "result.json"
 NOTEBOOK_FILE = "output.ipynb"
 LOG_FILE = "log.txt"
 STATUS_FILE = "status.json"
+STOP_FILE = "stop.json"
+LOG_PARTS_DIR = "log"  # why the launcher stopped this try: written before it signals the container
 
 # Environment the launcher gives every task container (read by the task runtime).
 ENV_BUCKET = "AIRLAUNCH_BUCKET"
@@ -90,13 +93,19 @@ def validate_id(value: Any, field_name: str) -> str:
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """Which Airflow task try a launch belongs to; it alone decides the S3 prefix."""
+    """Which Airflow task try a launch belongs to; it alone decides the S3 prefix.
+
+    ``ti_id`` is Airflow's task-instance id, new for every try (a retry, a clear, a re-created
+    DAG run that reuses a run id and restarts try numbers at 1). It is part of the prefix, so
+    a try can never take another try's status.json or results for its own.
+    """
 
     dag_id: str
     run_id: str
     task_id: str
     map_index: int = -1
     try_number: int = 1
+    ti_id: str = ""
 
     def __post_init__(self) -> None:
         validate_id(self.dag_id, "identity.dag_id")
@@ -104,15 +113,18 @@ class RunIdentity:
         validate_id(self.task_id, "identity.task_id")
         _require(self.map_index, "identity.map_index", int)
         _require(self.try_number, "identity.try_number", int)
+        _require(self.ti_id, "identity.ti_id", str)
         if self.map_index < -1:
             raise InvalidRequest("identity.map_index", "must be -1 (not mapped) or >= 0")
         if self.try_number < 0:
             raise InvalidRequest("identity.try_number", "must be >= 0")
+        if self.ti_id and not _TI_ID_RE.match(self.ti_id):
+            raise InvalidRequest("identity.ti_id", f"{self.ti_id!r} is not a task-instance id (a lower-case UUID)")
 
     @classmethod
     def from_dict(cls, data: Any) -> RunIdentity:
         _require(data, "identity", dict)
-        _check_keys(data, "identity", {"dag_id", "run_id", "task_id", "map_index", "try_number"})
+        _check_keys(data, "identity", {"dag_id", "run_id", "task_id", "map_index", "try_number", "ti_id"})
         for name in ("dag_id", "run_id", "task_id"):
             if name not in data:
                 raise InvalidRequest(f"identity.{name}", "is required")
@@ -122,14 +134,32 @@ class RunIdentity:
         return asdict(self)
 
     @property
+    def try_key(self) -> str:
+        """The try's S3 key segment: ``<try>-<ti_id>`` (``<try>`` alone without a ti_id)."""
+        return f"{self.try_number}-{self.ti_id}" if self.ti_id else str(self.try_number)
+
+    @property
     def execution_id(self) -> str:
         """Human-readable, unique per task try; given to the task as AIRLAUNCH_EXECUTION_ID."""
-        return f"{self.dag_id}/{self.run_id}/{self.task_id}/{self.map_index}/{self.try_number}"
+        return f"{self.dag_id}/{self.run_id}/{self.task_id}/{self.map_index}/{self.try_key}"
 
     @property
     def digest(self) -> str:
         """Short stable hash: names the container, so a second launch collides instead of duplicating."""
         return hashlib.sha256(self.execution_id.encode()).hexdigest()[:32]
+
+    @property
+    def slot(self) -> str:
+        """Hash of the task instance across its tries (dag, run, task, map index): finds an earlier try."""
+        key = f"{self.dag_id}/{self.run_id}/{self.task_id}/{self.map_index}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def parse_try_key(segment: str) -> tuple[int, str]:
+    """``<try>`` or ``<try>-<ti_id>`` -> (try number, ti_id); ValueError for anything else."""
+    number, _, ti_id = segment.partition("-")
+    identity = RunIdentity("d", "r", "t", -1, int(number), ti_id)  # validates both parts
+    return identity.try_number, identity.ti_id
 
 
 @dataclass(frozen=True)
@@ -241,7 +271,7 @@ class ResultLayout:
     def for_identity(cls, bucket: str, root: str, identity: RunIdentity) -> ResultLayout:
         parts = [root.strip("/")] if root.strip("/") else []
         parts += [identity.dag_id, identity.run_id, identity.task_id]
-        parts += [str(identity.map_index), str(identity.try_number)]
+        parts += [str(identity.map_index), identity.try_key]
         return cls(bucket=bucket, prefix="/".join(parts) + "/")
 
     def key(self, name: str) -> str:
@@ -266,6 +296,14 @@ class ResultLayout:
     @property
     def status_key(self) -> str:
         return self.key(STATUS_FILE)
+
+    @property
+    def stop_key(self) -> str:
+        return self.key(STOP_FILE)
+
+    def log_part_key(self, number: int) -> str:
+        """The running log, uploaded in parts while the task runs (log.txt holds it whole at the end)."""
+        return self.key(f"{LOG_PARTS_DIR}/{number:06d}")
 
     def uri(self, name: str = "") -> str:
         return f"s3://{self.bucket}/{self.key(name)}"
@@ -292,10 +330,16 @@ class TaskState(StrEnum):
 
 
 class StopReason(StrEnum):
+    """Why a try ended; ``Status.error`` says it in words."""
+
     EXIT = "exit"  # the task ended by itself
-    STOPPED = "stopped"  # SIGTERM from outside (stop action, Airflow cancel)
+    STOPPED = "stopped"  # airlaunch stopped it on request (Airflow cancel, timeout in Airflow, a newer try)
     TIMEOUT = "timeout"  # the catalog's or override's timeout_seconds ran out
     ERROR = "error"  # the runtime itself could not run the task
+    KILLED = "killed"  # a signal from outside airlaunch ended it (docker kill, kill -9)
+    OOM = "oom"  # the kernel killed it at its memory limit
+    PLATFORM = "platform"  # the platform ended it: engine restart, host shutdown, Spot, a failed start
+    LOST = "lost"  # it vanished and nothing tells how
 
 
 def utcnow() -> str:
@@ -316,6 +360,7 @@ class Status:
     log_tail: list[str] = field(default_factory=list)
     result_keys: dict[str, str] = field(default_factory=dict)
     host: str = ""  # where it ran: the short Docker container id, else the hostname
+    written_by: str = "runtime"  # or "launcher", for a try whose container ended without writing it
     version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,14 +387,39 @@ class Status:
                 log_tail=list(data.get("log_tail", [])),
                 result_keys=dict(data.get("result_keys", {})),
                 host=str(data.get("host", "")),
+                written_by=str(data.get("written_by", "runtime")),
                 version=data.get("version", PROTOCOL_VERSION),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise InvalidRequest("status", f"malformed status.json: {exc!r}") from exc
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Status:
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidRequest("status", f"status.json is not JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Contents of stop.json: who asked airlaunch to stop a try, and why (read by the runtime on SIGTERM,
+    so a stop airlaunch asked for is told apart from one the platform made)."""
+
+    reason: str
+    requested_at: str = field(default_factory=lambda: utcnow())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> StopRequest:
+        try:
+            data = json.loads(text)
+            return cls(reason=str(data["reason"]), requested_at=str(data.get("requested_at", "")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidRequest("stop", f"malformed stop.json: {exc!r}") from exc
 
 
 @dataclass(frozen=True)

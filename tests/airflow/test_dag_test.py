@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from airflow.models.dagbag import DagBag
@@ -29,6 +30,7 @@ def test_reference_pipeline_runs_green_with_dag_test(stack: Stack, airflow_db: N
     assert run.state == "success"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states
+    ti_ids = {ti.task_id: str(ti.id) for ti in run.get_task_instances()}
 
     two = _xcom(run.run_id, "do_task_two", "return_value")
     assert 0.5 <= two["sleep_seconds"] <= 1.5
@@ -42,7 +44,8 @@ def test_reference_pipeline_runs_green_with_dag_test(stack: Stack, airflow_db: N
         where = _xcom(run.run_id, task_id, "airlaunch")
         assert where["state"] == "succeeded" and where["exit_code"] == 0
         status = json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read())
-        assert status["execution_id"] == f"airlaunch_reference/{run.run_id}/{task_id}/-1/1"
+        # each try's files are its own: the prefix holds Airflow's task-instance id
+        assert status["execution_id"] == f"airlaunch_reference/{run.run_id}/{task_id}/-1/1-{ti_ids[task_id]}"
         assert set(where["result_keys"]) >= {"params", "log", "result"}
 
 
@@ -51,7 +54,9 @@ def test_launch_then_wait_with_the_sensor(stack: Stack, airflow_db: None) -> Non
     run = dag.test()
     assert run.state == "success"
     handle = _xcom(run.run_id, "launch", "return_value", "airlaunch_launch_then_wait")
-    assert handle["launched"] and handle["prefix"].endswith("/launch/-1/1/")  # the wait task launched nothing
+    assert handle["launched"] and re.search(
+        "/launch/-1/1-[0-9a-f-]{36}/$", handle["prefix"]
+    )  # the wait launched nothing
     slept = _xcom(run.run_id, "wait", "return_value", "airlaunch_launch_then_wait")["sleep_seconds"]
     assert _xcom(run.run_id, "use", "return_value", "airlaunch_launch_then_wait") == slept * 10
     where = _xcom(run.run_id, "wait", "airlaunch", "airlaunch_launch_then_wait")

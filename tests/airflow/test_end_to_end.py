@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from typing import Any
@@ -102,7 +103,7 @@ def _overlap(api: AirflowRest, s3: Any, dag_id: str, run_id: str, count: int) ->
     intervals = []
     for index in range(count):
         where = api.xcom(dag_id, run_id, "sleep", "airlaunch", map_index=index)
-        assert where["prefix"].endswith(f"/sleep/{index}/1/")  # one prefix per mapped index
+        assert re.search(f"/sleep/{index}/1-[0-9a-f-]{{36}}/$", where["prefix"])  # one prefix per index and try
         status = _status(s3, where)
         intervals.append((_epoch(status["started_at"]), _epoch(status["ended_at"])))
     assert len({start for start, _ in intervals}) == count

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airlaunch.protocol import Handle
-from airlaunch.providers.airflow.triggers import launched_task, status_notifications
+from airlaunch.providers.airflow.triggers import launched_task, log_follower, status_notifications
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import task_containers
 from tests.conftest import LauncherClient
@@ -34,15 +34,21 @@ def _first_event(trigger: LaunchedTaskTrigger, timeout: float = 120) -> Any:
 
 @pytest.fixture
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every S3 request the trigger makes goes through `aread`; record its keys."""
+    """Every S3 request the trigger makes goes through `aread` or the log follower's `read_range`;
+    record their keys."""
     keys: list[str] = []
-    real = launched_task.aread
+    real, real_range = launched_task.aread, log_follower.read_range
 
     async def counting(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
         keys.append(key)
         return await real(client, bucket, key, byte_range)
 
+    async def counting_range(client: Any, bucket: str, key: str, first: int, last: int | None) -> Any:
+        keys.append(key)
+        return await real_range(client, bucket, key, first, last)
+
     monkeypatch.setattr(launched_task, "aread", counting)
+    monkeypatch.setattr(log_follower, "read_range", counting_range)
     return keys
 
 
@@ -59,8 +65,10 @@ def test_one_get_per_poll_never_a_list_and_the_log_streams(
     polls = elapsed / 0.25
     # One request per tick, plus the final log read and the result read.
     assert len(counted_reads) <= polls + 3, (len(counted_reads), polls)
-    assert set(counted_reads) <= {handle.layout.status_key, handle.layout.log_key, handle.layout.result_key}
-    assert counted_reads.count(handle.layout.log_key) >= 2  # the log was read while the task ran
+    parts = [key for key in counted_reads if key.startswith(handle.layout.key("log/"))]
+    others = {handle.layout.status_key, handle.layout.log_key, handle.layout.result_key}
+    assert set(counted_reads) - set(parts) <= others
+    assert len(parts) >= 2  # the log was read, part by part, while the task ran
     assert "[container] sleeping: 3 of 4 s" in capfd.readouterr().out  # Airflow's structlog writes to stdout
 
 
@@ -78,15 +86,23 @@ def test_on_kill_stops_the_container(launcher: LauncherClient, identity: dict[st
     asyncio.run(_trigger(handle, identity).on_kill())
     status = launcher.wait_status(handle, timeout=30)
     assert status.state == "failed" and status.reason == "stopped" and status.exit_code == 143
+    assert "marked failed or success, or cleared" in (status.error or "")  # who stopped it, in words
+    gone_by = time.monotonic() + 5  # the launcher's watcher removes it once its end is recorded
+    while handle.task_ref[:12] in task_containers() and time.monotonic() < gone_by:
+        time.sleep(0.1)
     assert handle.task_ref[:12] not in task_containers()
 
 
-def test_a_container_gone_without_status_fails_as_lost(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+def test_a_container_gone_without_status_fails_with_the_launchers_record(
+    launcher: LauncherClient, identity: dict[str, Any]
+) -> None:
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
+    wait_for_log_line(launcher, handle, "sleeping: 0 of")
     subprocess.run(["docker", "rm", "-f", handle.task_ref], check=True, capture_output=True)  # no status.json
     event = _first_event(_trigger(handle, identity, poll_interval=0.2, describe_every=3), timeout=30)
-    assert event.payload["state"] == "lost"
-    assert "no longer exists" in event.payload["detail"]
+    status = event.payload["status"]
+    assert event.payload["state"] == "failed" and status["written_by"] == "launcher"
+    assert status["reason"] in ("killed", "lost") and "no status.json from the task" in status["error"]
 
 
 def test_trigger_round_trips_through_serialize(launcher: LauncherClient, identity: dict[str, Any]) -> None:
@@ -130,14 +146,14 @@ def test_one_listener_serves_tasks_one_after_another(launcher: LauncherClient, i
 
 
 def test_without_notifications_the_trigger_falls_back_to_polling(
-    launcher: LauncherClient, identity: dict[str, Any], capfd: pytest.CaptureFixture[str]
+    launcher: LauncherClient, identity: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 1})
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 3})
     trigger = _trigger(handle, identity, poll_interval=0.5, status_queue="no-such-queue")
     event = _first_event(trigger, timeout=60)
     assert event.payload["state"] == "succeeded"
-    out = capfd.readouterr().out  # Airflow's structlog writes to stdout
-    assert "status notifications stopped" in out and "polling S3 instead" in out
+    assert trigger._listener is not None and trigger._listener.degraded
+    assert "status notifications failed" in caplog.text and "poll S3 meanwhile" in caplog.text
 
 
 def test_s3_event_notifications_are_decoded() -> None:

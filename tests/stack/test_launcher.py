@@ -114,6 +114,9 @@ def test_stop_ends_task_as_failed_stopped(launcher: LauncherClient, identity: di
     assert status.state == "failed" and status.reason == "stopped" and status.exit_code == 143
     assert any(line.startswith("sleeping: ") for line in status.log_tail)
     assert response["description"]["state"] == "failed"
+    gone_by = time.monotonic() + 5  # the launcher's watcher removes it once its end is recorded
+    while handle.task_ref[:12] in task_containers() and time.monotonic() < gone_by:
+        time.sleep(0.1)
     assert handle.task_ref[:12] not in task_containers()
 
 
@@ -124,7 +127,8 @@ def test_stop_right_after_launch_still_leaves_a_status(launcher: LauncherClient,
     assert response["description"]["state"] == "failed"
     status = launcher.wait_status(handle, timeout=30)
     assert status.state == "failed" and status.reason == "stopped"
-    assert status.exit_code == 143 or "stopped (right away) before the task runtime recorded it" in (status.error or "")
+    assert "right away" in (status.error or "")  # the reason given, whoever wrote status.json
+    assert status.exit_code == 143 or status.written_by == "launcher"
 
 
 def test_describe_reports_running_then_finished(launcher: LauncherClient, identity: dict[str, Any]) -> None:
@@ -193,8 +197,9 @@ def test_unknown_action_is_refused(launcher: LauncherClient) -> None:
         "ok": False,
         "error": {
             "type": "InvalidRequest",
-            "message": "unknown action 'explode'; expected launch, describe, stop or ping",
+            "message": "unknown action 'explode'; expected launch, describe, stop, list, reap or ping",
             "field": "action",
+            "retryable": False,
         },
     }
 
@@ -228,10 +233,7 @@ def _containers_for(identity: dict[str, Any]) -> list[str]:
 def wait_for_log_line(launcher: LauncherClient, handle: Handle, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if text in launcher.read(handle.layout, "log.txt").decode():
-                return
-        except launcher.s3.exceptions.NoSuchKey:
-            pass
+        if text in launcher.live_log(handle.layout):
+            return
         time.sleep(0.3)
     raise AssertionError(f"{text!r} not in the live log after {timeout} s")

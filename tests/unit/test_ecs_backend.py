@@ -22,7 +22,7 @@ from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import LaunchError
 from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import LaunchRequest, RunIdentity, TaskState
+from airlaunch.protocol import LaunchRequest, RunIdentity, StopReason, TaskState
 
 CATALOG = Catalog.load(Path(__file__).resolve().parents[2] / "tasks" / "catalog.yaml")
 REGION = "us-east-1"
@@ -231,8 +231,8 @@ def test_run_task_request_is_exactly_this(stubbed: tuple[EcsBackend, Stubber]) -
         "cluster": "airlaunch-test",
         "taskDefinition": FAMILY,
         "count": 1,
-        "startedBy": "al-" + identity.digest,
-        "clientToken": identity.digest,
+        "startedBy": "al-" + identity.slot,  # every try of the task instance: an earlier one is found
+        "clientToken": identity.digest,  # this try: a retried RunTask returns the same task
         "launchType": "FARGATE",
         "networkConfiguration": {
             "awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"], "assignPublicIp": "ENABLED"}
@@ -257,7 +257,9 @@ def test_run_task_request_is_exactly_this(stubbed: tuple[EcsBackend, Stubber]) -
             {"key": "airlaunch.task_id", "value": "t"},
             {"key": "airlaunch.map_index", "value": "-1"},
             {"key": "airlaunch.try_number", "value": "2"},
+            {"key": "airlaunch.ti_id", "value": ""},
             {"key": "airlaunch.identity", "value": identity.digest},
+            {"key": "airlaunch.slot", "value": identity.slot},
         ],
         "enableECSManagedTags": True,
         "propagateTags": "TASK_DEFINITION",
@@ -340,10 +342,10 @@ def test_stopped_task_reports_the_essential_container(stubbed: tuple[EcsBackend,
 
     for _ in range(2):
         seen = backend.describe(stopped["taskArn"])
-        assert seen.state is TaskState.LOST and seen.exit_code == 137
+        assert seen.state is TaskState.LOST and seen.exit_code == 137 and seen.reason is StopReason.OOM
         assert seen.detail == (
             "ECS task STOPPED; stopCode: EssentialContainerExited; stoppedReason: Essential container in task exited; "
-            "container task: OutOfMemoryError: Container killed due to memory usage"
+            "container task: OutOfMemoryError: Container killed due to memory usage; exit code 137"
         )
 
 

@@ -2,7 +2,10 @@
 
 Event: ``{"action": "launch", "request": LaunchRequest}``,
 ``{"action": "describe", "handle": Handle}``,
-``{"action": "stop", "handle": Handle, "reason": str}`` or ``{"action": "ping"}``.
+``{"action": "stop", "handle": Handle, "reason": str}`` (or ``"identity": RunIdentity`` instead of,
+or besides, the handle, to stop a try whose launch may still be in flight),
+``{"action": "list"}`` (the live tasks, for Airflow's orphan sweep), ``{"action": "reap"}``
+(stop tasks long past their timeout) or ``{"action": "ping"}``.
 Response: ``{"ok": true, ...}``, or ``{"ok": false, "error": {"type", "message", "field"}}``
 for a request the launcher refuses; nothing is started then. Unexpected failures raise,
 which Lambda reports as a FunctionError.
@@ -22,7 +25,7 @@ from airlaunch.catalog import CatalogError, CatalogFile
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest
+from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity
 
 
 class _JsonFormatter(logging.Formatter):
@@ -70,8 +73,8 @@ def get_launcher() -> Launcher:
     )
 
 
-def _error(kind: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"ok": False, "error": {"type": kind, "message": message, "field": field}}
+def _error(kind: str, message: str, field: str | None = None, retryable: bool = False) -> dict[str, Any]:
+    return {"ok": False, "error": {"type": kind, "message": message, "field": field, "retryable": retryable}}
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -88,14 +91,38 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             return {"ok": True, "description": description.to_dict()}
         if action == "stop":
             reason = str(event.get("reason") or "stop requested")
-            description = launcher.stop(Handle.from_dict(event.get("handle")), reason)
+            given, identity = event.get("handle"), event.get("identity")
+            if given is None and identity is None:
+                raise InvalidRequest("handle", "stop needs the handle or the identity of the try to stop")
+            try_identity = RunIdentity.from_dict(identity) if identity is not None else None
+            if given is not None:
+                parsed = Handle.from_dict(given)
+                layout, task_ref = parsed.layout, parsed.task_ref
+            else:
+                assert try_identity is not None
+                layout, task_ref = launcher.layout_of(try_identity), ""
+            description = launcher.stop(layout, task_ref, reason, try_identity)
             return {"ok": True, "description": description.to_dict()}
+        if action == "list":
+            tasks = [
+                {
+                    "task_ref": t.task_ref,
+                    "bucket": t.layout.bucket,
+                    "prefix": t.layout.prefix,
+                    "started_at": t.started_at,
+                }
+                for t in launcher.backend.live_tasks()
+            ]
+            return {"ok": True, "tasks": tasks}
+        if action == "reap":
+            return {"ok": True, "reaped": launcher.reap()}
         if action == "ping":  # readiness: the handler and its backend are loaded; the catalog as it reads now
             try:
                 return {"ok": True, "backend": launcher.backend.name, "tasks": sorted(launcher.catalog.tasks)}
             except CatalogError as exc:
                 return {"ok": True, "backend": launcher.backend.name, "tasks": [], "catalog_error": str(exc)}
-        return _error("InvalidRequest", f"unknown action {action!r}; expected launch, describe, stop or ping", "action")
+        expected = "launch, describe, stop, list, reap or ping"
+        return _error("InvalidRequest", f"unknown action {action!r}; expected {expected}", "action")
     except InvalidRequest as exc:
         logging.getLogger(__name__).warning("refused %s: %s", action, exc)
         return _error("InvalidRequest", exc.message, exc.field)
@@ -104,4 +131,4 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return _error("CatalogError", str(exc), "task")
     except LaunchError as exc:
         logging.getLogger(__name__).error("launch failed: %s", exc)
-        return _error("LaunchError", str(exc))
+        return _error("LaunchError", str(exc), retryable=exc.retryable)

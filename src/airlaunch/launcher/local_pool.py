@@ -117,6 +117,10 @@ def main(argv: list[str]) -> None:
     timeout = float(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or 300)
     pool = Pool([Environment(i, port_base, handler) for i in range(concurrency)], timeout)
     threading.excepthook = lambda args: log.error("handler thread failed: %s", args.exc_value)
+    if (os.environ.get("AIRLAUNCH_BACKEND") or "docker") == "docker":
+        from airlaunch.launcher.docker_events import start_watching
+
+        start_watching()
     serve(os.environ.get("AIRLAUNCH_RIE_ADDRESS") or "127.0.0.1:9000", pool)
 
 

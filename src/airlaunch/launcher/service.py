@@ -1,8 +1,27 @@
-"""The launcher's three actions, independent of how they are invoked (Lambda or tests)."""
+"""The launcher's actions, independent of how they are invoked (Lambda, the local watcher, tests).
+
+What it guarantees:
+
+* One container per try, and one try at a time: a launch finds a live container of the same
+  try (same identity digest) and answers with it; it stops any live container of an earlier
+  try of the same task instance before it starts, and records how that try ended.
+* A try's results are its own: the try's prefix holds Airflow's task-instance id, so a
+  re-created run or a cleared task never finds another try's status.json.
+* Every try ends with a status.json: written by the task runtime, or, when its container
+  ended without one (killed, OOM-killed, stopped before its runtime started, vanished), by
+  ``settle`` on its behalf, with the exit code and the cause in words (``written_by``
+  "launcher"). The write is conditional, so the runtime's own status always wins.
+* A stop can come before the container exists: ``stop`` leaves stop.json and a status.json
+  that a launch arriving later respects (it starts nothing), and a launch that started a
+  container while the stop was being written stops it again.
+* Nothing half-done is left behind: a launch that fails after params.yaml was written
+  deletes it again, whatever the error.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import yaml
@@ -10,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from airlaunch.catalog import Catalog, CatalogFile
 from airlaunch.config import LauncherSettings
-from airlaunch.launcher.backends.base import Backend, LaunchError
+from airlaunch.launcher.backends.base import Backend, BackendState, LiveTask
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_EXECUTION_ID,
@@ -18,10 +37,13 @@ from airlaunch.protocol import (
     ENV_TIMEOUT_SECONDS,
     Description,
     Handle,
+    InvalidRequest,
     LaunchRequest,
     ResultLayout,
+    RunIdentity,
     Status,
     StopReason,
+    StopRequest,
     TaskState,
     utcnow,
 )
@@ -30,6 +52,7 @@ log = logging.getLogger(__name__)
 
 # Forwarded from the launcher's own environment so local tasks reach the same AWS (LocalStack).
 _FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+REAP_GRACE_SECONDS = 60  # past its timeout, a task's own runtime had this long to stop it
 
 
 def params_document(request: LaunchRequest) -> dict[str, Any]:
@@ -41,6 +64,10 @@ def params_document(request: LaunchRequest) -> dict[str, Any]:
     }
 
 
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
+
+
 class Launcher:
     def __init__(
         self,
@@ -49,30 +76,38 @@ class Launcher:
         backend: Backend,
         s3: Any,
         environ: dict[str, str],
-    ):
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.backend = backend
         self.s3 = s3
         self.forwarded_env = {k: environ[k] for k in _FORWARDED_ENV if environ.get(k)}
 
+    def layout_of(self, identity: RunIdentity) -> ResultLayout:
+        return ResultLayout.for_identity(self.settings.bucket, self.settings.key_prefix, identity)
+
+    # -- launch -----------------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Handle:
-        """Start the task unless this identity already ran or runs; never wait for it."""
+        """Start the task unless this try already ran or runs; never wait for it."""
+        identity = request.identity
         spec = self.catalog.get(request.task).with_overrides(request.overrides)
-        layout = ResultLayout.for_identity(self.settings.bucket, self.settings.key_prefix, request.identity)
+        layout = self.layout_of(identity)
 
         def handle(task_ref: str, launched: bool) -> Handle:
             return Handle(self.backend.name, task_ref, layout.bucket, layout.prefix, launched)
 
         # Order matters: a live task first, then a finished one, so a task that ends between
         # the two checks is still seen.
-        existing = self.backend.find(request.identity)
-        if existing:
-            log.info("already running: %s (%s)", request.identity.execution_id, existing)
-            return handle(existing, launched=False)
-        if self._read_status(layout) is not None:
-            log.info("already finished: %s", request.identity.execution_id)
+        live = self.backend.live(identity)
+        mine = [task for task in live if task.digest == identity.digest]
+        if mine:
+            log.info("already running: %s (%s)", identity.execution_id, mine[0].task_ref)
+            return handle(mine[0].task_ref, launched=False)
+        if self.read_status(layout) is not None:
+            log.info("already finished (or stopped before it started): %s", identity.execution_id)
             return handle("", launched=False)
+        for earlier in live:  # a new try never runs beside an old one
+            self.settle(earlier.task_ref, earlier.layout, f"superseded by try {identity.try_key} of the same task")
 
         self.s3.put_object(
             Bucket=layout.bucket,
@@ -85,64 +120,117 @@ class Launcher:
             **self.forwarded_env,
             ENV_BUCKET: layout.bucket,
             ENV_PREFIX: layout.prefix,
-            ENV_EXECUTION_ID: request.identity.execution_id,
+            ENV_EXECUTION_ID: identity.execution_id,
             ENV_TIMEOUT_SECONDS: str(spec.timeout_seconds),
         }
         if self.settings.task_endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.settings.task_endpoint_url
         try:
-            started = self.backend.start(spec, request.identity, env)
-        except LaunchError:
+            started = self.backend.start(spec, identity, env)
+        except BaseException:  # no params.yaml without a container: it would read as a try still running
             self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
             raise
+        if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
+            self.backend.stop(started.task_ref, "stopped during its launch")
         return handle(started.task_ref, started.launched)
 
+    # -- describe, stop, settle -------------------------------------------------------------------
     def describe(self, handle: Handle) -> Description:
-        """status.json decides when present; otherwise ask the platform."""
-        status = self._read_status(handle.layout)
+        """status.json decides when present; otherwise ask the platform (and record an end it reports)."""
+        status = self.read_status(handle.layout)
         if status is not None:
             return Description(status.state, status)
         if not handle.task_ref:
             return Description(TaskState.LOST, detail="no task was started and no status.json exists")
         seen = self.backend.describe(handle.task_ref)
         if seen.state is TaskState.LOST:
-            # The task may have written its status just before it went away.
-            status = self._read_status(handle.layout)
-            if status is not None:
-                return Description(status.state, status)
-            detail = seen.detail or "task ended without writing status.json"
-            if seen.exit_code is not None:
-                detail += f" (exit code {seen.exit_code})"
-            return Description(TaskState.LOST, detail=detail)
+            status = self.settle(handle.task_ref, handle.layout, None, seen)
+            return Description(status.state, status)
         return Description(seen.state, detail=seen.detail)
 
-    def stop(self, handle: Handle, reason: str) -> Description:
-        if handle.task_ref:
-            self.backend.stop(handle.task_ref, reason)
-        description = self.describe(handle)
-        if description.state is TaskState.LOST:
-            # Stopped before its runtime could record it (e.g. SIGTERM in its first instants,
-            # which PID 1 ignores until it has a handler): write the marker on its behalf.
-            description = Description(TaskState.FAILED, self._record_stop(handle, reason, description.detail or ""))
-        return description
+    def stop(
+        self, layout: ResultLayout, task_ref: str, reason: str, identity: RunIdentity | None = None
+    ) -> Description:
+        """Stop a try, by its handle's task or by its identity (when the launch may still be in flight)."""
+        refs = [task_ref] if task_ref else []
+        if identity is not None:
+            refs += [t.task_ref for t in self.backend.live(identity) if t.digest == identity.digest]
+        status: Status | None = None
+        for ref in dict.fromkeys(refs):
+            status = self.settle(ref, layout, reason)
+        if status is None:  # nothing runs (yet): a launch arriving after this must not start it
+            status = self.settle("", layout, reason)
+        return Description(status.state, status)
 
-    def _record_stop(self, handle: Handle, reason: str, detail: str) -> Status:
+    def settle(self, task_ref: str, layout: ResultLayout, why: str | None, seen: BackendState | None = None) -> Status:
+        """Make sure a try has ended and says so: stop it if it still runs (``why``: who asked, in words),
+        then, if its runtime wrote no status.json, write one on its behalf. Returns the try's status."""
+        status = self.read_status(layout)
+        if status is not None:
+            return status
+        if why is not None:
+            self._request_stop(layout, why)
+            if task_ref:
+                self.backend.stop(task_ref, why)
+                status = self.read_status(layout)  # its runtime records the stop itself when it can
+                if status is not None:
+                    return status
+        if task_ref and (seen is None or seen.state is not TaskState.LOST):
+            seen = self.backend.describe(task_ref)
+        return self._write_stand_in(layout, seen if task_ref else None, self._read_stop(layout))
+
+    def ended(self, task: LiveTask) -> Status | None:
+        """A task's container ended (the watcher saw it): record how, unless its runtime did, then let
+        the platform forget the container."""
+        seen = self.backend.describe(task.task_ref)
+        if seen.state is not TaskState.LOST:
+            return None  # still running after all (e.g. restarted): nothing ended
+        status = self.settle(task.task_ref, task.layout, None, seen)
+        self.backend.forget(task.task_ref)
+        return status
+
+    def reap(self, now: float | None = None) -> list[str]:
+        """Stop live tasks whose timeout passed long ago (their runtime failed to); the refs stopped."""
+        now = now or time.time()
+        reaped = []
+        for task in self.backend.live_tasks():
+            if not (task.started_at and task.timeout_seconds):
+                continue
+            late = now - (task.started_at + task.timeout_seconds)
+            if late > REAP_GRACE_SECONDS:
+                why = f"reaped by the launcher: its timeout of {task.timeout_seconds} s passed {late:.0f} s ago"
+                self.settle(task.task_ref, task.layout, why)
+                reaped.append(task.task_ref)
+        return reaped
+
+    def _write_stand_in(self, layout: ResultLayout, seen: BackendState | None, stop: StopRequest | None) -> Status:
+        if stop is not None:
+            reason = StopReason.STOPPED
+            how = seen.detail if seen is not None and seen.detail else "its container never started"
+            error = f"stopped by airlaunch ({stop.reason}); {how}"
+        elif seen is not None:
+            reason, error = seen.reason or StopReason.LOST, seen.detail or "its container ended"
+        else:
+            reason, error = StopReason.LOST, "no container runs for this try and it wrote no status.json"
         now = utcnow()
         root = self.settings.key_prefix.strip("/")
         status = Status(
             state=TaskState.FAILED,
-            exit_code=None,
-            reason=StopReason.STOPPED,
+            exit_code=seen.exit_code if seen is not None else None,
+            reason=reason,
             started_at=now,
             ended_at=now,
-            execution_id=handle.prefix.removeprefix(f"{root}/" if root else "").rstrip("/"),
-            error=f"stopped ({reason}) before the task runtime recorded it; {detail}",
-            result_keys={"params": handle.layout.params_key},
+            execution_id=layout.prefix.removeprefix(f"{root}/" if root else "").rstrip("/"),
+            error=f"{error}; no status.json from the task, so the launcher wrote this one",
+            log_tail=list(seen.log_tail) if seen is not None else [],
+            result_keys={"params": layout.params_key},
+            host=seen.host if seen is not None else "",
+            written_by="launcher",
         )
-        try:  # never overwrite a status.json the runtime managed to write after all
+        try:  # never over a status.json the runtime managed to write after all
             self.s3.put_object(
-                Bucket=handle.bucket,
-                Key=handle.layout.status_key,
+                Bucket=layout.bucket,
+                Key=layout.status_key,
                 Body=status.to_json().encode(),
                 ContentType="application/json",
                 IfNoneMatch="*",
@@ -150,14 +238,35 @@ class Launcher:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
                 raise
-            return self._read_status(handle.layout) or status
+            return self.read_status(layout) or status
+        log.info("recorded the end of %s: %s", layout.prefix, status.error)
         return status
 
-    def _read_status(self, layout: ResultLayout) -> Status | None:
+    # -- S3 -----------------------------------------------------------------------------------------
+    def _request_stop(self, layout: ResultLayout, why: str) -> None:
+        self.s3.put_object(
+            Bucket=layout.bucket, Key=layout.stop_key, Body=StopRequest(why).to_json().encode(),
+            ContentType="application/json",
+        )  # fmt: skip
+
+    def _read_stop(self, layout: ResultLayout) -> StopRequest | None:
+        body = self._get(layout, layout.stop_key)
+        return StopRequest.from_json(body) if body is not None else None
+
+    def read_status(self, layout: ResultLayout) -> Status | None:
+        body = self._get(layout, layout.status_key)
+        if body is None:
+            return None
         try:
-            body = self.s3.get_object(Bucket=layout.bucket, Key=layout.status_key)["Body"].read()
+            return Status.from_json(body)
+        except InvalidRequest as exc:
+            raise InvalidRequest("status", f"{layout.uri('status.json')}: {exc.message}") from exc
+
+    def _get(self, layout: ResultLayout, key: str) -> bytes | None:
+        try:
+            body: bytes = self.s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _missing(exc):
                 return None
             raise
-        return Status.from_json(body)
+        return body

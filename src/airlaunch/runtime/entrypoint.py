@@ -39,6 +39,7 @@ from airlaunch.protocol import (
     ResultLayout,
     Status,
     StopReason,
+    StopRequest,
     TaskState,
     utcnow,
 )
@@ -49,16 +50,28 @@ EXIT_RUNTIME_ERROR = 70  # EX_SOFTWARE
 
 
 class LogArchive:
-    """Tees the task's output to stdout and a file, keeps the last lines, uploads it while it grows."""
+    """Tees the task's output to stdout and a file, keeps the last lines, uploads it while it grows.
 
-    def __init__(self, path: Path, tail_lines: int, upload: Any, flush_seconds: float) -> None:
+    Every ``flush_seconds`` what is new goes up as the next numbered part (``log/000000``,
+    ``log/000001``...; at most ``part_bytes`` each, cut after a newline where there is one), so
+    each byte is uploaded once while the task runs, however long the log gets. A part whose
+    upload fails is tried again at the next flush: nothing is skipped. log.txt, the whole log,
+    is uploaded once at the end.
+    """
+
+    def __init__(
+        self, path: Path, tail_lines: int, upload_part: Any, flush_seconds: float, part_bytes: int = 1 << 20
+    ) -> None:
         self.path = path
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._file = path.open("w", encoding="utf-8")
         self._lock = threading.Lock()
-        self._dirty = False
-        self._upload = upload
+        self._flush_lock = threading.Lock()
+        self._upload_part = upload_part
         self._flush_seconds = flush_seconds
+        self._part_bytes = part_bytes
+        self.parts = 0
+        self.uploaded = 0  # bytes of the file already uploaded as parts
         self._done = threading.Event()
         self._uploader = threading.Thread(target=self._upload_loop, daemon=True)
         self._uploader.start()
@@ -70,7 +83,6 @@ class LogArchive:
             if not self._file.closed:
                 self._file.write(line)
                 self._file.flush()
-                self._dirty = True
             self.tail.append(line.rstrip("\n"))
 
     def pump(self, stream: IO[str]) -> threading.Thread:
@@ -87,14 +99,23 @@ class LogArchive:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            if not self._dirty:
-                return
-            self._dirty = False
-        try:
-            self._upload(self.path)
-        except Exception as exc:  # a failed interim upload must not kill the task
-            sys.stderr.write(f"airlaunch: interim log upload failed: {exc}\n")
+        """Upload what was written since the last upload, part by part."""
+        with self._flush_lock, self.path.open("rb") as source:
+            while True:
+                source.seek(self.uploaded)
+                data = source.read(self._part_bytes)
+                if not data:
+                    return
+                cut = data.rfind(b"\n") + 1
+                if 0 < cut < len(data):
+                    data = data[:cut]
+                try:
+                    self._upload_part(self.parts, data)
+                except Exception as exc:  # a failed interim upload must not kill the task: retried next time
+                    sys.stderr.write(f"airlaunch: log upload failed, will retry: {exc}\n")
+                    return
+                self.parts += 1
+                self.uploaded += len(data)
 
     def close(self) -> None:
         self._done.set()
@@ -120,8 +141,13 @@ class TaskRun:
         self.work = Path(settings.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         import boto3  # here, not at import: SIGTERM must be handled from the runtime's first moment
+        from botocore.config import Config
 
-        self.s3 = boto3.client("s3")
+        # standard retries (throttling, 5xx, connection errors) on every call; the final writes
+        # are retried on top of that for up to s3_retry_seconds (``_persist``)
+        retries = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
+        self.s3 = boto3.client("s3", config=retries)
+        self.stop_detail = ""
         self.proc: subprocess.Popen[str] | None = None
         self.stop_requested = stop_requested or threading.Event()
 
@@ -131,6 +157,45 @@ class TaskRun:
 
     def _upload_log(self, path: Path) -> None:
         self._put_file(path, self.layout.log_key, "text/plain; charset=utf-8")
+
+    def _upload_log_part(self, number: int, data: bytes) -> None:
+        self.s3.put_object(
+            Bucket=self.layout.bucket, Key=self.layout.log_part_key(number), Body=data,
+            ContentType="text/plain; charset=utf-8",
+        )  # fmt: skip
+
+    def _persist(self, what: str, action: Any) -> None:
+        """Run an S3 write until it succeeds, backing off, for up to s3_retry_seconds: a result or a
+        status.json lost to a passing S3 outage would cost a rerun."""
+        deadline = time.monotonic() + self.settings.s3_retry_seconds
+        pause = 0.5
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                sys.stderr.write(f"airlaunch: writing {what} failed ({exc}); retrying in {pause:.1f} s\n")
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    def _stop_reason(self) -> StopReason:
+        """Who sent the SIGTERM: airlaunch leaves stop.json (with why) before it stops a container."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.get_object(Bucket=self.layout.bucket, Key=self.layout.stop_key)["Body"].read()
+            self.stop_detail = StopRequest.from_json(body).reason
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                self.stop_detail = f"a SIGTERM came, and stop.json could not be read ({exc})"
+                return StopReason.STOPPED
+            self.stop_detail = ""
+            return StopReason.PLATFORM  # no stop.json: not a stop airlaunch asked for
+        except Exception as exc:
+            self.stop_detail = f"a SIGTERM came, and stop.json could not be read ({exc})"
+        return StopReason.STOPPED
 
     # -- signals ----------------------------------------------------------------------------
     def on_sigterm(self, signum: int, frame: Any) -> None:
@@ -169,7 +234,7 @@ class TaskRun:
             "PYTHONUNBUFFERED": "1",
         }
         if self.stop_requested.is_set():  # stopped before the task started: do not start it
-            return EXIT_STOPPED, StopReason.STOPPED
+            return EXIT_STOPPED, self._stop_reason()
         self.proc = subprocess.Popen(
             self.command(params_file),
             stdout=subprocess.PIPE,
@@ -205,7 +270,7 @@ class TaskRun:
         pump.join(timeout=5)
         code = self.proc.returncode
         if reason is StopReason.STOPPED:
-            return EXIT_STOPPED, reason
+            return EXIT_STOPPED, self._stop_reason()
         if reason is StopReason.TIMEOUT:
             return EXIT_TIMEOUT, reason
         return (128 - code if code < 0 else code), reason  # killed by a signal: 128 + signum
@@ -216,21 +281,27 @@ class TaskRun:
         result = self.work / RESULT_FILE
         if result.exists():
             json.loads(result.read_text())  # a malformed result fails the task, not the reader downstream
-            self._put_file(result, self.layout.result_key, "application/json")
+            self._persist("result.json", lambda: self._put_file(result, self.layout.result_key, "application/json"))
             keys["result"] = self.layout.result_key
         notebook = self.work / NOTEBOOK_FILE
         if notebook.exists():
-            self._put_file(notebook, self.layout.notebook_key, "application/x-ipynb+json")
+            self._persist(
+                "output.ipynb", lambda: self._put_file(notebook, self.layout.notebook_key, "application/x-ipynb+json")
+            )
             keys["notebook"] = self.layout.notebook_key
         log.close()
-        self._upload_log(log.path)
+        self._persist("log.txt", lambda: self._upload_log(log.path))
         keys["log"] = self.layout.log_key
         return keys
 
     def run(self) -> int:
         started_at = utcnow()
         log = LogArchive(
-            self.work / "log.txt", self.settings.log_tail_lines, self._upload_log, self.settings.log_flush_seconds
+            self.work / "log.txt",
+            self.settings.log_tail_lines,
+            self._upload_log_part,
+            self.settings.log_flush_seconds,
+            self.settings.log_part_bytes,
         )
         error: str | None = None
         try:
@@ -250,7 +321,7 @@ class TaskRun:
                 self._upload_log(log.path)
                 keys["log"] = self.layout.log_key
         if code != 0 and error is None:
-            error = describe_failure(code, reason, log.tail)
+            error = describe_failure(code, reason, log.tail, self.stop_detail)
         status = Status(
             state=TaskState.SUCCEEDED if code == 0 else TaskState.FAILED,
             exit_code=code,
@@ -263,10 +334,13 @@ class TaskRun:
             result_keys=keys,
             host=where_am_i(),
         )
-        self.s3.put_object(
-            Bucket=self.layout.bucket, Key=self.layout.status_key, Body=status.to_json().encode(),
-            ContentType="application/json",
-        )  # fmt: skip
+        body = status.to_json().encode()
+        self._persist(
+            "status.json",
+            lambda: self.s3.put_object(
+                Bucket=self.layout.bucket, Key=self.layout.status_key, Body=body, ContentType="application/json"
+            ),
+        )
         print(f"airlaunch: {status.state.value} with exit code {code}, status at {self.layout.uri('status.json')}")
         return code
 
@@ -284,9 +358,14 @@ def where_am_i() -> str:
     return match.group(1)[:12] if match else socket.gethostname()
 
 
-def describe_failure(code: int, reason: StopReason, tail: collections.deque[str]) -> str:
+def describe_failure(code: int, reason: StopReason, tail: collections.deque[str], stop_detail: str = "") -> str:
     if reason is StopReason.STOPPED:
-        return "stopped by request (SIGTERM)"
+        return f"stopped by airlaunch: {stop_detail or 'a stop was requested'} (SIGTERM)"
+    if reason is StopReason.PLATFORM:
+        return (
+            "stopped by a SIGTERM that airlaunch did not send: the platform ended the container "
+            "(Docker engine restart or docker stop, host shutdown, Spot interruption)"
+        )
     if reason is StopReason.TIMEOUT:
         return "stopped: timeout reached"
     last = next((line for line in reversed(tail) if line.strip()), "")

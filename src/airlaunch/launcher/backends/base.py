@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from airlaunch.catalog import TaskSpec
-from airlaunch.protocol import RunIdentity, TaskState
+from airlaunch.protocol import ResultLayout, RunIdentity, StopReason, TaskState
 
 
 class LaunchError(RuntimeError):
-    """The platform refused to start the task (missing image, no capacity, bad network...)."""
+    """The platform refused to start the task (missing image, no capacity, bad network...).
+
+    ``retryable``: the same launch may succeed a moment later (the engine restarting, no
+    capacity just now); callers retry those within their launch budget, never the others.
+    """
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -20,19 +28,36 @@ class Started:
 
 
 @dataclass(frozen=True)
+class LiveTask:
+    """A task the platform still runs (or is starting), and which try it belongs to."""
+
+    task_ref: str
+    digest: str  # RunIdentity.digest of its try
+    layout: ResultLayout  # where its try keeps its files (from the environment it was started with)
+    started_at: float | None = None  # epoch seconds, when the platform says it started
+    timeout_seconds: int | None = None  # the timeout it was started with
+
+
+@dataclass(frozen=True)
 class BackendState:
     """The platform's view of a task; ``status.json`` in S3 has the final word when it exists."""
 
     state: TaskState  # PENDING, RUNNING, or LOST once the platform no longer runs it
     exit_code: int | None = None
-    detail: str | None = None
+    detail: str | None = None  # how it ended, in words, once it has
+    reason: StopReason | None = None  # the same as a code, once it has ended
+    log_tail: list[str] = field(default_factory=list)  # its last output lines, where the platform keeps them
+    host: str = ""
 
 
 class Backend(Protocol):
     name: str
 
-    def find(self, identity: RunIdentity) -> str | None:
-        """The ref of a live task started for this identity, if any."""
+    def live(self, identity: RunIdentity) -> list[LiveTask]:
+        """Live tasks of this task instance, this try or any other (same dag, run, task, map index)."""
+
+    def live_tasks(self) -> list[LiveTask]:
+        """Every live task this launcher started (for the reaper)."""
 
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         """Start the task without waiting for it; idempotent per identity."""
@@ -41,6 +66,9 @@ class Backend(Protocol):
 
     def stop(self, task_ref: str, reason: str) -> bool:
         """Ask the task to stop (SIGTERM, then SIGKILL after a grace period); False if it was gone."""
+
+    def forget(self, task_ref: str) -> None:
+        """Drop what the platform keeps of an ended task once its end is recorded (a no-op on ECS)."""
 
 
 def labels_for(spec: TaskSpec, identity: RunIdentity) -> dict[str, str]:
@@ -52,5 +80,7 @@ def labels_for(spec: TaskSpec, identity: RunIdentity) -> dict[str, str]:
         "airlaunch.task_id": identity.task_id,
         "airlaunch.map_index": str(identity.map_index),
         "airlaunch.try_number": str(identity.try_number),
+        "airlaunch.ti_id": identity.ti_id,
         "airlaunch.identity": identity.digest,
+        "airlaunch.slot": identity.slot,
     }

@@ -3,29 +3,69 @@
 A container is named after its run identity, so Docker's unique-name rule makes a
 second launch of the same try fail with 409 instead of starting a duplicate; the
 launcher then reports the existing container. Containers run unprivileged, with every
-capability dropped, no host mounts, and remove themselves when they exit: their result,
-log and exit code are in S3 by then.
+capability dropped and no host mounts. They are kept after they exit, so their exit code
+and OOM flag can be read (``describe``) and recorded; the launcher's event watcher
+(``docker_events``) removes each one (``forget``) once its end is in S3.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+from datetime import datetime
+from typing import Any
 
 import docker
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from airlaunch.catalog import TaskSpec
-from airlaunch.launcher.backends.base import BackendState, LaunchError, Started, labels_for
-from airlaunch.protocol import RunIdentity, TaskState
+from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
+from airlaunch.protocol import (
+    ENV_BUCKET,
+    ENV_PREFIX,
+    ENV_TIMEOUT_SECONDS,
+    ResultLayout,
+    RunIdentity,
+    StopReason,
+    TaskState,
+)
 
 log = logging.getLogger(__name__)
 
 _PENDING_STATES = {"created", "restarting"}
+_LIVE_STATES = _PENDING_STATES | {"running"}
+LOG_TAIL_LINES = 20
 
 
 def container_name(identity: RunIdentity) -> str:
     return f"airlaunch-{identity.digest}"
+
+
+def _epoch(timestamp: str) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds -> epoch seconds."""
+    if not timestamp or timestamp.startswith("0001-"):
+        return None
+    head, _, fraction = timestamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{fraction or 0}")
+
+
+def how_it_ended(state: dict[str, Any], memory_limit: int) -> tuple[StopReason, str]:
+    """A container's end from Docker's State, in words: OOM, a signal, or an exit code."""
+    code = int(state.get("ExitCode") or 0)
+    if state.get("OOMKilled"):
+        limit = f" at its {memory_limit // 2**20} MiB memory limit" if memory_limit else ""
+        return StopReason.OOM, f"out of memory: the kernel killed it{limit} (exit code {code})"
+    if code > 128:
+        number = code - 128
+        try:
+            name = f" ({signal.Signals(number).name})"
+        except ValueError:
+            name = ""
+        return StopReason.KILLED, f"killed by signal {number}{name} (exit code {code})"
+    if state.get("Error"):
+        return StopReason.PLATFORM, f"Docker could not run it: {state['Error']} (exit code {code})"
+    return StopReason.LOST, f"it exited with code {code} without its runtime recording how it ended"
 
 
 class DockerBackend:
@@ -36,10 +76,44 @@ class DockerBackend:
         self.stop_grace_seconds = stop_grace_seconds
         self.client = client or docker.from_env()
 
-    def find(self, identity: RunIdentity) -> str | None:
-        found = self.client.containers.list(all=True, filters={"label": f"airlaunch.identity={identity.digest}"})
-        live = [c for c in found if c.status in _PENDING_STATES | {"running"}]
-        return live[0].id if live else None
+    def _list(self, label: str, live_only: bool = True) -> list[Container]:
+        try:
+            found = self.client.containers.list(all=True, filters={"label": label})
+        except DockerException as exc:
+            raise LaunchError(f"cannot list containers on the Docker engine: {exc}", retryable=True) from exc
+        return [c for c in found if c.status in _LIVE_STATES] if live_only else found
+
+    @staticmethod
+    def _live_task(container: Container) -> LiveTask:
+        env = dict(item.split("=", 1) for item in container.attrs.get("Config", {}).get("Env") or [] if "=" in item)
+        timeout = env.get(ENV_TIMEOUT_SECONDS)
+        return LiveTask(
+            task_ref=container.id or "",
+            digest=container.labels.get("airlaunch.identity", ""),
+            layout=ResultLayout(bucket=env.get(ENV_BUCKET, ""), prefix=env.get(ENV_PREFIX, "")),
+            started_at=_epoch(container.attrs.get("State", {}).get("StartedAt", "")),
+            timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
+        )
+
+    def task(self, task_ref: str) -> LiveTask | None:
+        container = self._get(task_ref)
+        return (
+            self._live_task(container) if container is not None and "airlaunch.identity" in container.labels else None
+        )
+
+    def live(self, identity: RunIdentity) -> list[LiveTask]:
+        return [self._live_task(c) for c in self._list(f"airlaunch.slot={identity.slot}")]
+
+    def live_tasks(self) -> list[LiveTask]:
+        return [self._live_task(c) for c in self._list("airlaunch.identity")]
+
+    def ended_tasks(self) -> list[LiveTask]:
+        """Containers that ended and are still kept (their end not yet recorded)."""
+        return [
+            self._live_task(c)
+            for c in self._list("airlaunch.identity", live_only=False)
+            if c.status not in _LIVE_STATES
+        ]
 
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         try:
@@ -50,7 +124,6 @@ class DockerBackend:
                 labels=labels_for(spec, identity),
                 environment=env,
                 detach=True,
-                auto_remove=True,
                 network=self.network,
                 mem_limit=f"{spec.memory_mib}m",
                 memswap_limit=f"{spec.memory_mib}m",
@@ -67,12 +140,21 @@ class DockerBackend:
             ) from exc
         except APIError as exc:
             if exc.status_code == 409:  # the name is taken: this identity is already running
-                existing = self.client.containers.get(container_name(identity))
+                try:
+                    existing = self.client.containers.get(container_name(identity))
+                except NotFound as gone:  # it ended and was removed in between: the caller looks again
+                    raise LaunchError(
+                        f"container for {identity.execution_id} vanished during the launch", retryable=True
+                    ) from gone
                 log.info("container for %s already exists: %s", identity.execution_id, existing.id)
-                return Started(task_ref=existing.id, launched=False)
+                return Started(task_ref=existing.id or "", launched=False)
             raise LaunchError(f"Docker refused to start task {spec.name!r}: {exc.explanation or exc}") from exc
+        except DockerException as exc:
+            raise LaunchError(
+                f"cannot reach the Docker engine to start task {spec.name!r}: {exc}", retryable=True
+            ) from exc
         log.info("started container %s for %s", container.id, identity.execution_id)
-        return Started(task_ref=container.id, launched=True)
+        return Started(task_ref=container.id or "", launched=True)
 
     def _get(self, task_ref: str) -> Container | None:
         try:
@@ -83,18 +165,29 @@ class DockerBackend:
     def describe(self, task_ref: str) -> BackendState:
         container = self._get(task_ref)
         if container is None:
-            return BackendState(TaskState.LOST, detail="container no longer exists")
+            return BackendState(TaskState.LOST, detail="its container no longer exists", reason=StopReason.LOST)
         state = container.attrs.get("State", {})
         if container.status in _PENDING_STATES:
             return BackendState(TaskState.PENDING, detail=container.status)
         if container.status == "running":
             return BackendState(TaskState.RUNNING)
-        detail = "killed: out of memory" if state.get("OOMKilled") else f"container {container.status}"
-        return BackendState(TaskState.LOST, exit_code=state.get("ExitCode"), detail=detail)
+        reason, detail = how_it_ended(state, int(container.attrs.get("HostConfig", {}).get("Memory") or 0))
+        try:
+            output = container.logs(tail=LOG_TAIL_LINES).decode("utf-8", "replace").splitlines()
+        except DockerException:
+            output = []
+        return BackendState(
+            TaskState.LOST,
+            exit_code=state.get("ExitCode"),
+            detail=detail,
+            reason=reason,
+            log_tail=output,
+            host=(container.id or "")[:12],
+        )
 
     def stop(self, task_ref: str, reason: str) -> bool:
         container = self._get(task_ref)
-        if container is None:
+        if container is None or container.status not in _LIVE_STATES:
             return False
         log.info("stopping container %s: %s", task_ref, reason)
         try:
@@ -102,3 +195,11 @@ class DockerBackend:
         except NotFound:
             return False
         return True
+
+    def forget(self, task_ref: str) -> None:
+        container = self._get(task_ref)
+        if container is not None and container.status not in _LIVE_STATES:
+            try:
+                container.remove()
+            except (NotFound, APIError) as exc:  # already being removed
+                log.debug("container %s not removed: %s", task_ref, exc)

@@ -1,8 +1,9 @@
 """Run catalog tasks as ECS tasks on Fargate (the AWS backend).
 
-A task is found again by ``startedBy`` (``al-`` + the identity digest, 35 of the 36
-characters ECS allows) and RunTask carries the digest as ``clientToken``, so a retried
-invocation of the same launch returns the same task instead of starting a second one.
+The tasks of one task instance, whatever their try, are found by ``startedBy`` (``al-`` +
+the identity's slot digest, 35 of the 36 characters ECS allows), and each task's tags name
+its try; RunTask carries the try's digest as ``clientToken``, so a retried invocation of the
+same launch returns the same task instead of starting a second one.
 The catalog decides the task definition family and container; cluster and network come
 from :class:`~airlaunch.config.LauncherSettings`. The task runs with its task role: the
 launcher's own AWS credentials are never passed into a task's environment.
@@ -20,8 +21,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch.catalog import TaskSpec
 from airlaunch.config import LauncherSettings
-from airlaunch.launcher.backends.base import BackendState, LaunchError, Started, labels_for
-from airlaunch.protocol import RunIdentity, TaskState
+from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
+from airlaunch.protocol import (
+    ENV_BUCKET,
+    ENV_PREFIX,
+    ENV_TIMEOUT_SECONDS,
+    ResultLayout,
+    RunIdentity,
+    StopReason,
+    TaskState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,18 @@ def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
 
 
 def started_by(identity: RunIdentity) -> str:
-    return f"al-{identity.digest}"
+    return f"al-{identity.slot}"
+
+
+# stopCode -> how the task ended (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-errors.html)
+_STOP_CODES = {
+    "TaskFailedToStart": StopReason.PLATFORM,
+    "SpotInterruption": StopReason.PLATFORM,
+    "TerminationNotice": StopReason.PLATFORM,
+    "ServiceSchedulerInitiated": StopReason.PLATFORM,
+    "UserInitiated": StopReason.STOPPED,
+    "EssentialContainerExited": StopReason.LOST,
+}
 
 
 def ecs_tags(labels: dict[str, str]) -> list[dict[str, str]]:
@@ -84,18 +104,58 @@ class EcsBackend:
         self.client = client or boto3.client("ecs")
         self._essential: dict[str, set[str]] = {}  # task definition ARN -> essential container names
 
-    def find(self, identity: RunIdentity) -> str | None:
+    def _describe_tasks(self, arns: list[str]) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = []
+        for first in range(0, len(arns), 100):  # DescribeTasks takes at most 100
+            response = self.client.describe_tasks(
+                cluster=self.cluster, tasks=arns[first : first + 100], include=["TAGS"]
+            )
+            tasks += response["tasks"]
+        return tasks
+
+    @staticmethod
+    def _live_task(task: dict[str, Any]) -> LiveTask:
+        env = {
+            item["name"]: item["value"]
+            for override in (task.get("overrides") or {}).get("containerOverrides") or []
+            for item in override.get("environment") or []
+        }
+        tags = {tag["key"]: tag["value"] for tag in task.get("tags") or []}
+        started = task.get("startedAt")
+        timeout = env.get(ENV_TIMEOUT_SECONDS, "")
+        return LiveTask(
+            task_ref=task["taskArn"],
+            digest=tags.get("airlaunch.identity", ""),
+            layout=ResultLayout(bucket=env.get(ENV_BUCKET, ""), prefix=env.get(ENV_PREFIX, "")),
+            started_at=started.timestamp() if started is not None else None,
+            timeout_seconds=int(timeout) if timeout.isdigit() else None,
+        )
+
+    def _list_live(self, **filters: str) -> list[LiveTask]:
         try:
-            arns = self.client.list_tasks(
-                cluster=self.cluster, startedBy=started_by(identity), desiredStatus="RUNNING"
-            )["taskArns"]
-            if not arns:
-                return None
-            tasks = self.client.describe_tasks(cluster=self.cluster, tasks=arns)["tasks"]
+            pages = self.client.get_paginator("list_tasks").paginate(
+                cluster=self.cluster, desiredStatus="RUNNING", **filters
+            )
+            arns = [arn for page in pages for arn in page["taskArns"]]
+            tasks = self._describe_tasks(arns) if arns else []
         except (ClientError, BotoCoreError) as exc:
             raise LaunchError(f"cannot list ECS tasks in cluster {self.cluster!r}: {_client_error(exc)}") from exc
-        live = [t["taskArn"] for t in tasks if t.get("lastStatus") in _PENDING | _RUNNING]
-        return live[0] if live else None
+        live = [t for t in tasks if t.get("lastStatus") in _PENDING | _RUNNING]
+        return [self._live_task(t) for t in live if str(t.get("startedBy", "")).startswith("al-")]
+
+    def live(self, identity: RunIdentity) -> list[LiveTask]:
+        return self._list_live(startedBy=started_by(identity))
+
+    def live_tasks(self) -> list[LiveTask]:
+        return self._list_live()
+
+    def find(self, identity: RunIdentity) -> str | None:
+        """The live task of exactly this try, if any."""
+        mine = [task.task_ref for task in self.live(identity) if task.digest == identity.digest]
+        return mine[0] if mine else None
+
+    def forget(self, task_ref: str) -> None:
+        """ECS forgets stopped tasks by itself (after about an hour)."""
 
     def run_task_params(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> dict[str, Any]:
         """The RunTask request for one launch (separate so that it can be checked as a whole)."""
@@ -155,7 +215,9 @@ class EcsBackend:
         failures = response.get("failures") or []
         if failures or not response.get("tasks"):
             reasons = "; ".join(f"{f.get('reason')} {f.get('detail') or ''} ({f.get('arn', '')})" for f in failures)
-            raise LaunchError(f"ECS could not place task {spec.name!r}: {reasons or 'no task returned'}")
+            # no capacity or agent just now (RESOURCE:*, AGENT, Capacity is unavailable): may pass
+            passing = any(str(f.get("reason", "")).startswith(("RESOURCE:", "AGENT", "Capacity")) for f in failures)
+            raise LaunchError(f"ECS could not place task {spec.name!r}: {reasons or 'no task returned'}", passing)
         arn: str = response["tasks"][0]["taskArn"]
         log.info("started ECS task %s for %s", arn, identity.execution_id)
         return Started(task_ref=arn, launched=True)
@@ -175,13 +237,27 @@ class EcsBackend:
         if status in _RUNNING:
             return BackendState(TaskState.RUNNING)
         container = self._essential_container(task)
-        parts = [f"ECS task {status}"]
+        return self.how_it_ended(task, container)
+
+    @staticmethod
+    def how_it_ended(task: dict[str, Any], container: dict[str, Any] | None) -> BackendState:
+        """A stopped task in words: ECS's stopCode and stoppedReason, the container's exit code or reason."""
+        code = task.get("stopCode", "")
+        reason = _STOP_CODES.get(code, StopReason.LOST)
+        parts = [f"ECS task {task.get('lastStatus', 'STOPPED')}"]
         parts += [f"{key}: {task[key]}" for key in ("stopCode", "stoppedReason") if task.get(key)]
+        if code == "SpotInterruption":
+            parts.insert(0, "Fargate Spot reclaimed its capacity")
         if container and container.get("reason"):
             parts.append(f"container {container.get('name')}: {container['reason']}")
-        return BackendState(
-            TaskState.LOST, exit_code=container.get("exitCode") if container else None, detail="; ".join(parts)
-        )
+            if "OutOfMemory" in container["reason"]:
+                reason = StopReason.OOM
+        exit_code = container.get("exitCode") if container else None
+        if exit_code is not None and exit_code > 128 and reason is StopReason.LOST:
+            reason = StopReason.KILLED
+        if exit_code is not None:
+            parts.append(f"exit code {exit_code}")
+        return BackendState(TaskState.LOST, exit_code=exit_code, detail="; ".join(parts), reason=reason)
 
     def _essential_container(self, task: dict[str, Any]) -> dict[str, Any] | None:
         containers: list[dict[str, Any]] = task.get("containers") or []
@@ -204,6 +280,6 @@ class EcsBackend:
         log.info("stopping ECS task %s: %s", task_ref, reason)
         try:
             self.client.stop_task(cluster=self.cluster, task=task_ref, reason=reason[:255])
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise LaunchError(f"cannot stop ECS task {task_ref}: {_client_error(exc)}") from exc
         return True

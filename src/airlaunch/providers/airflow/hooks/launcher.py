@@ -5,6 +5,12 @@ local Runtime Interface Emulator and real AWS differ only there, e.g. locally::
 
     {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:4566",
      "service_config": {"lambda": {"endpoint_url": "http://127.0.0.1:9000"}}}
+
+Every call to the launcher is retried through transient failures (Lambda unreachable or
+throttled, 5xx, a launch the platform may accept a moment later) for ``retry_seconds``
+(AIRLAUNCH_RETRY_SECONDS): a launch is idempotent per try, so a retried launch finds the
+container an earlier attempt started instead of starting a second one. These launch
+retries are apart from Airflow's task retries, which start a new try.
 """
 
 from __future__ import annotations
@@ -19,13 +25,23 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk.exceptions import AirflowException
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Description, Handle, LaunchRequest, ResultLayout, Status
+from airlaunch.providers.airflow.hooks.retry import aretrying, retrying
+
+# botocore retries a few attempts itself (standard mode); the hook's own policy counts seconds.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=130)
 
 
 class LauncherError(AirflowException):
     """The launcher refused a request or failed; the message says why."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def launched_message(task: str, handle: Handle) -> str:
@@ -45,27 +61,48 @@ def parse_response(payload: bytes, function_error: str | None) -> dict[str, Any]
     if not isinstance(body, dict) or not body.get("ok"):
         error = (body or {}).get("error") or {}
         field = f" [{error.get('field')}]" if error.get("field") else ""
-        raise LauncherError(f"the launcher refused the request: {error.get('type')}{field}: {error.get('message')}")
+        raise LauncherError(
+            f"the launcher refused the request: {error.get('type')}{field}: {error.get('message')}",
+            retryable=bool(error.get("retryable")),
+        )
     return body
 
 
 class LauncherHook(LambdaHook):
     """Invokes the launcher (launch, describe, stop) and reads results; sync and async."""
 
-    def __init__(self, *, function_name: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        aws_conn_id: str | None = "aws_default",
+        retry_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("config", CLIENT_CONFIG)
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.function_name = function_name
+        settings = AirflowSettings()
+        self.retry_seconds = settings.retry_seconds if retry_seconds is None else retry_seconds
+        self.retry_cap = settings.retry_max_backoff
 
     @cached_property
     def s3_hook(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=CLIENT_CONFIG)
+
+    def _payload(self, event: dict[str, Any]) -> bytes:
+        return json.dumps(event).encode()
 
     # -- sync (worker) ------------------------------------------------------------------------
-    def call(self, event: dict[str, Any]) -> dict[str, Any]:
-        response = self.conn.invoke(
-            FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
-        )
-        return parse_response(response["Payload"].read(), response.get("FunctionError"))
+    def call(self, event: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
+        what = f"launcher {event.get('action')}"
+        for attempt in retrying(self.retry_seconds if budget is None else budget, self.retry_cap, what):
+            with attempt:
+                response = self.conn.invoke(
+                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=self._payload(event)
+                )
+                return parse_response(response["Payload"].read(), response.get("FunctionError"))
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def launch(self, request: LaunchRequest) -> Handle:
         return Handle.from_dict(self.call({"action": "launch", "request": request.to_dict()})["handle"])
@@ -82,22 +119,30 @@ class LauncherHook(LambdaHook):
         return Status.from_json(body) if body is not None else None
 
     def read_bytes(self, bucket: str, key: str) -> bytes | None:
-        try:
-            return self.s3_hook.conn.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+        for attempt in retrying(self.retry_seconds, self.retry_cap, f"reading s3://{bucket}/{key}"):
+            with attempt:
+                try:
+                    body: bytes = self.s3_hook.conn.get_object(Bucket=bucket, Key=key)["Body"].read()
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                        return None
+                    raise
+                return body
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
     # -- async (triggerer) --------------------------------------------------------------------
-    async def acall(self, event: dict[str, Any]) -> dict[str, Any]:
-        client = await shared_client(self)
-        response = await client.invoke(
-            FunctionName=self.function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
-        )
-        async with response["Payload"] as stream:
-            payload = await stream.read()
-        return parse_response(payload, response.get("FunctionError"))
+    async def acall(self, event: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
+        what = f"launcher {event.get('action')}"
+        async for attempt in aretrying(self.retry_seconds if budget is None else budget, self.retry_cap, what):
+            with attempt:
+                client = await shared_client(self)
+                response = await client.invoke(
+                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=self._payload(event)
+                )
+                async with response["Payload"] as stream:
+                    payload = await stream.read()
+                return parse_response(payload, response.get("FunctionError"))
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def alaunch(self, request: LaunchRequest) -> Handle:
         return Handle.from_dict((await self.acall({"action": "launch", "request": request.to_dict()}))["handle"])
@@ -141,4 +186,5 @@ async def aread(client: Any, bucket: str, key: str, byte_range: str | None = Non
             return None
         raise
     async with response["Body"] as stream:
-        return await stream.read()
+        data: bytes = await stream.read()
+    return data

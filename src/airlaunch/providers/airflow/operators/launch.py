@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
 from airlaunch.config import AirflowSettings
-from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, Status, TaskState
+from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity, Status, TaskState
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
 from airlaunch.providers.airflow.triggers.launch_spec import (
     TRIGGER_SETTINGS,
@@ -36,15 +36,18 @@ TRIGGER_CLASSPATH = f"{LaunchedTaskTrigger.__module__}.{LaunchedTaskTrigger.__qu
 
 
 def failure_message(event: dict[str, Any]) -> str:
-    """One readable message: what ended the task, its exit code and the last lines it printed."""
+    """One readable message: what ended the task, in words, its exit code and the last lines it printed."""
     status = event.get("status")
     if status is None:
         return f"container task {event.get('state')}: {event.get('detail')}"
     parsed = Status.from_dict(status)
-    tail = "\n".join(f"    {line}" for line in parsed.log_tail)
+    tail = "\n".join(f"    {line}" for line in parsed.log_tail) or "    (none)"
+    recorded = (
+        " (recorded by the launcher: the container left no status.json)" if parsed.written_by == "launcher" else ""
+    )
     return (
         f"container task {parsed.state.value} (reason: {parsed.reason.value}, exit code {parsed.exit_code}): "
-        f"{parsed.error}\nlast log lines:\n{tail}"
+        f"{parsed.error}{recorded}\nlast log lines:\n{tail}"
     )
 
 
@@ -184,6 +187,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             max_xcom_bytes=max_xcom_bytes,
         )
         self._handle: Handle | None = None
+        self._identity: RunIdentity | None = None
         if start_from_trigger:
             self._start_from_trigger()
 
@@ -218,7 +222,9 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             raise AirflowException(f"bad launch request for catalog task {self.task!r}: {exc}") from exc
 
     def execute(self, context: Context) -> Any:
-        handle = self._handle = self.hook.launch(self.build_request(context))
+        request = self.build_request(context)
+        self._identity = request.identity  # a kill during the launch stops the try by its identity
+        handle = self._handle = self.hook.launch(request)
         self.log.info(launched_message(self.task, handle))
         context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
         if not self.wait_for_completion:
@@ -232,6 +238,11 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         return super().execute_complete(context, event)
 
     def on_kill(self) -> None:
-        """Killed while still on the worker (before deferring): stop the container if it started."""
+        """Killed while still on the worker (before deferring): stop the container, started or starting."""
+        event: dict[str, Any] = {"action": "stop", "reason": "the Airflow task was killed during its launch"}
         if self._handle is not None:
-            self.hook.stop(self._handle, "Airflow task killed")
+            event["handle"] = self._handle.to_dict()
+        if self._identity is not None:
+            event["identity"] = self._identity.to_dict()
+        if len(event) > 2:
+            self.hook.call(event)

@@ -25,9 +25,14 @@ TRIGGER_SETTINGS = ("function_name", "aws_conn_id", "region_name", "poll_interva
 
 
 def identity_of(context: Context) -> RunIdentity:
-    ti = context["ti"]
+    """This task try's identity; Airflow gives every try its own task-instance id (``ti.id``)."""
+    return identity_of_ti(context["ti"])
+
+
+def identity_of_ti(ti: Any) -> RunIdentity:
     map_index = ti.map_index if ti.map_index is not None else -1
-    return RunIdentity(ti.dag_id, ti.run_id, ti.task_id, map_index, ti.try_number)
+    ti_id = str(ti.id) if getattr(ti, "id", None) else ""
+    return RunIdentity(ti.dag_id, ti.run_id, ti.task_id, map_index, ti.try_number, ti_id)
 
 
 def launch_request(

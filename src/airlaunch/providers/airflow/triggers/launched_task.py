@@ -3,28 +3,35 @@
 What it guarantees:
 
 * Latency: with a status queue (``status_queue``, AIRLAUNCH_STATUS_QUEUE) S3 announces each
-  status.json on SQS and the triggerer's one long poll for all tasks (``status_notifications.py``)
+  status.json on SQS and the triggerer's one long poll for all tasks (``status_notifications``)
   wakes this trigger at once. Without one, completion is seen within one ``poll_interval``.
+  A container that ends without writing status.json gets one from the launcher (its Docker
+  event watcher, or ECS's task state event), which wakes the trigger the same way.
 * Cost: at most one S3 request per ``poll_interval`` per task, never a LIST: a GET of
-  status.json, except every ``log_every``-th tick, which is a ranged GET of log.txt instead
-  (that is how the container's output reaches the Airflow task log while it runs). While
+  status.json, except every ``log_every``-th tick, which reads the next part of the running
+  log instead (``log_follower``: bounded per request, however much the task prints). While
   notifications arrive, status.json is read only when one says so, and otherwise once per
   ``log_every`` ticks as a safety net. Every ``describe_every`` ticks it also asks the
-  launcher Lambda whether the container still exists, so a task that died without writing
-  status.json fails instead of hanging.
+  launcher about the container, the fallback for an end no event reported.
+* Outages: an S3 or Lambda error that passes (connection refused, throttling, 5xx) never
+  fails the task while its container may still run: the trigger keeps watching for up to
+  ``outage_seconds`` (AIRLAUNCH_OUTAGE_SECONDS); past that it stops the container first,
+  then fails the task and says why.
 * Restarts: a triggerer restart resumes the watch (log lines already shown may be shown
   again). A trigger that launches (``start_from_trigger``) launches again after a restart,
-  and the launcher answers with the container already running or finished for that
-  identity, so nothing starts twice.
-* Starting in the triggerer: with ``launch`` (see ``launch_spec``) the trigger first
-  launches the task itself, so the Airflow task never visits a worker at all.
+  and the launcher answers with the container already running or finished for that try,
+  so nothing starts twice; the deadline counts from the task instance's start, not from
+  the restart.
 * Ending: on success it pushes the XComs itself (through the triggerer's Task SDK comms) and
   ends the task in the triggerer (TaskSuccessEvent), so no worker slot is taken to finish
   it. (Not ``TaskSuccessEvent(xcoms=...)``: Airflow 3.3 stores those JSON-encoded a second
   time, and downstream tasks would receive strings.) A failure resumes the operator, which
-  raises with the exit code, reason and log tail, so retries apply as usual.
-* Cancellation: a user's mark-failed or clear runs ``on_kill``, which stops the container;
-  past ``deadline`` (the task's execution_timeout) the trigger stops the container itself.
+  raises with the exit code, the cause in words and the last log lines, so retries apply.
+* Cancellation: a user's mark-failed or clear runs ``on_kill``, which stops the container, by
+  its handle or, while the launch is still in flight, by the try's identity (the launcher
+  then refuses to start it, or stops what it just started); past ``deadline`` (the task's
+  execution_timeout) the trigger stops the container itself. A try Airflow ended without
+  any of these (a trigger not yet running) is stopped by the triggerer's orphan sweep.
 """
 
 from __future__ import annotations
@@ -49,8 +56,15 @@ from airlaunch.providers.airflow.hooks.launcher import (
     launched_message,
     shared_client,
 )
-from airlaunch.providers.airflow.triggers import status_notifications
-from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, launch_request, resolve_launch_spec
+from airlaunch.providers.airflow.hooks.retry import aretrying, is_transient
+from airlaunch.providers.airflow.triggers import orphan_sweep, status_notifications
+from airlaunch.providers.airflow.triggers.launch_spec import (
+    CannotStartHere,
+    identity_of_ti,
+    launch_request,
+    resolve_launch_spec,
+)
+from airlaunch.providers.airflow.triggers.log_follower import LogFollower
 
 HANDLE_XCOM_KEY = "airlaunch_handle"
 LAUNCH_ON_WORKER = "launch_on_worker"
@@ -92,22 +106,22 @@ class LaunchedTaskTrigger(BaseTrigger):
         super().__init__()
         if handle is None and launch is None:
             raise ValueError("LaunchedTaskTrigger needs the handle of a launched task, or a launch to make")
-        settings = AirflowSettings()
+        self.settings = AirflowSettings()
         self.handle = Handle.from_dict(handle) if handle is not None else None
         self.identity = RunIdentity.from_dict(identity) if identity is not None else None
         self.launch = launch
-        self.function_name = function_name or settings.function_name
-        self.aws_conn_id = aws_conn_id or settings.aws_conn_id
+        self.function_name = function_name or self.settings.function_name
+        self.aws_conn_id = aws_conn_id or self.settings.aws_conn_id
         self.region_name = region_name
-        self.poll_interval = poll_interval or settings.poll_interval
+        self.poll_interval = poll_interval or self.settings.poll_interval
         self.log_every = max(2, log_every)
         self.describe_every = max(2, describe_every)
         self.deadline = deadline
-        self.max_xcom_bytes = max_xcom_bytes or settings.max_xcom_bytes
+        self.max_xcom_bytes = max_xcom_bytes or self.settings.max_xcom_bytes
         self.end_from_trigger = end_from_trigger
-        self.status_queue = settings.status_queue if status_queue is None else status_queue
-        self._log_offset = 0
+        self.status_queue = self.settings.status_queue if status_queue is None else status_queue
         self._listener: status_notifications.StatusListener | None = None
+        self._outage_since: float | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -147,7 +161,9 @@ class LaunchedTaskTrigger(BaseTrigger):
             function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
         )
 
+    # -- the run ----------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        orphan_sweep.ensure_running(self.hook, self.settings.sweep_seconds)
         if self.handle is None:
             refusal = await self._launch()
             if refusal is not None:
@@ -155,52 +171,84 @@ class LaunchedTaskTrigger(BaseTrigger):
                 return
         layout = self.watched.layout
         s3 = await shared_client(self.hook.s3_hook)
+        follower = LogFollower(layout, self.log, self.settings.log_read_bytes)
         notified: AbstractContextManager[asyncio.Event | None] = nullcontext()
         if self.status_queue:
             self._listener = status_notifications.listener(self.status_queue, self.aws_conn_id, self.region_name)
             notified = self._listener.watch(layout.bucket, layout.status_key)
         with notified as wake:
-            async for event in self._watch(s3, wake):
+            async for event in self._watch(s3, wake, follower):
                 yield event
                 return
 
-    async def _watch(self, s3: Any, wake: asyncio.Event | None) -> AsyncIterator[TriggerEvent]:
-        """Tick every poll_interval: GET status.json, or on every log_every-th tick the new log lines.
+    async def _watch(self, s3: Any, wake: asyncio.Event | None, follower: LogFollower) -> AsyncIterator[TriggerEvent]:
+        """Tick every poll_interval: GET status.json, or on every log_every-th tick the next log part.
 
         While notifications arrive (``wake``), status.json is read when one says it was
         written, and otherwise only every log_every-th tick, as a safety net.
         """
-        layout = self.watched.layout
         tick = 0
         woke = False
         while True:
-            wake = self._still_notified(wake)
+            polling = wake is None or (self._listener is not None and self._listener.degraded)
             log_tick = tick % self.log_every == self.log_every - 1
-            if log_tick and not woke:
-                await self._stream_log(s3)
-            elif woke or wake is None or tick % self.log_every == 0:
-                body = await aread(s3, layout.bucket, layout.status_key)
-                if body is not None:
-                    yield await self._finished(s3, Status.from_json(body))
+            try:
+                if log_tick and not woke:
+                    await follower.step(s3)
+                elif woke or polling or tick % self.log_every == 0:
+                    status = await self._read_status(s3)
+                    if status is not None:
+                        yield await self._finished(s3, status, follower)
+                        return
+                if tick % self.describe_every == self.describe_every - 1:
+                    status = await self._ended_unrecorded()
+                    if status is not None:
+                        yield await self._finished(s3, status, follower)
+                        return
+                self._outage_since = None
+            except InvalidRequest as exc:  # a malformed status.json: fail with what is wrong, not a traceback
+                yield self._failure("failed", f"{exc}")
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                gave_up = await self._ride_out(exc)
+                if gave_up is not None:
+                    yield gave_up
                     return
             if self.deadline is not None and time.time() > self.deadline:
-                yield await self._timed_out(s3)
+                yield await self._timed_out(s3, follower)
                 return
-            if tick % self.describe_every == self.describe_every - 1:
-                lost = await self._lost_detail()
-                if lost is not None:
-                    handle = self.watched.to_dict()
-                    yield TriggerEvent({"state": TaskState.LOST.value, "detail": lost, "handle": handle})
-                    return
             tick += 1
             woke = await self._sleep(wake)
 
-    def _still_notified(self, wake: asyncio.Event | None) -> asyncio.Event | None:
-        failed = self._listener.failed if self._listener is not None else None
-        if wake is not None and failed is not None:
-            self.log.warning("status notifications stopped (%s): polling S3 instead", failed)
+    async def _read_status(self, s3: Any) -> Status | None:
+        body = await aread(s3, self.watched.bucket, self.watched.layout.status_key)
+        if body is None:
             return None
-        return wake
+        try:
+            return Status.from_json(body)
+        except InvalidRequest as exc:
+            raise InvalidRequest("status", f"{self.watched.layout.uri('status.json')}: {exc.message}") from exc
+
+    async def _ended_unrecorded(self) -> Status | None:
+        """Ask the launcher about the container: it records (and returns) an end no event reported."""
+        response = await self.hook.acall({"action": "describe", "handle": self.watched.to_dict()}, budget=0)
+        status = response["description"].get("status")
+        return Status.from_dict(status) if status else None
+
+    async def _ride_out(self, exc: BaseException) -> TriggerEvent | None:
+        """An S3 or Lambda error that may pass: keep watching, unless it lasted outage_seconds."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            self.log.warning("S3 or the launcher is unreachable (%s): still watching", exc)
+        lasted = now - self._outage_since
+        if lasted < self.settings.outage_seconds:
+            return None
+        why = f"S3 or the launcher was unreachable for {lasted:.0f} s (last error: {exc})"
+        stopped = await self._stop(f"{why}; giving up", budget=30)
+        return self._failure("failed", f"{why}; the container was {'stopped' if stopped else 'NOT confirmed stopped'}")
 
     async def _sleep(self, wake: asyncio.Event | None) -> bool:
         """Wait one poll interval; True when a notification cut it short."""
@@ -214,6 +262,10 @@ class LaunchedTaskTrigger(BaseTrigger):
         wake.clear()
         return True
 
+    def _failure(self, state: str, detail: str) -> TriggerEvent:
+        return TriggerEvent({"state": state, "detail": detail, "handle": self.watched.to_dict()})
+
+    # -- launching from the triggerer -------------------------------------------------------------
     async def _launch(self) -> TriggerEvent | None:
         """Launch the task from the triggerer; an event instead when it cannot or must not be watched."""
         ti = self.task_instance
@@ -226,6 +278,7 @@ class LaunchedTaskTrigger(BaseTrigger):
             return TriggerEvent({"state": LAUNCH_ON_WORKER, "detail": str(exc)})
         for name, value in spec.settings.items():
             setattr(self, name, value)
+        self.__dict__.pop("hook", None)  # the settings may name another connection or function
         context = ti.get_template_context()
         jinja_env = self.get_template_env()
         try:
@@ -236,6 +289,7 @@ class LaunchedTaskTrigger(BaseTrigger):
                 self.render_template(spec.overrides, context, jinja_env),
                 spec.include_dag_params,
             )
+            self.identity = request.identity  # from now on a kill can stop it, even before the handle comes
             handle = await self.hook.alaunch(request)
         except (InvalidRequest, LauncherError, TypeError, ValueError) as exc:
             detail = f"cannot launch catalog task {spec.task!r}: {exc}"
@@ -245,9 +299,11 @@ class LaunchedTaskTrigger(BaseTrigger):
             await self._set_xcom(request.identity, HANDLE_XCOM_KEY, handle.to_dict())
             await self._set_xcom(request.identity, "return_value", handle.to_dict())
             return TaskSuccessEvent()
-        self.handle, self.identity = handle, request.identity
+        self.handle = handle
         if spec.execution_timeout is not None:
-            self.deadline = time.time() + spec.execution_timeout
+            started = getattr(ti, "start_date", None)  # a triggerer restart must not extend the timeout
+            begin = started.timestamp() if started is not None else time.time()
+            self.deadline = begin + spec.execution_timeout
         return None
 
     @staticmethod
@@ -261,25 +317,43 @@ class LaunchedTaskTrigger(BaseTrigger):
             map_index=identity.map_index,
         )
 
-    async def _finished(self, s3: Any, status: Status) -> TriggerEvent:
-        wants_result = status.state is TaskState.SUCCEEDED and "result" in status.result_keys
-        _, body = await asyncio.gather(  # the rest of the log and the result, at once
-            self._stream_log(s3),
-            aread(s3, self.watched.bucket, status.result_keys["result"]) if wants_result else _nothing(),
-        )
+    # -- the end ----------------------------------------------------------------------------------
+    async def _finished(self, s3: Any, status: Status, follower: LogFollower) -> TriggerEvent:
+        try:
+            await follower.finish(s3)
+        except Exception as exc:  # the log is for reading: its loss never fails the task
+            self.log.warning(
+                "could not read the rest of the log (%s); it is at %s", exc, follower.layout.uri("log.txt")
+            )
         self.log.info("%s %s with exit code %s", self.watched.layout.uri(), status.state.value, status.exit_code)
         result = None
-        if wants_result:
-            if body is not None and len(body) <= self.max_xcom_bytes:
-                result = json.loads(body)
-            elif body is not None:
-                self.log.info(
-                    "result.json is %d bytes, over %d: XCom gets its S3 key only", len(body), self.max_xcom_bytes
+        if status.state is TaskState.SUCCEEDED and "result" in status.result_keys:
+            key = status.result_keys["result"]
+            try:
+                result = await self._read_result(s3, key)
+            except Exception as exc:
+                return self._failure(
+                    "failed", f"the task succeeded but its result s3://{self.watched.bucket}/{key} {exc}"
                 )
         if status.state is TaskState.SUCCEEDED and self.end_from_trigger and await self._push_xcoms(status, result):
             return TaskSuccessEvent()
         state, handle = status.state.value, self.watched.to_dict()
         return TriggerEvent({"state": state, "status": status.to_dict(), "result": result, "handle": handle})
+
+    async def _read_result(self, s3: Any, key: str) -> Any:
+        body = None
+        async for attempt in aretrying(self.settings.retry_seconds, self.settings.retry_max_backoff, "reading result"):
+            with attempt:
+                body = await aread(s3, self.watched.bucket, key)
+        if body is None:
+            raise LookupError("is listed in status.json but does not exist")
+        if len(body) > self.max_xcom_bytes:
+            self.log.info("result.json is %d bytes, over %d: XCom gets its S3 key only", len(body), self.max_xcom_bytes)
+            return None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise ValueError(f"is not JSON: {exc}") from exc
 
     async def _push_xcoms(self, status: Status, result: Any) -> bool:
         """Store the XComs as the task itself would; False (resume on a worker instead) if that fails."""
@@ -291,53 +365,43 @@ class LaunchedTaskTrigger(BaseTrigger):
             return False
         return True
 
-    async def _stream_log(self, s3: Any) -> None:
-        """Show the log lines written since the last look (ranged GET from the last offset)."""
-        chunk = await aread(s3, self.watched.bucket, self.watched.layout.log_key, f"bytes={self._log_offset}-")
-        if not chunk:
-            return
-        complete = chunk.rfind(b"\n") + 1  # show whole lines only; the rest comes next time
-        if complete == 0:
-            return
-        for line in chunk[:complete].decode("utf-8", "replace").splitlines():
-            self.log.info("[container] %s", line)
-        self._log_offset += complete
-
-    async def _lost_detail(self) -> str | None:
-        """Ask the launcher whether the task still runs; the reason when it is gone without a status."""
+    # -- stopping ---------------------------------------------------------------------------------
+    async def _stop(self, reason: str, budget: float | None = None) -> bool:
+        """Stop this try's container, by handle and identity, whichever is known; False if that failed."""
+        identity = self.identity or self._identity_from_ti()
+        event: dict[str, Any] = {"action": "stop", "reason": reason}
+        if self.handle is not None:
+            event["handle"] = self.handle.to_dict()
+        if identity is not None:
+            event["identity"] = identity.to_dict()
+        if len(event) == 2:
+            self.log.warning("cannot stop: neither the launch handle nor the task instance is known")
+            return False
         try:
-            response = await self.hook.acall({"action": "describe", "handle": self.watched.to_dict()})
-        except Exception as exc:  # the launcher being briefly unreachable must not fail the task
-            self.log.warning("describe failed, will retry: %s", exc)
+            await self.hook.acall(event, budget=budget)
+        except Exception as exc:
+            self.log.error("stopping the container failed: %s", exc)
+            return False
+        return True
+
+    def _identity_from_ti(self) -> RunIdentity | None:
+        ti = self.task_instance
+        try:
+            return identity_of_ti(ti) if ti is not None else None
+        except (InvalidRequest, AttributeError):
             return None
-        description = response["description"]
-        if description["state"] == TaskState.LOST.value:
-            return description.get("detail") or "the container is gone and wrote no status.json"
-        return None
 
-    async def _stop(self, reason: str) -> None:
-        await self.hook.acall({"action": "stop", "handle": self.watched.to_dict(), "reason": reason})
-
-    async def _timed_out(self, s3: Any) -> TriggerEvent:
+    async def _timed_out(self, s3: Any, follower: LogFollower) -> TriggerEvent:
         self.log.error("execution_timeout reached: stopping %s", self.watched.task_ref)
-        await self._stop("Airflow execution_timeout reached")
-        await self._stream_log(s3)
-        return TriggerEvent(
-            {
-                "state": "timeout",
-                "detail": "execution_timeout reached; the container was stopped",
-                "handle": self.watched.to_dict(),
-            }
-        )
+        stopped = await self._stop("Airflow's execution_timeout was reached")
+        try:
+            await follower.finish(s3)
+        except Exception as exc:
+            self.log.warning("could not read the rest of the log: %s", exc)
+        outcome = "the container was stopped" if stopped else "stopping the container FAILED"
+        return self._failure("timeout", f"execution_timeout reached; {outcome}")
 
     async def on_kill(self) -> None:
-        """The user marked the task failed/success or cleared it: stop the container."""
-        if self.handle is None:
-            self.log.info("task killed before its launch completed: nothing to stop")
-            return
-        self.log.info("task killed by a user action: stopping %s", self.watched.task_ref)
-        await self._stop("Airflow task killed by a user action")
-
-
-async def _nothing() -> None:
-    return None
+        """The user marked the task failed/success or cleared it: stop the container, launched or not yet."""
+        self.log.info("task killed by a user action: stopping its container")
+        await self._stop("the Airflow task was marked failed or success, or cleared")

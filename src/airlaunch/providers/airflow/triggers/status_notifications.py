@@ -15,7 +15,9 @@ With several triggerers, a message can reach one that does not watch that key. A
 deletes only messages for keys it watches (or that nobody claimed after ``MAX_RECEIVES``
 receives); the rest become visible again after the queue's visibility timeout, for the
 other triggerers. A trigger never depends on a message: it still reads status.json now and
-then, and polls as before when the listener fails.
+then, and polls every tick while the listener is ``degraded``. The listener never gives
+up: after an SQS error it wakes every waiting trigger (to poll), then polls SQS again with
+a growing pause (1 s to 30 s), and notifications resume when SQS answers again.
 """
 
 from __future__ import annotations
@@ -51,9 +53,14 @@ def written_keys(body: str) -> list[Key]:
 
 
 async def receive_written_keys(
-    queue: str, aws_conn_id: str | None, region_name: str | None, claims: Callable[[Key], bool]
+    queue: str,
+    aws_conn_id: str | None,
+    region_name: str | None,
+    claims: Callable[[Key], bool],
+    answered: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Key]:
-    """Yield (bucket, key) for every status.json S3 reports written, forever; delete what ``claims``."""
+    """Yield (bucket, key) for every status.json S3 reports written, forever; delete what ``claims``.
+    ``answered`` is called after every receive SQS answered (with messages or without)."""
     hook = SqsHook(aws_conn_id=aws_conn_id, region_name=region_name)
     async with await hook.get_async_conn() as sqs:
         url = queue if "://" in queue else (await sqs.get_queue_url(QueueName=queue))["QueueUrl"]
@@ -64,6 +71,7 @@ async def receive_written_keys(
                 MaxNumberOfMessages=10,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
+            answered()
             done: list[dict[str, str]] = []
             for message in response.get("Messages", []):
                 keys = written_keys(message.get("Body", ""))
@@ -81,16 +89,20 @@ class StatusListener:
 
     def __init__(self, queue: str, aws_conn_id: str | None, region_name: str | None) -> None:
         self.waiters: dict[Key, set[asyncio.Event]] = {}
-        self.failed: Exception | None = None
-        source = receive_written_keys(queue, aws_conn_id, region_name, self.waiters.__contains__)
-        self._task = asyncio.get_running_loop().create_task(self._run(source), name=f"airlaunch-status-{queue}")
+        self.failed: Exception | None = None  # the last SQS error, until SQS answers again
+        self.restarts = 0
+        self._source = (queue, aws_conn_id, region_name)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"airlaunch-status-{queue}")
+
+    @property
+    def degraded(self) -> bool:
+        """True while SQS fails: waiting triggers poll S3 every tick meanwhile."""
+        return self.failed is not None
 
     @contextmanager
     def watch(self, bucket: str, key: str) -> Iterator[asyncio.Event]:
-        """An event set when the key is reported written (or when the listener fails)."""
+        """An event set when the key is reported written (or when the listener starts failing)."""
         event = asyncio.Event()
-        if self.failed is not None:
-            event.set()
         self.waiters.setdefault((bucket, key), set()).add(event)
         try:
             yield event
@@ -100,17 +112,29 @@ class StatusListener:
             if not events:
                 self.waiters.pop((bucket, key), None)
 
-    async def _run(self, source: AsyncIterator[Key]) -> None:
-        try:
-            async for written in source:
-                for event in self.waiters.get(written, ()):
-                    event.set()
-        except Exception as exc:  # a broken queue costs latency, never a task
-            log.warning("status notifications stopped (%s): the waiting tasks poll S3 instead", exc)
-            self.failed = exc
-            for events in self.waiters.values():
-                for event in events:
-                    event.set()
+    def _answered(self) -> None:
+        if self.failed is not None:
+            log.info("status notifications are back (SQS answers again)")
+        self.failed = None
+
+    async def _run(self) -> None:
+        pause = 1.0
+        while True:
+            try:
+                async for written in receive_written_keys(*self._source, self.waiters.__contains__, self._answered):
+                    pause = 1.0
+                    for event in self.waiters.get(written, ()):
+                        event.set()
+            except Exception as exc:  # a broken queue costs latency, never a task
+                if self.failed is None:
+                    log.warning("status notifications failed (%s): the waiting tasks poll S3 meanwhile", exc)
+                self.failed = exc
+                for events in self.waiters.values():
+                    for event in events:
+                        event.set()
+            self.restarts += 1
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
 
 _LISTENERS: weakref.WeakKeyDictionary[
@@ -120,10 +144,9 @@ _LISTENERS = weakref.WeakKeyDictionary()
 
 
 def listener(queue: str, aws_conn_id: str | None, region_name: str | None) -> StatusListener:
-    """This event loop's listener for the queue; a new one after a failure (the next task retries)."""
+    """This event loop's listener for the queue (one per triggerer; it restarts itself after errors)."""
     listeners = _LISTENERS.setdefault(asyncio.get_running_loop(), {})
     key = (queue, aws_conn_id, region_name)
-    current = listeners.get(key)
-    if current is None or current.failed is not None:
-        current = listeners[key] = StatusListener(queue, aws_conn_id, region_name)
-    return current
+    if key not in listeners:
+        listeners[key] = StatusListener(queue, aws_conn_id, region_name)
+    return listeners[key]

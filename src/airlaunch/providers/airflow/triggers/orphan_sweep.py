@@ -1,0 +1,105 @@
+"""The triggerer's orphan sweep: stops containers whose Airflow task instance no longer runs.
+
+A deferred task's container is stopped by its trigger's ``on_kill``, but not always: a
+task marked failed before its trigger started, a worker, scheduler or triggerer killed at
+the worst moment, a DAG run deleted. Every ``interval`` seconds (AIRLAUNCH_SWEEP_SECONDS)
+one sweep per triggerer asks the launcher for its live tasks and Airflow for the state of
+their task instances, and stops each container whose task instance is neither running nor
+about to (finished, up for retry, or its run deleted); the launcher records why in the
+try's status.json. So an orphan lives at most about one interval past its task instance.
+
+It leaves alone containers younger than ``GRACE_SECONDS`` (their task instance may not
+show as running yet) and those of DAGs this Airflow has no runs of (another Airflow's, or
+a launch made outside Airflow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from airlaunch.protocol import RunIdentity, parse_try_key
+from airlaunch.providers.airflow.hooks.launcher import LauncherHook
+
+log = logging.getLogger(__name__)
+
+ALIVE = {"running", "deferred", "queued", "scheduled", "restarting", "up_for_reschedule"}
+GRACE_SECONDS = 30.0
+
+_SWEEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def identity_of_prefix(prefix: str) -> RunIdentity | None:
+    """The try a result prefix belongs to (``.../<dag>/<run>/<task>/<map>/<try>-<ti_id>/``)."""
+    parts = prefix.rstrip("/").split("/")
+    if len(parts) < 5:
+        return None
+    dag_id, run_id, task_id, map_index, try_key = parts[-5:]
+    try:
+        try_number, ti_id = parse_try_key(try_key)
+        return RunIdentity(dag_id, run_id, task_id, int(map_index), try_number, ti_id)
+    except ValueError:
+        return None
+
+
+def ensure_running(hook: LauncherHook, interval: float) -> None:
+    """Start this event loop's sweep (once; the first trigger to run starts it)."""
+    loop = asyncio.get_running_loop()
+    if interval > 0 and loop not in _SWEEPS:
+        _SWEEPS[loop] = loop.create_task(_sweep_forever(hook, interval), name="airlaunch-orphan-sweep")
+
+
+async def _sweep_forever(hook: LauncherHook, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            stopped = await sweep_once(hook)
+            if stopped:
+                log.warning("stopped %d container(s) whose task instance no longer runs: %s", len(stopped), stopped)
+        except Exception as exc:  # the launcher or Airflow unreachable: next time
+            log.warning("orphan sweep failed (%s); next one in %.0f s", exc, interval)
+
+
+async def sweep_once(hook: LauncherHook, states_of: Any = None, now: float | None = None) -> list[str]:
+    """One sweep; returns the execution ids stopped. ``states_of(dag_id, run_ids, task_ids)`` gives
+    {run_id: {task_id or task_id_mapindex: state}} or None for a DAG this Airflow has no runs of."""
+    states_of = states_of or _airflow_states
+    now = now or time.time()
+    tasks = (await hook.acall({"action": "list"}, budget=0))["tasks"]
+    by_dag: dict[str, list[RunIdentity]] = {}
+    for task in tasks:
+        identity = identity_of_prefix(task.get("prefix") or "")
+        if identity is not None and now - (task.get("started_at") or now) >= GRACE_SECONDS:
+            by_dag.setdefault(identity.dag_id, []).append(identity)
+    stopped = []
+    for dag_id, identities in by_dag.items():
+        states = await states_of(
+            dag_id, sorted({i.run_id for i in identities}), sorted({i.task_id for i in identities})
+        )
+        if states is None:
+            continue
+        for identity in identities:
+            key = identity.task_id if identity.map_index < 0 else f"{identity.task_id}_{identity.map_index}"
+            state = (states.get(identity.run_id) or {}).get(key)
+            if state in ALIVE:
+                continue
+            why = f"its Airflow task instance is {state}" if state else "its Airflow task instance or run is gone"
+            await hook.acall({"action": "stop", "identity": identity.to_dict(), "reason": f"orphan sweep: {why}"})
+            stopped.append(identity.execution_id)
+    return stopped
+
+
+async def _airflow_states(dag_id: str, run_ids: list[str], task_ids: list[str]) -> dict[str, Any] | None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    if not await sync_to_async(RuntimeTaskInstance.get_dr_count)(dag_id=dag_id):
+        return None
+    states: dict[str, Any] = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+        dag_id=dag_id, run_ids=run_ids, task_ids=task_ids
+    )
+    return states
