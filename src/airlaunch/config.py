@@ -79,6 +79,12 @@ class AirflowSettings:
     """AIRLAUNCH_MAX_XCOM_BYTES: result.json up to this size goes to XCom; larger ones only by S3 key."""
     status_queue: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STATUS_QUEUE", ""))
     """AIRLAUNCH_STATUS_QUEUE: SQS queue (name or URL) S3 notifies of each status.json; empty: poll S3 only."""
+    task_log_group: str = field(default_factory=lambda: _env("AIRLAUNCH_TASK_LOG_GROUP", "/airlaunch/airlaunch/tasks"))
+    """AIRLAUNCH_TASK_LOG_GROUP: CloudWatch log group of the ECS tasks (the extra link to a task's log stream)."""
+    task_log_stream: str = field(
+        default_factory=lambda: _env("AIRLAUNCH_TASK_LOG_STREAM", "reference-tasks/task/{task_id}")
+    )
+    """AIRLAUNCH_TASK_LOG_STREAM: the tasks' awslogs stream (prefix/container/``{task_id}``, the ECS task id)."""
 
 
 @dataclass(frozen=True)
