@@ -30,6 +30,9 @@ LABEL_WIDTH, PLOT_WIDTH, ROW, BAR, TOP = 260, 760, 22, 14, 56
 
 
 def svg(title: str, reports: list[TryReport]) -> str:
+    """Bars in the order the tries began (those without a recorded phase last)."""
+    timed = sorted((r for r in reports if r.spans), key=lambda r: min(s.start for s in r.spans))
+    reports = timed + [r for r in reports if not r.spans]
     spans = [s for r in reports for s in r.spans]
     origin = min((s.start for s in spans), default=None)
     end = max((s.end for s in spans), default=None)
