@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -234,3 +235,19 @@ def test_the_chart_is_one_self_contained_file_with_a_bar_per_try(
         assert f">{label}</text>" in text
     assert "running try 1: " not in text and "no phases recorded" in text
     assert "fargate try 1: code 60.000 s (container)" in text
+
+
+def test_ecs_times_without_a_zone_are_taken_as_utc(
+    moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def naive_ecs(written: datetime) -> Usage:
+        usage = ecs_usage(written)
+        naive = {
+            k: v.replace("+00:00", "") if isinstance(v, str) and k != "clock" else v
+            for k, v in asdict(usage.ecs).items()
+        }
+        return replace(usage, ecs=EcsTimes(**naive))
+
+    lay_out(moto_s3, bucket, "fargate", naive_ecs)
+    code, out, _ = report(capsys, "--bucket", bucket, "--json")
+    assert code == 0 and json.loads(out)["tries"][0]["cost"]["billed_seconds"] == 96

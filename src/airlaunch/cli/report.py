@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any, TextIO
@@ -91,10 +91,12 @@ class TryReport:
 
 
 def _at(text: str | None) -> datetime | None:
+    """An ISO timestamp; one without a zone is taken as UTC, as every airlaunch clock is."""
     try:
-        return datetime.fromisoformat(text) if text else None
+        moment = datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
 def phases_of(task_try: TaskTry) -> list[Span]:
