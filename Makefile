@@ -1,26 +1,34 @@
 # airlaunch: Airflow schedules, a Lambda launches containers, results land in S3.
 # `make help` lists the targets. Everything is installed into this folder (.venv*, .build,
-# .stack); the Docker engine is installed and started when missing.
+# .stack); the Docker engine, the compose tool and debootstrap are installed when missing.
+# `make demo` and `make test` do their set-up steps in parallel (SETUP_JOBS).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
-LINT_PATHS := $(wildcard src tests airflow bench tasks)
+LINT_PATHS := $(wildcard src tests airflow bench tasks localstack/plugin)
 LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 STACK := $(PY) -m airlaunch.stack
 PYTEST_ARGS ?= tests
 SAM_CLI_VERSION := 1.170.0
 RIE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
-DOCKER_BUILD := docker build --network host -q
+DOCKER_BUILD := docker build --network host -q 2> >(grep -v -e DEPRECATED -e "the buildx component" -e "docs.docker.com/go/buildx" -e "^ *$$" >&2)
+SETUP_JOBS ?= 6
+SRC := $(shell find src/airlaunch -name '*.py' -not -path '*/__pycache__/*')
+LS_PLUGIN := localstack/plugin/pyproject.toml $(wildcard localstack/plugin/airlaunch_localstack/*.py)
 
-.PHONY: help install engine images localstack-up stack-up demo trigger results logs down test lint format clean
+.PHONY: help setup install engine compose-tool images localstack-up stack-up demo reload trigger results logs down \
+  reset test lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(VENV)/.installed $(LS_VENV)/.installed .build/aws-lambda-rie .build/pip-cert.pem ## Install the Python environments and build inputs (no Docker needed)
+setup: ## Install everything and build the images, steps in parallel (what demo and test start with)
+	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) install images $(SETUP_EXTRA)
+
+install: $(VENV)/.installed $(LS_VENV)/.installed ## Install the Python environments (no Docker needed)
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@echo "==> Creating $(VENV) (Airflow 3, boto3, docker SDK, test tools) from requirements-dev.lock"
@@ -28,13 +36,15 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@$(VENV)/bin/pip install -q --upgrade pip
 	@$(VENV)/bin/pip install -q --no-deps -r requirements-dev.lock 2>&1 | grep -v "is ignored" || true
 	@$(VENV)/bin/pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
-	@$(PY) -c "import airflow, airlaunch, docker, boto3" && touch $@
+	@$(PY) -c "import airflow, airlaunch, docker, boto3" && touch $@ && echo "==> $(VENV) is ready"
 
-$(LS_VENV)/.installed: localstack/requirements.lock
+$(LS_VENV)/.installed: localstack/requirements.lock $(LS_PLUGIN)
 	@echo "==> Creating $(LS_VENV) (localstack-core, needs Python 3.13) from localstack/requirements.lock"
 	@python=$$(scripts/find-python.sh 3.13) && $$python -m venv $(LS_VENV)
 	@$(LS_VENV)/bin/pip install -q --no-deps -r localstack/requirements.lock 2>&1 | grep -v "is ignored" || true
-	@$(LS_VENV)/bin/python -c "import localstack.runtime.main" && touch $@
+	@$(LS_VENV)/bin/pip install -q --no-deps --no-build-isolation ./localstack/plugin 2>&1 | grep -v "is ignored" || true
+	@$(LS_VENV)/bin/python -c "import localstack.runtime.main, airlaunch_localstack.durable_s3" && touch $@ \
+	  && echo "==> $(LS_VENV) is ready"
 
 .build/aws-lambda-rie:
 	@echo "==> Fetching AWS's Lambda Runtime Interface Emulator (from the aws-sam-cli wheel)"
@@ -42,30 +52,58 @@ $(LS_VENV)/.installed: localstack/requirements.lock
 	@pip download -q --no-deps -d .build/wheels aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v "is ignored" || true
 	@python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
 	  .build/wheels/aws_sam_cli-$(SAM_CLI_VERSION)-py3-none-any.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) > $@.tmp
-	@chmod +x $@.tmp && mv $@.tmp $@
+	@chmod +x $@.tmp && mv $@.tmp $@ && rm -rf .build/wheels
 
 .build/pip-cert.pem:
 	@mkdir -p .build
 	@if [ -n "$${PIP_CERT:-}" ] && [ -f "$${PIP_CERT}" ]; then cp "$$PIP_CERT" $@; else : > $@; fi
 
+# A Debian root file system for the base images, made only where no container registry answers
+# (it needs no Docker engine, so it is made while the engine is being installed).
+.build/rootfs-%.tar:
+	@scripts/base-rootfs.sh $* $@
+
 engine: ## Make sure a Docker engine answers (installs and starts one when missing)
 	@scripts/docker-engine.sh ensure
 
-images: engine .build/aws-lambda-rie .build/pip-cert.pem ## Build the task images and the launcher Lambda image
-	@base=$$(scripts/base-image.sh) && \
-	  echo "==> Building airlaunch/task-runtime, airlaunch/reference-tasks, airlaunch/launcher (base $$base)" && \
-	  $(DOCKER_BUILD) --build-arg BASE_IMAGE=$$base -f tasks/runtime/Dockerfile -t airlaunch/task-runtime . >/dev/null && \
-	  $(DOCKER_BUILD) -f tasks/reference/Dockerfile -t airlaunch/reference-tasks . >/dev/null && \
-	  $(DOCKER_BUILD) --build-arg BASE_IMAGE=$$base -f lambda/Dockerfile -t airlaunch/launcher . >/dev/null
+compose-tool: ## Make sure a compose tool is installed (Debian's docker-compose when missing)
+	@scripts/compose-tool.sh ensure
+
+# Each image is rebuilt when what it is made of changes (the stamp holds its image id).
+.build/images/task-runtime: .build/pip-cert.pem tasks/runtime/Dockerfile tasks/runtime/requirements.txt $(SRC) \
+  | engine .build/rootfs-bookworm.tar
+	@mkdir -p .build/images && base=$$(scripts/base-image.sh bookworm) && \
+	  echo "==> Building airlaunch/task-runtime (base $$base)" && \
+	  $(DOCKER_BUILD) --build-arg BASE_IMAGE=$$base -f tasks/runtime/Dockerfile -t airlaunch/task-runtime . > $@.tmp \
+	  && mv $@.tmp $@
+
+.build/images/reference-tasks: .build/images/task-runtime tasks/reference/Dockerfile $(wildcard tasks/reference/*)
+	@echo "==> Building airlaunch/reference-tasks"
+	@$(DOCKER_BUILD) -f tasks/reference/Dockerfile -t airlaunch/reference-tasks . > $@.tmp && mv $@.tmp $@
+
+.build/images/launcher: .build/aws-lambda-rie .build/pip-cert.pem lambda/Dockerfile lambda/requirements.txt \
+  lambda/entrypoint.sh $(SRC) | engine .build/rootfs-bookworm.tar
+	@mkdir -p .build/images && base=$$(scripts/base-image.sh bookworm) && \
+	  echo "==> Building airlaunch/launcher (base $$base)" && \
+	  $(DOCKER_BUILD) --build-arg BASE_IMAGE=$$base -f lambda/Dockerfile -t airlaunch/launcher . > $@.tmp \
+	  && mv $@.tmp $@
+
+images: | engine .build/rootfs-bookworm.tar ## Build the task images and the launcher Lambda image (only what changed)
+	@for image in task-runtime reference-tasks launcher; do \
+	  docker image inspect airlaunch/$$image >/dev/null 2>&1 || rm -f .build/images/$$image; done
+	@$(MAKE) --no-print-directory .build/images/reference-tasks .build/images/launcher
 
 localstack-up: $(VENV)/.installed $(LS_VENV)/.installed ## Start LocalStack on 127.0.0.1:4566 with the results bucket
 	@$(STACK) localstack-up
 
-stack-up: install images ## Start the embedded stack without Airflow: LocalStack and the launcher Lambda (127.0.0.1:9000)
+stack-up: setup ## Start the embedded stack without Airflow: LocalStack and the launcher Lambda (127.0.0.1:9000)
 	@$(STACK) up
 
-demo: install images ## Start the embedded stack (with Airflow), run the reference pipeline, print its results
+demo: setup ## Start the embedded stack (with Airflow), run the reference pipeline, print its results
 	@$(PY) -m airlaunch.demo
+
+reload: images ## After changing tasks or the launcher: rebuild what changed; the running launcher takes it (Airflow and running tasks go on)
+	@$(STACK) reload
 
 trigger: $(VENV)/.installed ## Trigger a DAG on the running embedded Airflow and watch it: make trigger DAG=airlaunch_fan_out [CONF='{"count": 8}']
 	@[ -n "$(DAG)" ] || { echo "error: name the DAG: make trigger DAG=airlaunch_reference" >&2; exit 2; }
@@ -75,21 +113,25 @@ results: $(VENV)/.installed ## Show what a run left in S3: make results [DAG=air
 	@eval "$$($(STACK) env)" && if [ -n "$(RUN)" ]; then $(VENV)/bin/airlaunch tasks $(or $(DAG),airlaunch_reference) '$(RUN)'; \
 	  else $(VENV)/bin/airlaunch runs $(if $(DAG),--dag $(DAG)); fi
 
-logs: ## Show the last lines of the embedded stack's logs (LocalStack, Lambda, Airflow)
+logs: ## Show the last lines of the embedded stack's logs (supervisor, LocalStack, Lambda, Airflow)
 	@for f in .stack/*.log; do echo "==> $$f"; tail -n 15 "$$f"; done 2>/dev/null || echo "no logs: nothing was started"
 	@echo "==> launcher Lambda"; docker logs --tail 15 airlaunch-launcher 2>&1 || true
 
-down: ## Stop everything the embedded or compose stack started (and a Docker engine they started)
+down: ## Stop everything the embedded or compose stack started (and a Docker engine they started); results are kept
 	@if [ -x $(PY) ]; then $(STACK) down; fi
-	@if grep -q '^compose-down:' $(MAKEFILE_LIST) && [ -f docker-compose.yml ] && docker info >/dev/null 2>&1; then \
+	@if docker info >/dev/null 2>&1 && [ -n "$$(docker ps -aq --filter label=com.docker.compose.project=$(COMPOSE_PROJECT))" ]; then \
 	  $(MAKE) --no-print-directory compose-down; fi
 	@scripts/docker-engine.sh stop
 
-test: install ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
-	@$(MAKE) --no-print-directory lint
-	@had_engine=$$([ -f .stack/dockerd.pid ] && echo yes); \
+reset: ## Delete the local results and Airflow's runs together (embedded stack; compose: its volumes), after stopping
+	@if [ -x $(PY) ]; then $(STACK) reset; fi
+	@if docker info >/dev/null 2>&1 && [ -n "$$(docker volume ls -q --filter label=com.docker.compose.project=$(COMPOSE_PROJECT))" ]; then \
+	  $(MAKE) --no-print-directory compose-down COMPOSE_DOWN_ARGS=-v; fi
+
+test: ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
+	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
-	  $(MAKE) --no-print-directory images && \
+	  $(MAKE) --no-print-directory setup SETUP_EXTRA=compose-tool && $(MAKE) --no-print-directory lint && \
 	  $(PY) -m pytest -p no:cacheprovider -rfE $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
@@ -102,7 +144,7 @@ format: $(VENV)/.installed ## Apply ruff's fixes and formatting
 	@$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 	@$(VENV)/bin/ruff format $(LINT_PATHS)
 
-clean: down ## Remove the environments, build inputs and local state
+clean: down ## Remove the environments, build inputs and local state (results and Airflow's runs included)
 	rm -rf $(VENV) $(LS_VENV) .build .stack
 
 # -- AWS deployment (docs/deploy-aws.md) -----------------------------------------------------
@@ -136,13 +178,13 @@ COMPOSE = DOCKER_GID=$$(stat -c %g $(DOCKER_SOCKET)) DOCKER_SOCKET=$(DOCKER_SOCK
 
 .PHONY: build up compose-down compose-logs compose-check
 
-compose-check:
+compose-check: compose-tool engine
 	@[ -n "$(COMPOSE_BIN)" ] || { echo "error: neither docker-compose nor the docker compose plugin was found;" \
 	  "install one (apt-get install docker-compose, or Docker's compose plugin)" >&2; exit 1; }
 	@[ -S $(DOCKER_SOCKET) ] || { echo "error: no Docker socket at $(DOCKER_SOCKET); run make engine" \
 	  "(or set DOCKER_SOCKET=...)" >&2; exit 1; }
 
-build: engine compose-check .build/aws-lambda-rie .build/pip-cert.pem ## Build every compose image (Airflow, Postgres, Redis, LocalStack, launcher, tasks); COMPOSE_BUILD_ARGS=--no-cache
+build: compose-check .build/aws-lambda-rie .build/pip-cert.pem | .build/rootfs-bookworm.tar .build/rootfs-trixie.tar ## Build every compose image (Airflow, Postgres, Redis, LocalStack, launcher, tasks); COMPOSE_BUILD_ARGS=--no-cache
 	@base=$$(scripts/base-image.sh) && trixie=$$(scripts/base-image.sh trixie) && \
 	  export AIRLAUNCH_BASE_IMAGE=$$base AIRLAUNCH_TRIXIE_BASE_IMAGE=$$trixie && \
 	  services="postgres redis launcher airflow-init reference-tasks" && \

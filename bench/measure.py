@@ -365,7 +365,7 @@ def cold_start(parallelism: int) -> tuple[BenchAirflow, dict[str, Any]]:
     start = time.monotonic()
     own.up()
     localstack_seconds = time.monotonic() - start
-    own.down()
+    own.stop()
     return airflow, {
         "airflow_cold_start_seconds": airflow_seconds,
         "localstack_cold_start_seconds": localstack_seconds,

@@ -4,7 +4,7 @@
 #   trixie: the compose stack's service images (LocalStack needs Python >= 3.12, Airflow), Python 3.13.
 # $BASE_IMAGE (bookworm) or $TRIXIE_BASE_IMAGE (trixie) if set; else the registry image when it can
 # be had (present or pulled); else, on a machine that reaches no container registry, a Debian image
-# made with debootstrap (airlaunch/base:<release>).
+# imported from a debootstrap root file system (airlaunch/base:<release>, see base-rootfs.sh).
 set -euo pipefail
 release=${1:-bookworm}
 case "$release" in
@@ -18,14 +18,13 @@ if docker image inspect "$wanted" >/dev/null 2>&1 || docker pull -q "$wanted" >/
   echo "$wanted"; exit 0
 fi
 if docker image inspect "$local_base" >/dev/null 2>&1; then echo "$local_base"; exit 0; fi
-echo "==> No registry reachable: building $local_base with debootstrap (about 90 s)" >&2
-command -v debootstrap >/dev/null 2>&1 || {
-  [ "$(id -u)" = 0 ] || { echo "error: need debootstrap (apt-get install debootstrap) or BASE_IMAGE=..." >&2; exit 1; }
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
-}
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-  "$release" "$root" http://deb.debian.org/debian >&2
-tar -C "$root" -c . | docker import - "$local_base" >&2
+exec 9>"/tmp/airlaunch-base-$release.lock"  # parallel image builds: one import
+flock 9
+if docker image inspect "$local_base" >/dev/null 2>&1; then echo "$local_base"; exit 0; fi
+# Offline: import the root file system scripts/base-rootfs.sh made (make it now if it is empty).
+rootfs=${AIRLAUNCH_BUILD_DIR:-.build}/rootfs-$release.tar
+[ -s "$rootfs" ] || "$(dirname "$0")/base-rootfs.sh" "$release" "$rootfs" >&2
+echo "==> Importing $local_base from $rootfs" >&2
+docker import - "$local_base" < "$rootfs" >/dev/null
+: > "$rootfs"  # imported: keep the stamp, free the space
 echo "$local_base"

@@ -16,9 +16,7 @@ ensure)
       echo "       Install Docker (https://docs.docker.com/engine/install/) and start it, then retry." >&2
       exit 1
     fi
-    echo "==> Installing the Docker engine (apt-get install docker.io)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    "$(dirname "$0")/system-packages.sh" docker.io
   fi
   if [ "$(id -u)" != 0 ]; then
     echo "error: dockerd is installed but not running; start it (sudo systemctl start docker) and retry." >&2

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,12 +17,21 @@ from botocore.config import Config
 from airlaunch.protocol import Handle, ResultLayout, Status
 from airlaunch.stack import Stack, StackConfig, stop_task_containers
 
+# The launcher of the test stack serves a copy of the catalog, which tests may edit while it runs.
+_REPO = Path(__file__).resolve().parents[1]
+TEST_CATALOG = StackConfig(repo=_REPO).state_dir / "test-catalog" / "catalog.yaml"
+TEST_CATALOG.parent.mkdir(parents=True, exist_ok=True)
+shutil.copyfile(_REPO / "tasks" / "catalog.yaml", TEST_CATALOG)
+os.environ["AIRLAUNCH_STACK_CATALOG"] = str(TEST_CATALOG)
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """Start LocalStack and the launcher Lambda unless they run already; stop what was started."""
     stack = Stack(StackConfig())
     started = stack.up()
+    if not stack.launcher.serves(stack.cfg.catalog):  # an already running launcher with another catalog
+        stack.restart("launcher")
     os.environ.update(stack.cfg.client_env())
     yield stack
     stack.down(only=started)

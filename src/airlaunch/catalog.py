@@ -136,6 +136,38 @@ class Catalog:
         return cls(tasks=tasks)
 
 
+class CatalogFile:
+    """The catalog at ``path``, read again whenever the file changes (one stat per use).
+
+    So a task added to the catalog is launchable at once, without restarting the launcher.
+    An edit that breaks the file makes launches fail with the file's error (describe and
+    stop do not need the catalog and keep working); the next good save is picked up.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
+        self._catalog: Catalog | None = None
+
+    def current(self) -> Catalog:
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise CatalogError(f"cannot read task catalog {self.path}: {exc}") from exc
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp != self._stamp or self._catalog is None:
+            self._catalog = Catalog.load(self.path)
+            self._stamp = stamp
+        return self._catalog
+
+    def get(self, name: str) -> TaskSpec:
+        return self.current().get(name)
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        return self.current().tasks
+
+
 def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
     where = f"{source}: task {name!r}"
     if not isinstance(name, str) or not _NAME_RE.match(name):

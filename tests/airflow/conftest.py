@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 
 from airlaunch.airflow_rest import AirflowRest
-from airlaunch.stack import Stack, StackConfig
+from airlaunch.stack import AIRFLOW, Stack, StackConfig
 
+# The e2e servers run with parallelism 2, so the slot test can show that waiting holds no slot.
+# Set before anything starts the stack's supervisor, which starts Airflow with its environment.
+E2E_PARALLELISM = 2
+os.environ["AIRLAUNCH_AIRFLOW_PARALLELISM"] = str(E2E_PARALLELISM)
 # Airflow reads its configuration when first imported, so this process's Airflow (for
 # dag.test()) is configured before any test module imports it. The servers get their own home.
 _CFG = StackConfig()
 DAG_TEST_HOME = _CFG.state_dir / "airflow-dagtest"
 os.environ.update({**_CFG.client_env(), **_CFG.airflow_env(), "AIRFLOW_HOME": str(DAG_TEST_HOME)})
-# The e2e servers run with parallelism 2, so the slot test can show that waiting holds no slot.
-E2E_PARALLELISM = 2
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +35,8 @@ def airflow_db() -> None:
 
 @pytest.fixture(scope="session")
 def airflow_api(stack: Stack) -> Iterator[AirflowRest]:
-    """The real Airflow processes, started unless already up, with parallelism 2."""
-    os.environ["AIRLAUNCH_AIRFLOW_PARALLELISM"] = str(E2E_PARALLELISM)
-    servers = Stack(StackConfig()).airflow
-    started = servers.up()
-    api = AirflowRest.for_home(servers.cfg.airflow_url, servers.cfg.airflow_home)
-    yield api
+    """The real Airflow processes under the stack's supervisor, started unless already up."""
+    started = stack.up(only=AIRFLOW)
+    yield AirflowRest.for_home(stack.cfg.airflow_url, stack.cfg.airflow_home)
     if started:
-        servers.down()
+        stack.down(only=started)

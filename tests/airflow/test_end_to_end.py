@@ -86,7 +86,7 @@ def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowR
 def test_a_triggerer_restart_resumes_the_watch_without_relaunching(airflow_api: AirflowRest, s3: Any) -> None:
     dag_id, run_id, container = _watched_sleeper(airflow_api, 12)
 
-    Stack(StackConfig()).airflow.restart("triggerer")
+    Stack(StackConfig()).restart("airflow-triggerer")
 
     run = airflow_api.wait_for_run(dag_id, run_id, timeout=120)
     assert run["state"] == "success"

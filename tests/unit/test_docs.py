@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_airlaunch_variable_is_documented() -> None:
     used = set()
-    for path in (ROOT / "src").rglob("*.py"):
+    for path in [*(ROOT / "src").rglob("*.py"), *(ROOT / "localstack" / "plugin").rglob("*.py")]:
         used |= set(re.findall(r"\bAIRLAUNCH_[A-Z_]+[A-Z]\b", path.read_text()))
     readme = (ROOT / "README.md").read_text()
     missing = sorted(name for name in used if name not in readme)

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from airlaunch.catalog import Catalog
+from airlaunch.catalog import CatalogError, CatalogFile
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.launcher.service import Launcher
@@ -63,7 +63,7 @@ def get_launcher() -> Launcher:
     settings = LauncherSettings()
     return Launcher(
         settings=settings,
-        catalog=Catalog.load(settings.catalog_path),
+        catalog=CatalogFile(settings.catalog_path),
         backend=make_backend(settings),
         s3=boto3.client("s3"),
         environ=dict(os.environ),
@@ -90,12 +90,18 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             reason = str(event.get("reason") or "stop requested")
             description = launcher.stop(Handle.from_dict(event.get("handle")), reason)
             return {"ok": True, "description": description.to_dict()}
-        if action == "ping":  # readiness: the handler, its catalog and its backend are loaded
-            return {"ok": True, "backend": launcher.backend.name, "tasks": sorted(launcher.catalog.tasks)}
+        if action == "ping":  # readiness: the handler and its backend are loaded; the catalog as it reads now
+            try:
+                return {"ok": True, "backend": launcher.backend.name, "tasks": sorted(launcher.catalog.tasks)}
+            except CatalogError as exc:
+                return {"ok": True, "backend": launcher.backend.name, "tasks": [], "catalog_error": str(exc)}
         return _error("InvalidRequest", f"unknown action {action!r}; expected launch, describe, stop or ping", "action")
     except InvalidRequest as exc:
         logging.getLogger(__name__).warning("refused %s: %s", action, exc)
         return _error("InvalidRequest", exc.message, exc.field)
+    except CatalogError as exc:
+        logging.getLogger(__name__).error("task catalog unusable: %s", exc)
+        return _error("CatalogError", str(exc), "task")
     except LaunchError as exc:
         logging.getLogger(__name__).error("launch failed: %s", exc)
         return _error("LaunchError", str(exc))

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
-from airlaunch.catalog import Catalog
+from airlaunch.catalog import Catalog, CatalogFile
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.protocol import (
@@ -43,7 +43,12 @@ def params_document(request: LaunchRequest) -> dict[str, Any]:
 
 class Launcher:
     def __init__(
-        self, settings: LauncherSettings, catalog: Catalog, backend: Backend, s3: Any, environ: dict[str, str]
+        self,
+        settings: LauncherSettings,
+        catalog: Catalog | CatalogFile,
+        backend: Backend,
+        s3: Any,
+        environ: dict[str, str],
     ):
         self.settings = settings
         self.catalog = catalog

@@ -1,0 +1,1 @@
+"""airlaunch's LocalStack plugin: durable local results (see durable_s3)."""

@@ -1,0 +1,179 @@
+"""The embedded default stack on this machine: LocalStack, the launcher Lambda and Airflow.
+
+``python -m airlaunch.stack up|down|status|reload|reset|env`` (used by ``make demo``,
+``make down``, ``make reload``, ``make reset`` and the tests). LocalStack runs from
+localstack-core in its own venv on 127.0.0.1 and keeps S3 in a journal (results survive
+restarts); the launcher Lambda runs as its container image under AWS's Runtime Interface
+Emulator on the host network; Airflow runs its four processes with SQLite. A supervisor
+process (``supervisor.py``) starts them, restarts any that dies, and stops them all on
+``down``. Everything lives in ``.stack/`` (AIRLAUNCH_STATE_DIR); only ``reset`` (or
+``make clean``) deletes the results and Airflow's state, and always both together, so that
+Airflow never lists runs whose results are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from airlaunch.stack import supervisor
+from airlaunch.stack.components import (
+    LAMBDA_CONTAINER,
+    AirflowProcess,
+    AirflowServers,
+    LauncherLambda,
+    LocalStack,
+)
+from airlaunch.stack.config import StackConfig
+from airlaunch.stack.processes import ManagedProcess, say, stop_processes
+
+__all__ = [
+    "AIRFLOW",
+    "LAMBDA_CONTAINER",
+    "AirflowServers",
+    "LauncherLambda",
+    "LocalStack",
+    "Stack",
+    "StackConfig",
+    "say",
+    "stop_task_containers",
+    "task_containers",
+]
+
+BASE = ["localstack", "launcher"]
+AIRFLOW = list(supervisor.AIRFLOW_NAMES)
+
+
+def task_containers() -> list[str]:
+    """Task containers of this stack's launcher: labelled airlaunch.identity, on the host network
+    (a compose stack's tasks are on its own network and are its own business)."""
+    command = ["docker", "ps", "-aq", "--filter", "label=airlaunch.identity", "--filter", "network=host"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+def stop_task_containers() -> int:
+    """Remove every task container this stack's launcher started."""
+    ids = task_containers()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    return len(ids)
+
+
+class Stack:
+    def __init__(self, cfg: StackConfig | None = None) -> None:
+        self.cfg = cfg or StackConfig()
+        self.components = supervisor.all_components(self.cfg)
+        self.localstack = LocalStack(self.cfg)
+        self.launcher = LauncherLambda(self.cfg)
+        self.airflow = AirflowServers(self.cfg)
+        self.supervisor = ManagedProcess(
+            "supervisor", [sys.executable, "-m", "airlaunch.stack", "supervise"], self.cfg.state_dir,
+            marker="airlaunch.stack supervise",
+        )  # fmt: skip
+
+    # -- up ---------------------------------------------------------------------------------------
+    def up(self, with_airflow: bool = False, only: list[str] | None = None) -> list[str]:
+        """Bring the named components (default: LocalStack and the launcher, plus Airflow) up under
+        supervision and wait until each is healthy; return the names of those that were not."""
+        names = only or BASE + (AIRFLOW if with_airflow else [])
+        started = [name for name in names if not self._ready(name)]
+        supervisor.write_wants(self.cfg, sorted(set(supervisor.read_wants(self.cfg)) | set(names)))
+        if not self.supervisor.alive():
+            self.supervisor.start(dict(os.environ))
+        for name in names:
+            if name in started:
+                self._wait_healthy(name)
+        return started
+
+    def _ready(self, name: str) -> bool:
+        component = self.components[name]
+        return component.alive() and component.healthy()
+
+    def _wait_healthy(self, name: str) -> None:
+        component = self.components[name]
+        say(f"Starting {name}")
+        start = time.monotonic()
+        while not self._ready(name):
+            if time.monotonic() - start > component.start_seconds:
+                detail = supervisor.read_state(self.cfg).get(name, {}).get("detail") or "no detail"
+                raise RuntimeError(
+                    f"{name} was not healthy within {component.start_seconds:.0f} s ({detail}); "
+                    f"see {self.cfg.state_dir}/{name}.log and {self.supervisor.log}"
+                )
+            time.sleep(0.2)
+        say(f"{name} healthy in {time.monotonic() - start:.1f} s")
+
+    # -- down -------------------------------------------------------------------------------------
+    def down(self, only: list[str] | None = None) -> None:
+        """Stop everything (and the task containers), or only the named components."""
+        names = list(self.components) if only is None else only
+        remaining = [name for name in supervisor.read_wants(self.cfg) if name not in names]
+        supervisor.write_wants(self.cfg, remaining)
+        if not remaining:
+            stop_processes([self.supervisor], grace=40)  # on its way out it stops every component
+        deadline = time.monotonic() + 40
+        while self.supervisor.alive() and any(self.components[n].alive() for n in names):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        # whatever is still up (no supervisor ran, or it was killed): stop it here, all at once
+        leftovers = [self.components[name] for name in names if self.components[name].alive()]
+        stop_processes([c.process for c in leftovers if isinstance(c, (LocalStack, AirflowProcess))])
+        if self.launcher.alive() and "launcher" in names:
+            self.launcher.stop()
+        if "launcher" in names and (removed := stop_task_containers()):
+            say(f"Removed {removed} task container(s)")
+        say("The embedded stack is stopped" if only is None else f"Stopped {', '.join(names)}")
+
+    def restart(self, name: str) -> None:
+        """Stop one component and let the supervisor start it again (as after a crash)."""
+        component = self.components[name]
+        component.stop()  # returns once it is gone, so being ready again means restarted
+        start = time.monotonic()
+        while not self._ready(name):
+            if time.monotonic() - start > component.start_seconds:
+                raise RuntimeError(f"{name} did not come back within {component.start_seconds:.0f} s")
+            time.sleep(0.2)
+
+    # -- reload, reset, status --------------------------------------------------------------------
+    def reload(self) -> str:
+        """Make the running launcher serve the newest images and catalog, without touching Airflow or
+        running tasks. The catalog is re-read by the launcher whenever it changes; task images are
+        taken by tag at each start; only a rebuilt launcher image needs its container replaced."""
+        if not self.launcher.alive():
+            return "the launcher is not running: `make demo` or `make stack-up` starts it with the newest images"
+        if not self.launcher.outdated():
+            return f"the launcher runs the newest image; it re-reads {self.cfg.catalog} by itself"
+        say("Replacing the launcher container with the rebuilt image (running tasks keep running)")
+        if self.supervisor.alive():
+            self.restart("launcher")
+        else:
+            self.launcher.stop()
+            self.launcher.start()
+            self._wait_healthy("launcher")
+        return "the launcher now runs the rebuilt image"
+
+    def reset(self) -> list[str]:
+        """Stop the stack, then delete its results and Airflow's state together; the paths deleted."""
+        self.down()
+        doomed = [self.cfg.s3_journal.parent, self.cfg.airflow_home, self.cfg.state_dir / "localstack"]
+        doomed += [self.cfg.state_dir / "airflow-dagtest"]
+        gone = [str(path) for path in doomed if path.exists()]
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+        return gone
+
+    def status(self) -> dict[str, dict[str, object]]:
+        state = supervisor.read_state(self.cfg)
+        return {
+            name: {
+                "alive": component.alive(),
+                "healthy": component.alive() and component.healthy(),
+                "restarts": state.get(name, {}).get("restarts", 0),
+            }
+            for name, component in self.components.items()
+        }

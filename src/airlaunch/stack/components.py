@@ -1,0 +1,274 @@
+"""The parts of the embedded stack: LocalStack, the launcher Lambda and Airflow's four processes.
+
+Each part can say whether it is *alive* (its process or container runs) and *healthy* (it
+answers for real: LocalStack's init hooks completed, the Lambda answers a ping, Airflow's
+health endpoint reports the component's heartbeat), and can be started and stopped on its
+own, which is all the supervisor needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from airlaunch.stack.config import StackConfig
+from airlaunch.stack.processes import ManagedProcess, stop_processes
+
+LAMBDA_CONTAINER = "airlaunch-launcher"
+CATALOG_MOUNT = "/opt/airlaunch/catalog"
+
+
+def get_json(url: str, timeout: float = 2.0) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+class Component(Protocol):
+    name: str
+    start_seconds: float  # how long it may take from start to healthy
+
+    def alive(self) -> bool: ...
+
+    def healthy(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class LocalStack:
+    """localstack-core from .venv-localstack on 127.0.0.1, S3 kept in a journal across restarts."""
+
+    name = "localstack"
+    start_seconds = 90.0
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.process = ManagedProcess(
+            "localstack", [str(cfg.localstack_python), "-m", "localstack.runtime.main"], cfg.state_dir,
+            marker="localstack.runtime.main",
+        )  # fmt: skip
+        self.root = cfg.state_dir / "localstack"
+
+    @property
+    def log(self) -> Path:
+        return self.process.log
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def healthy(self) -> bool:
+        init = get_json(f"{self.cfg.localstack_url}/_localstack/init/ready")
+        return bool(init and init.get("completed"))
+
+    def start(self) -> None:
+        if not self.cfg.localstack_python.exists():
+            raise RuntimeError(f"{self.cfg.localstack_python} is missing: run `make install` first")
+        init_dir = self.root / "etc" / "localstack" / "init"
+        shutil.rmtree(init_dir, ignore_errors=True)
+        shutil.copytree(self.cfg.repo / "localstack" / "init", init_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_")) and k != "PYTHONPATH"}
+        env.update(
+            OVERRIDE_IN_DOCKER="0",
+            GATEWAY_SERVER="hypercorn",
+            GATEWAY_LISTEN=f"127.0.0.1:{self.cfg.localstack_port}",
+            FILESYSTEM_ROOT=str(self.root),
+            PROVIDER_OVERRIDE_S3="airlaunch",  # localstack/plugin: S3 that survives restarts
+            AIRLAUNCH_S3_STATE=str(self.cfg.s3_journal),
+            AIRLAUNCH_BUCKET=self.cfg.bucket,
+            AIRLAUNCH_STATUS_QUEUE=self.cfg.status_queue,
+            AWS_DEFAULT_REGION=self.cfg.region,
+            SKIP_SSL_CERT_DOWNLOAD="1",
+            DISABLE_EVENTS="1",
+        )
+        self.process.start(env)
+
+    def stop(self) -> None:
+        stop_processes([self.process])
+
+    def up(self) -> None:
+        """Start it (unsupervised) and wait until it is healthy."""
+        self.start()
+        deadline = time.monotonic() + self.start_seconds
+        while not self.healthy():
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError(f"LocalStack was not healthy within {self.start_seconds:.0f} s; see {self.log}")
+            time.sleep(0.2)
+
+
+class LauncherLambda:
+    """The launcher's Lambda image under AWS's Runtime Interface Emulator, as a container on the host
+    network; it reaches Docker through the socket's group (never a world-writable socket) and serves
+    the catalog file of this checkout, re-read whenever it changes."""
+
+    name = "launcher"
+    start_seconds = 60.0
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+
+    def _inspect(self, template: str, what: str = LAMBDA_CONTAINER) -> str:
+        out = subprocess.run(["docker", "inspect", "-f", template, what], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    def alive(self) -> bool:
+        return self._inspect("{{.State.Running}}") == "true"
+
+    def healthy(self) -> bool:
+        """The emulator answers an invocation only once the runtime inside is up."""
+        request = urllib.request.Request(
+            f"{self.cfg.lambda_url}/2015-03-31/functions/function/invocations", data=b'{"action": "ping"}'
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return bool(json.loads(response.read()).get("ok"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def serves(self, catalog: Path) -> bool:
+        """True when the running container serves this catalog file."""
+        mounts = self._inspect("{{range .Mounts}}{{.Source}}={{.Destination}} {{end}}").split()
+        env = self._inspect("{{range .Config.Env}}{{println .}}{{end}}").splitlines()
+        return (
+            f"{catalog.parent}={CATALOG_MOUNT}" in mounts and f"AIRLAUNCH_CATALOG={CATALOG_MOUNT}/{catalog.name}" in env
+        )
+
+    def outdated(self) -> bool:
+        """True when the running container's image is no longer the one tagged launcher_image."""
+        running = self._inspect("{{.Image}}")
+        return bool(running) and running != self._inspect("{{.Id}}", self.cfg.launcher_image)
+
+    def start(self) -> None:
+        subprocess.run(["docker", "rm", "-f", LAMBDA_CONTAINER], capture_output=True)
+        socket_gid = os.stat(self.cfg.docker_socket).st_gid
+        catalog = self.cfg.catalog
+        if not catalog.is_file():
+            raise RuntimeError(f"the task catalog {catalog} does not exist (AIRLAUNCH_STACK_CATALOG)")
+        env = {
+            "AIRLAUNCH_RIE_ADDRESS": f"127.0.0.1:{self.cfg.lambda_port}",
+            "AIRLAUNCH_LAMBDA_CONCURRENCY": os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY", "4"),
+            "AIRLAUNCH_DOCKER_NETWORK": "host",
+            "AIRLAUNCH_TASK_AWS_ENDPOINT_URL": self.cfg.localstack_url,
+            "AIRLAUNCH_STOP_GRACE_SECONDS": os.environ.get("AIRLAUNCH_STOP_GRACE_SECONDS", "10"),
+            "AIRLAUNCH_CATALOG": f"{CATALOG_MOUNT}/{catalog.name}",
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
+            **{k: v for k, v in self.cfg.client_env().items() if k != "AIRLAUNCH_LAMBDA_ENDPOINT_URL"},
+        }
+        command = ["docker", "run", "-d", "--name", LAMBDA_CONTAINER, "--network", "host"]
+        command += ["--group-add", str(socket_gid), "-v", f"{self.cfg.docker_socket}:/var/run/docker.sock"]
+        # the catalog's folder, not the file: an editor that saves by rename would leave a file mount stale
+        command += ["-v", f"{catalog.parent}:{CATALOG_MOUNT}:ro", "--label", "airlaunch.stack=launcher"]
+        for key, value in env.items():
+            command += ["-e", f"{key}={value}"]
+        subprocess.run([*command, self.cfg.launcher_image], check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run(["docker", "stop", "-t", "5", LAMBDA_CONTAINER], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", LAMBDA_CONTAINER], capture_output=True)
+
+
+# -- Airflow -------------------------------------------------------------------------------------
+
+AIRFLOW_COMMANDS = {
+    "api-server": ["api-server", "-H", "127.0.0.1"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+# Which part of /api/v2/monitor/health reports each process's heartbeat.
+_HEALTH_PART = {"api-server": "metadatabase", "scheduler": "scheduler", "dag-processor": "dag_processor"}
+
+
+class AirflowHealth:
+    """Airflow's health endpoint, read at most once a second for all four components."""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self._read_at = 0.0
+        self._health: dict[str, Any] | None = None
+
+    def part(self, name: str) -> bool:
+        if time.monotonic() - self._read_at > 1.0:
+            self._health = get_json(f"{self.cfg.airflow_url}/api/v2/monitor/health")
+            self._read_at = time.monotonic()
+        part = (self._health or {}).get(_HEALTH_PART.get(name, name)) or {}
+        return part.get("status") == "healthy"
+
+
+class AirflowProcess:
+    """One of Airflow 3's processes (no `airflow standalone`: it orphans its children)."""
+
+    start_seconds = 120.0
+
+    def __init__(self, name: str, cfg: StackConfig, health: AirflowHealth, env: Callable[[], dict[str, str]]) -> None:
+        self.name = f"airflow-{name}"
+        self.command = name
+        self.cfg = cfg
+        self._health = health
+        self.env = env
+        airflow = str(Path(sys.executable).parent / "airflow")
+        self.process = ManagedProcess(self.name, [airflow, *AIRFLOW_COMMANDS[name]], cfg.state_dir, f"airflow {name}")
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def healthy(self) -> bool:
+        return self._health.part(self.command)
+
+    def start(self) -> None:
+        self.process.start(self.env())
+
+    def stop(self) -> None:
+        stop_processes([self.process])
+
+
+class AirflowServers:
+    """Airflow's four processes as a group: migrate once, start, stop together (also used by bench/)."""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        health = AirflowHealth(cfg)
+        self.processes = [AirflowProcess(name, cfg, health, self.env) for name in AIRFLOW_COMMANDS]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.cfg.client_env(), **self.cfg.airflow_env()}
+
+    def healthy(self) -> bool:
+        return all(p.alive() and p.healthy() for p in self.processes)
+
+    def migrate(self) -> None:
+        self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+        airflow = str(Path(sys.executable).parent / "airflow")
+        with (self.cfg.state_dir / "airflow-migrate.log").open("ab") as log:
+            subprocess.run([airflow, "db", "migrate"], env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True)
+
+    def up(self, timeout: float = 120) -> bool:
+        """Start the four processes (without supervision) unless Airflow is healthy; True if started."""
+        if self.healthy():
+            return False
+        self.migrate()
+        for process in self.processes:
+            if not process.alive():
+                process.start()
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                logs = self.cfg.state_dir / "airflow-*.log"
+                raise RuntimeError(f"Airflow was not healthy within {timeout:.0f} s; see {logs}")
+            time.sleep(0.5)
+        return True
+
+    def down(self) -> None:
+        stop_processes([p.process for p in self.processes])

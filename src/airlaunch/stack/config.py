@@ -1,0 +1,122 @@
+"""Where the embedded stack lives and how its parts are configured: one dataclass, read once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local stack lives; every value can be changed by the environment variable named."""
+
+    repo: Path = field(default_factory=lambda: Path(os.environ.get("AIRLAUNCH_REPO", Path.cwd())).resolve())
+    localstack_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_LOCALSTACK_PORT", 4566))
+    lambda_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_LAMBDA_PORT", 9000))
+    bucket: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_BUCKET", "airlaunch-results"))
+    status_queue: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STATUS_QUEUE", "airlaunch-status"))
+    region: str = field(default_factory=lambda: os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    launcher_image: str = field(
+        default_factory=lambda: os.environ.get("AIRLAUNCH_LAUNCHER_IMAGE", "airlaunch/launcher:latest")
+    )
+    docker_socket: str = field(
+        default_factory=lambda: os.environ.get("AIRLAUNCH_DOCKER_SOCKET", "/var/run/docker.sock")
+    )
+    catalog_file: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STACK_CATALOG", ""))
+    airflow_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PORT", 8080))
+    airflow_parallelism: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", 4))
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(os.environ.get("AIRLAUNCH_STATE_DIR") or self.repo / ".stack").resolve()
+
+    @property
+    def catalog(self) -> Path:
+        """The catalog the running launcher serves (re-read when it changes)."""
+        return Path(self.catalog_file or self.repo / "tasks" / "catalog.yaml").resolve()
+
+    @property
+    def s3_journal(self) -> Path:
+        """LocalStack's S3 journal: the local results, kept across restarts (see localstack/plugin)."""
+        return self.state_dir / "s3" / "results.sqlite3"
+
+    @property
+    def localstack_url(self) -> str:
+        return f"http://127.0.0.1:{self.localstack_port}"
+
+    @property
+    def lambda_url(self) -> str:
+        return f"http://127.0.0.1:{self.lambda_port}"
+
+    @property
+    def localstack_python(self) -> Path:
+        return self.repo / ".venv-localstack" / "bin" / "python"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def airflow_password_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+    def airflow_env(self) -> dict[str, str]:
+        """Airflow's configuration for the embedded stack (SQLite, LocalExecutor, this repo's DAGs)."""
+        secret_file = self.state_dir / "airflow-secret"
+        if not secret_file.exists():
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
+            secret_file.write_text(secrets.token_hex(32))
+        secret = secret_file.read_text().strip()
+        connection = {
+            "conn_type": "aws",
+            "login": "test",
+            "password": "test",
+            "extra": {
+                "region_name": self.region,
+                "endpoint_url": self.localstack_url,
+                "service_config": {"lambda": {"endpoint_url": self.lambda_url}},
+            },
+        }
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "airflow" / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__API__PORT": str(self.airflow_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__SECRET_KEY": secret,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+            "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_AIRLAUNCH_AWS": json.dumps(connection),
+            "AIRLAUNCH_AWS_CONN_ID": "airlaunch_aws",
+            "AIRLAUNCH_FUNCTION_NAME": "function",
+            "AIRLAUNCH_STATUS_QUEUE": self.status_queue,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """What a client on this machine (tests, Airflow, the CLI) needs to talk to the stack."""
+        return {
+            "AWS_ENDPOINT_URL": self.localstack_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AIRLAUNCH_BUCKET": self.bucket,
+            "AIRLAUNCH_LAMBDA_ENDPOINT_URL": self.lambda_url,
+        }
