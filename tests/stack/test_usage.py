@@ -1,7 +1,7 @@
 """The usage record of real tries (Docker, LocalStack) and `airlaunch report` on them.
 
-Needs the reference-tasks image built from this tree (the diagnostic task's burn and allocate
-actions): `make images` first.
+Needs the task images built from this tree (the runtime's usage record; the diagnostic
+task's burn and allocate actions): `make reload` (or `make images`) first.
 """
 
 from __future__ import annotations
