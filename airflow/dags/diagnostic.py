@@ -1,7 +1,8 @@
 """Check the platform from Airflow: one container task whose behaviour the run's conf picks.
 
 Trigger with conf {"action": "echo"} (default), {"action": "exit", "code": 3},
-{"action": "raise", "message": "..."} or {"action": "sleep", "seconds": 60}.
+{"action": "raise", "message": "..."}, {"action": "sleep", "seconds": 60}, or use resources
+for `airlaunch report`: {"action": "burn", "cpu_seconds": 2}, {"action": "allocate", "mib": 64}.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ with DAG(
     catchup=False,
     tags=["airlaunch"],
     params={
-        "action": Param("echo", enum=["echo", "exit", "raise", "sleep", "bad_result"]),
+        "action": Param("echo", enum=["echo", "exit", "raise", "sleep", "bad_result", "burn", "allocate"]),
         "code": Param(3, type="integer"),
         "seconds": Param(60, type="number", minimum=0),
         "message": Param("ok", type="string"),
+        "cpu_seconds": Param(1, type="number", minimum=0),
+        "mib": Param(64, type="integer", minimum=1),
     },
 ) as dag:
     LaunchContainerOperator(task_id="diagnostic", task="diagnostic", retries=0)

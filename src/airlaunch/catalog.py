@@ -7,6 +7,7 @@ arbitrary image. See tasks/catalog.yaml for the format.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +30,39 @@ _ECS_FIELDS = {"task_definition", "container_name"}
 
 class CatalogError(ValueError):
     """The catalog file itself is wrong; the message names the task and field."""
+
+
+# Fargate's valid task sizes: cpu units -> the memory sizes (MiB) allowed with it. Here, not in
+# the ECS backend, because the launcher sizes tasks with it and the cost estimate prices them.
+FARGATE_SIZES: dict[int, list[int]] = {
+    256: [512, 1024, 2048],
+    512: list(range(1024, 4096 + 1, 1024)),
+    1024: list(range(2048, 8192 + 1, 1024)),
+    2048: list(range(4096, 16384 + 1, 1024)),
+    4096: list(range(8192, 30720 + 1, 1024)),
+    8192: list(range(16384, 61440 + 1, 4096)),
+    16384: list(range(32768, 122880 + 1, 8192)),
+}
+
+
+class FargateSizeError(ValueError):
+    """A task larger than any Fargate task."""
+
+
+def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
+    """The smallest valid Fargate (cpu units, memory MiB) at least as large as the request.
+
+    Fargate accepts only fixed combinations (0.25 vCPU with 0.5, 1 or 2 GiB, ... 16 vCPU
+    with 32-120 GiB), so both are rounded *up*: 0.5 vCPU and 256 MiB become 512 units and
+    1024 MiB, and a memory request too large for the cpu moves to the next cpu size. The
+    task pays for, and its one container may use, the rounded size.
+    """
+    units = math.ceil(cpu * 1024)
+    for cpu_units, sizes in FARGATE_SIZES.items():
+        fitting = [m for m in sizes if m >= memory_mib]
+        if cpu_units >= units and fitting:
+            return cpu_units, fitting[0]
+    raise FargateSizeError(f"{cpu} vCPU with {memory_mib} MiB is larger than any Fargate task (16 vCPU, 120 GiB)")
 
 
 @dataclass(frozen=True)

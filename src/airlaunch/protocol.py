@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -346,6 +346,147 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+# -- what a try used: phase timestamps, resources and cost inputs ------------------------------
+# status.json carries them as the optional "usage" record. Every timestamp names its clock, so
+# no reader subtracts across two clocks without knowing it. Readers ignore fields they do not
+# know (a newer writer must not break an older reader); ``version`` changes when a meaning does.
+
+USAGE_VERSION = 1
+RUNTIME_CLOCK = "container wall clock (UTC)"
+ECS_CLOCK = "ECS control plane (UTC)"
+
+
+def _typed_record(cls: Any, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from the known keys of ``data``; a value of the wrong type names its field."""
+    _require(data, where, dict)
+    known = {f.name: str(f.type) for f in fields(cls)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name, value in values.items():
+        kinds = _kinds_of(known[name])
+        if value is not None and kinds:
+            _require(value, f"{where}.{name}", kinds)
+    return cls(**values)
+
+
+def _kinds_of(annotation: str) -> tuple[type, ...]:
+    """``"float | None"`` -> (int, float): the JSON types a scalar field accepts (none for records)."""
+    names = {part.strip() for part in annotation.split("|")}
+    kinds: tuple[type, ...] = ()
+    for name, accepted in (("str", (str,)), ("int", (int,)), ("float", (int, float)), ("bool", (bool,))):
+        if name in names:
+            kinds += accepted
+    return kinds
+
+
+@dataclass(frozen=True)
+class RuntimePhases:
+    """The moments the task runtime saw, on the container's wall clock (UTC, ISO 8601).
+
+    ``runtime_started_at`` is when the container's first process started (from /proc), so the
+    span up to ``params_read_at`` includes Python's start-up and the runtime's imports.
+    """
+
+    runtime_started_at: str | None = None
+    params_read_at: str | None = None
+    user_code_started_at: str | None = None
+    user_code_ended_at: str | None = None
+    results_uploaded_at: str | None = None
+    clock: str = RUNTIME_CLOCK
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RuntimePhases:
+        return _typed_record(cls, data, "usage.phases")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the container used, read by the runtime from its cgroup at the end (None: not measurable)."""
+
+    cgroup: str = ""  # "v2", "v1", or "" where no cgroup files could be read
+    cpu_seconds: float | None = None
+    memory_peak_bytes: int | None = None
+    memory_limit_bytes: int | None = None  # None: no limit
+    memory_limit_hit: bool | None = None  # usage reached the limit (reclaim or OOM); None: unknown
+    oom_kills: int | None = None  # processes the kernel killed for memory
+    disk_read_bytes: int | None = None
+    disk_write_bytes: int | None = None
+    net_rx_bytes: int | None = None  # None where the container shares the host's network
+    net_tx_bytes: int | None = None
+    cpu_limit: float | None = None  # vCPU allowed by the cgroup's quota; None: no quota
+    architecture: str = ""  # "x86_64" or "arm64", as Fargate prices it
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Resources:
+        return _typed_record(cls, data, "usage.resources")
+
+
+@dataclass(frozen=True)
+class EcsTimes:
+    """ECS's own timestamps of the task (DescribeTasks or the task state change event), on ECS's clock."""
+
+    created_at: str | None = None
+    pull_started_at: str | None = None
+    pull_stopped_at: str | None = None
+    started_at: str | None = None
+    stopping_at: str | None = None
+    stopped_at: str | None = None
+    clock: str = ECS_CLOCK
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EcsTimes:
+        return _typed_record(cls, data, "usage.ecs")
+
+
+@dataclass(frozen=True)
+class RequestedSize:
+    """What the launcher asked for, where: the inputs of a cost estimate that the container cannot see."""
+
+    cpu: float | None = None  # vCPU, before Fargate's rounding
+    memory_mib: int | None = None
+    region: str = ""
+    capacity_provider: str = ""  # "FARGATE", "FARGATE_SPOT"; empty for Docker
+    backend: str = ""  # "docker" or "ecs"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RequestedSize:
+        return _typed_record(cls, data, "usage.requested")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Timings, resources and cost inputs of one try; the runtime fills phases and resources."""
+
+    phases: RuntimePhases = field(default_factory=RuntimePhases)
+    resources: Resources = field(default_factory=Resources)
+    ecs: EcsTimes | None = None  # filled on the launcher side, when it knows them
+    requested: RequestedSize | None = None
+    version: int = USAGE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Usage:
+        _require(data, "usage", dict)
+        version = data.get("version", USAGE_VERSION)
+        _require(version, "usage.version", int)
+        return cls(
+            phases=RuntimePhases.from_dict(data.get("phases") or {}),
+            resources=Resources.from_dict(data.get("resources") or {}),
+            ecs=EcsTimes.from_dict(data["ecs"]) if data.get("ecs") else None,
+            requested=RequestedSize.from_dict(data["requested"]) if data.get("requested") else None,
+            version=version,
+        )
+
+
+def _optional_usage(data: Any) -> Usage | None:
+    """Usage is informational: a record this reader cannot parse must not make a finished try unreadable."""
+    try:
+        return Usage.from_dict(data) if data else None
+    except (InvalidRequest, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class Status:
     """Contents of status.json: the completion marker, written last and in one PUT."""
@@ -362,11 +503,14 @@ class Status:
     host: str = ""  # where it ran: the short Docker container id, else the hostname
     written_by: str = "runtime"  # or "launcher", for a try whose container ended without writing it
     version: int = PROTOCOL_VERSION
+    usage: Usage | None = None  # absent from status.json written before it existed
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
         data["reason"] = self.reason.value
+        if self.usage is None:
+            del data["usage"]
         return data
 
     def to_json(self) -> str:
@@ -389,6 +533,7 @@ class Status:
                 host=str(data.get("host", "")),
                 written_by=str(data.get("written_by", "runtime")),
                 version=data.get("version", PROTOCOL_VERSION),
+                usage=_optional_usage(data.get("usage")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidRequest("status", f"malformed status.json: {exc!r}") from exc

@@ -1,4 +1,4 @@
-"""Checks the platform (action echo), or misbehaves on purpose: exit, raise, sleep, bad_result."""
+"""Checks the platform (action echo), uses resources (burn, allocate) or misbehaves: exit, raise, sleep, bad_result."""
 
 import os
 import platform
@@ -23,8 +23,20 @@ elif action == "sleep":
         print(f"sleeping: {second} of {seconds:g} s", flush=True)
         time.sleep(1)
     task.save_result({"slept": seconds})
+elif action == "burn":  # this much CPU time, however long the container's CPU quota makes it take
+    target = float(params.get("cpu_seconds", 1))
+    while time.process_time() < target:
+        sum(i * i for i in range(10_000))
+    task.save_result({"cpu_seconds": time.process_time()})
+elif action == "allocate":  # resident memory, 16 MiB at a time: past the container's limit the kernel kills us
+    mib, held = int(params.get("mib", 64)), []
+    for chunk in range(0, mib, 16):
+        held.append(b"\x01" * (min(16, mib - chunk) * 1024 * 1024))  # written, so resident
+        print(f"allocated {chunk + len(held[-1]) // (1024 * 1024)} MiB", flush=True)
+    time.sleep(float(params.get("hold_seconds", 0.5)))
+    task.save_result({"allocated_mib": sum(len(b) for b in held) // (1024 * 1024)})
 elif action == "bad_result":
     with open(os.environ["AIRLAUNCH_RESULT_FILE"], "w") as result:
         result.write("{not json")
 else:
-    raise ValueError(f"unknown action {action!r}: use echo, exit, raise, sleep or bad_result")
+    raise ValueError(f"unknown action {action!r}: use echo, burn, allocate, exit, raise, sleep or bad_result")

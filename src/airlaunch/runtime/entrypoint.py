@@ -43,6 +43,7 @@ from airlaunch.protocol import (
     TaskState,
     utcnow,
 )
+from airlaunch.runtime import resources
 
 EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports it
 EXIT_TIMEOUT = 124  # as coreutils' timeout reports it
@@ -150,6 +151,7 @@ class TaskRun:
         self.stop_detail = ""
         self.proc: subprocess.Popen[str] | None = None
         self.stop_requested = stop_requested or threading.Event()
+        self.clock = resources.PhaseClock()
 
     # -- S3 ---------------------------------------------------------------------------------
     def _put_file(self, path: Path, key: str, content_type: str) -> None:
@@ -227,6 +229,7 @@ class TaskRun:
         """Run the task to its end; return its exit code and why it ended."""
         params_file = self.work / "params.yaml"
         self.s3.download_file(self.layout.bucket, self.layout.params_key, str(params_file))
+        self.clock.mark(resources.PARAMS_READ)
         env = {
             **self.environ,
             ENV_PARAMS_FILE: str(params_file),
@@ -244,6 +247,7 @@ class TaskRun:
             env=env,
             start_new_session=True,  # its own process group, so stop reaches its children too
         )
+        self.clock.mark(resources.USER_CODE_STARTED)
         assert self.proc.stdout is not None
         pump = log.pump(self.proc.stdout)
         deadline = time.monotonic() + self.timeout if self.timeout else None
@@ -267,6 +271,7 @@ class TaskRun:
             except subprocess.TimeoutExpired:
                 self._signal_task(signal.SIGKILL)
                 self.proc.wait()
+        self.clock.mark(resources.USER_CODE_ENDED)
         pump.join(timeout=5)
         code = self.proc.returncode
         if reason is StopReason.STOPPED:
@@ -327,6 +332,7 @@ class TaskRun:
             exit_code=code,
             reason=reason,
             started_at=started_at,
+            usage=resources.measure(self.clock),  # before ended_at: results_uploaded_at <= ended_at
             ended_at=utcnow(),
             execution_id=self.execution_id,
             error=error,

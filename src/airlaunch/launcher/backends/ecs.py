@@ -12,13 +12,13 @@ launcher's own AWS credentials are never passed into a task's environment.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from airlaunch import catalog
 from airlaunch.catalog import TaskSpec
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
@@ -41,32 +41,13 @@ _CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
 # ECS tag values: letters, digits, spaces and + - = . _ : / @ (Airflow run ids may also hold '~').
 _TAG_VALUE_BAD = re.compile(r"[^\w\s+\-=.:/@]")
 
-# Fargate's valid task sizes: cpu units -> the memory sizes (MiB) allowed with it.
-FARGATE_SIZES: dict[int, list[int]] = {
-    256: [512, 1024, 2048],
-    512: list(range(1024, 4096 + 1, 1024)),
-    1024: list(range(2048, 8192 + 1, 1024)),
-    2048: list(range(4096, 16384 + 1, 1024)),
-    4096: list(range(8192, 30720 + 1, 1024)),
-    8192: list(range(16384, 61440 + 1, 4096)),
-    16384: list(range(32768, 122880 + 1, 8192)),
-}
-
 
 def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
-    """The smallest valid Fargate (cpu units, memory MiB) at least as large as the request.
-
-    Fargate accepts only fixed combinations (0.25 vCPU with 0.5, 1 or 2 GiB, ... 16 vCPU
-    with 32-120 GiB), so both are rounded *up*: 0.5 vCPU and 256 MiB become 512 units and
-    1024 MiB, and a memory request too large for the cpu moves to the next cpu size. The
-    task pays for, and its one container may use, the rounded size.
-    """
-    units = math.ceil(cpu * 1024)
-    for cpu_units, sizes in FARGATE_SIZES.items():
-        fitting = [m for m in sizes if m >= memory_mib]
-        if cpu_units >= units and fitting:
-            return cpu_units, fitting[0]
-    raise LaunchError(f"{cpu} vCPU with {memory_mib} MiB is larger than any Fargate task (16 vCPU, 120 GiB)")
+    """:func:`airlaunch.catalog.fargate_size`, failing as a launch does."""
+    try:
+        return catalog.fargate_size(cpu, memory_mib)
+    except catalog.FargateSizeError as exc:
+        raise LaunchError(str(exc)) from exc
 
 
 def started_by(identity: RunIdentity) -> str:

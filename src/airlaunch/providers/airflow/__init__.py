@@ -24,4 +24,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "integrations": [{"integration-name": "airlaunch", "external-doc-url": "https://pypi.org/project/airlaunch/"}],
+        "extra-links": [
+            "airlaunch.providers.airflow.links.ResultsLink",
+            "airlaunch.providers.airflow.links.LogStreamLink",
+            "airlaunch.providers.airflow.links.EcsTaskLink",
+        ],
     }

@@ -19,6 +19,7 @@ from airflow.triggers.base import StartTriggerArgs
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity, Status, TaskState
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
+from airlaunch.providers.airflow.links import LINKS
 from airlaunch.providers.airflow.triggers.launch_spec import (
     TRIGGER_SETTINGS,
     identity_of,
@@ -150,6 +151,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
     template_fields: Sequence[str] = ("parameters", "overrides")
     template_fields_renderers = {"parameters": "json", "overrides": "json"}
     ui_color = "#e8f4ea"
+    operator_extra_links = LINKS
     # What a mapped task with partial(start_from_trigger=True) defers with: the triggerer
     # resolves its launch from the serialized task (see triggers/launch_spec.py).
     start_trigger_args = StartTriggerArgs(

@@ -1,0 +1,80 @@
+"""An S3 of moto's, in this process, and helpers that lay out task tries in it by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from airlaunch.protocol import ResultLayout, RunIdentity, Status, StopReason, TaskState, Usage
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """boto3 clients made inside the test (the CLI's too) talk to moto: fake credentials, no endpoint."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AIRLAUNCH_BUCKET", "AIRLAUNCH_KEY_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        yield boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(moto_s3: Any) -> str:
+    moto_s3.create_bucket(Bucket="cli-test")
+    return "cli-test"
+
+
+def status_json(
+    identity: RunIdentity,
+    state: TaskState,
+    exit_code: int,
+    seconds: float = 65.5,
+    *,
+    usage: Usage | None = None,
+    result_keys: dict[str, str] | None = None,
+) -> str:
+    ended = f"2025-01-01T00:{int(seconds // 60):02d}:{seconds % 60:06.3f}+00:00"
+    return Status(
+        state=state,
+        exit_code=exit_code,
+        reason=StopReason.EXIT,
+        started_at="2025-01-01T00:00:00.000+00:00",
+        ended_at=ended,
+        execution_id=identity.execution_id,
+        error=None if exit_code == 0 else f"exit code {exit_code}: boom",
+        log_tail=["boom"],
+        result_keys=result_keys if result_keys is not None else {"params": "p", "log": "l"},
+        usage=usage,
+    ).to_json()
+
+
+def put_try(
+    s3: Any,
+    bucket: str,
+    root: str,
+    task: str,
+    map_index: int = -1,
+    try_number: int = 1,
+    *,
+    run_id: str = "r1",
+    files: dict[str, str] | None = None,
+) -> ResultLayout:
+    identity = RunIdentity("d", run_id, task, map_index, try_number)
+    layout = ResultLayout.for_identity(bucket, root, identity)
+    for name, body in {"params.yaml": "params: {}\n", **(files or {})}.items():
+        s3.put_object(Bucket=bucket, Key=layout.key(name), Body=body.encode())
+    return layout
+
+
+def as_json(text: str) -> Any:
+    return json.loads(text)
