@@ -110,13 +110,25 @@ DEPLOY_STACK ?= airlaunch
 DEPLOY_PARAMS ?=
 DEPLOY_ARGS = --stack-name $(DEPLOY_STACK) $(foreach p,$(DEPLOY_PARAMS),--param '$(p)')
 
-.PHONY: deploy deploy-localstack
+.PHONY: deploy deploy-localstack destroy smoke smoke-local template
 
-deploy: $(VENV)/.installed ## Deploy infra/template.yaml to AWS via a change set (DEPLOY_PARAMS="K=V ...", AUTO_APPROVE=1)
-	@$(PY) -m airlaunch.deploy $(DEPLOY_ARGS)
+deploy: $(VENV)/.installed .build/aws-lambda-rie .build/pip-cert.pem ## Build and push the images, deploy to AWS via a change set, print the Airflow connection (DEPLOY_STACK=, DEPLOY_PARAMS="K=V ...", AUTO_APPROVE=1)
+	@$(PY) -m airlaunch.deploy deploy $(DEPLOY_ARGS)
 
-deploy-localstack: localstack-up ## Deploy the same template into LocalStack (without ECS/ECR, which it lacks)
-	@AUTO_APPROVE=1 $(PY) -m airlaunch.deploy --localstack $(DEPLOY_ARGS)
+deploy-localstack: localstack-up ## Deploy the same template into LocalStack (without ECS, which it lacks)
+	@AUTO_APPROVE=1 $(PY) -m airlaunch.deploy deploy --localstack $(DEPLOY_ARGS)
+
+destroy: $(VENV)/.installed ## Delete the AWS stack and its ECR repositories with their images; the results bucket stays unless DELETE_RESULTS=1
+	@$(PY) -m airlaunch.deploy destroy $(DEPLOY_ARGS) $(if $(DELETE_RESULTS),--delete-results)
+
+smoke: $(VENV)/.installed ## After make deploy: run the diagnostic task through the deployed Lambda, read result and log back, time each step
+	@$(PY) -m airlaunch.deploy smoke $(DEPLOY_ARGS)
+
+smoke-local: $(VENV)/.installed ## The same smoke test against the running local stack (LocalStack, emulator, Docker backend; make stack-up)
+	@$(PY) -m airlaunch.deploy smoke --localstack $(DEPLOY_ARGS)
+
+template: $(VENV)/.installed ## Print the template make deploy deploys (infra/template.yaml plus one task definition per catalog task)
+	@$(PY) -m airlaunch.deploy template $(DEPLOY_ARGS)
 
 # -- Compose stack (docker-compose.yml, docs/compose.md) -------------------------------------
 # Airflow (Celery, Postgres, Redis), LocalStack and the launcher Lambda as one compose project.

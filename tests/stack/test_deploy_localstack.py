@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -56,7 +57,8 @@ def deployed(stack: Stack, aws: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def test_stack_is_created_with_a_previewed_change_set(deployed: dict[str, Any]) -> None:
     assert deployed["status"] == "CREATE_COMPLETE"
     printed = deployed["out"].stdout
-    assert "(CREATE)" in printed and "Add     LauncherFunction     AWS::Lambda::Function" in printed
+    assert "(CREATE)" in printed and re.search(r"Add +LauncherFunction +AWS::Lambda::Function", printed)
+    assert re.search(r"Add +TaskOneTaskRole +AWS::IAM::Role", printed), "the catalog's task roles are generated"
     assert "AWS::ECS::" not in printed and "AWS::ECR::" not in printed
 
 
@@ -99,7 +101,7 @@ def test_lambda_function_exists_as_an_image_configured_for_ecs(deployed: dict[st
     assert config["Role"] == outputs["LauncherRoleArn"]
     variables = config["Environment"]["Variables"]
     assert variables["AIRLAUNCH_BACKEND"] == "ecs" and variables["AIRLAUNCH_BUCKET"] == deployed["bucket"]
-    assert variables["AIRLAUNCH_ECS_CLUSTER"] == "airlaunch"
+    assert variables["AIRLAUNCH_ECS_CLUSTER"] == variables["AIRLAUNCH_ECS_FAMILY_PREFIX"] == deployed["name"]
 
 
 def test_ecs_outputs_are_absent_in_localstack(deployed: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from airlaunch.protocol import (
     ENV_PARAMS_FILE,
     ENV_PREFIX,
     ENV_RESULT_FILE,
+    ENV_RUN_CREDENTIALS,
     ENV_TIMEOUT_SECONDS,
     NOTEBOOK_FILE,
     RESULT_FILE,
@@ -119,9 +120,10 @@ class TaskRun:
         self.timeout = float(environ.get(ENV_TIMEOUT_SECONDS) or 0) or None
         self.work = Path(settings.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
-        import boto3  # here, not at import: SIGTERM must be handled from the runtime's first moment
+        # Here, not at import: SIGTERM must be handled from the runtime's first moment.
+        from airlaunch.runtime.credentials import run_session
 
-        self.s3 = boto3.client("s3")
+        self.s3 = run_session(environ).client("s3")
         self.proc: subprocess.Popen[str] | None = None
         self.stop_requested = stop_requested or threading.Event()
 
@@ -163,7 +165,7 @@ class TaskRun:
         params_file = self.work / "params.yaml"
         self.s3.download_file(self.layout.bucket, self.layout.params_key, str(params_file))
         env = {
-            **self.environ,
+            **{k: v for k, v in self.environ.items() if k != ENV_RUN_CREDENTIALS},  # the task's own code uses its role
             ENV_PARAMS_FILE: str(params_file),
             ENV_RESULT_FILE: str(self.work / RESULT_FILE),
             "PYTHONUNBUFFERED": "1",
