@@ -9,6 +9,7 @@ not given keep their previous values. A failure names each failed resource and A
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -97,9 +98,10 @@ def deploy(
     stack = stack_of(cfn, stack_name)
     kind = change_kind(stack_name, stack["StackStatus"] if stack else "")
     try:
-        declared = {p["ParameterKey"] for p in cfn.validate_template(TemplateBody=template_body).get("Parameters", [])}
+        cfn.validate_template(TemplateBody=template_body)
     except ClientError as exc:
         raise failed("CloudFormation's check of the rendered template", exc) from exc
+    declared = set(json.loads(template_body).get("Parameters", {}))
     unknown = sorted(set(parameters) - declared)
     if unknown:
         raise DeployError(f"unknown template parameter(s) {unknown}; the template declares {sorted(declared)}")
@@ -118,7 +120,12 @@ def deploy(
             Parameters=params,
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         )
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if "No updates are to be performed" in str(exc):  # some endpoints say so at once, AWS in the change set
+            print("==> No changes: the stack is up to date", flush=True)
+            return outputs_of(cfn, stack_name)
+        raise failed(f"creating change set {change_set} for stack {stack_name}", exc) from exc
+    except BotoCoreError as exc:
         raise failed(f"creating change set {change_set} for stack {stack_name}", exc) from exc
     waiter = {"Delay": poll_seconds, "MaxAttempts": 720 // poll_seconds}
     try:
