@@ -177,6 +177,7 @@ def _task_definition(spec: TaskSpec, lid: str, tag: str) -> dict[str, Any]:
         "Name": CONTAINER_NAME,
         "Image": _sub(image),
         "Essential": True,
+        "Memory": memory,  # the whole task's: one container per task (launches override both)
         "StopTimeout": 30,
         "Command": spec.runtime_args(),
         "LogConfiguration": {
