@@ -19,8 +19,10 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk.exceptions import AirflowException
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from airlaunch.config import ADAPTIVE_RETRIES
 from airlaunch.protocol import Description, Handle, LaunchRequest, ResultLayout, Status
 
 
@@ -55,6 +57,15 @@ class LauncherHook(LambdaHook):
     def __init__(self, *, function_name: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.function_name = function_name
+
+    @property
+    def config(self) -> Config:
+        """The connection's botocore config, with adaptive retries unless it sets its own.
+
+        A large fan-out invokes the launcher hundreds of times at once; Lambda throttles
+        (TooManyRequestsException) are then retried with client-side rate limiting.
+        """
+        return ADAPTIVE_RETRIES.merge(super().config)
 
     @cached_property
     def s3_hook(self) -> S3Hook:
