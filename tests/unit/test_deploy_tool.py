@@ -83,8 +83,8 @@ def test_the_plan_has_the_launcher_and_each_distinct_catalog_image() -> None:
 
 
 def test_one_image_cannot_serve_two_architectures() -> None:
-    catalog = Catalog.from_dict({"tasks": {"a": {"image": "i:1", "command": ["x"]},
-                                           "b": {"image": "i:1", "command": ["x"], "architecture": "arm64"}}})  # fmt: skip
+    arm = {"image": "i:1", "command": ["x"], "architecture": "arm64"}
+    catalog = Catalog.from_dict({"tasks": {"a": {"image": "i:1", "command": ["x"]}, "b": arm}})
     with pytest.raises(DeployError, match="share image i:1 but not its architecture"):
         images.plan(catalog, "dev", "x86_64", None)
 
@@ -97,14 +97,15 @@ def ecr() -> Iterator[Any]:
         yield client
 
 
-SINGLE = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-          "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "a" * 64},
-          "layers": []}  # fmt: skip
+CONFIG = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "a" * 64}
+SINGLE = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": CONFIG}
+SINGLE["layers"] = []
+OCI = "application/vnd.oci.image.manifest.v1+json"
+# What BuildKit pushes by default for one platform: the image and its provenance attestation, in an index.
 INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "b" * 64, "size": 1,
-     "platform": {"architecture": "amd64", "os": "linux"}},
-    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "c" * 64, "size": 1,
-     "platform": {"architecture": "unknown", "os": "unknown"}}]}  # provenance attestation, as BuildKit pushes it  # fmt: skip
+    {"mediaType": OCI, "digest": "sha256:" + d * 64, "size": 1, "platform": {"architecture": a, "os": o}}
+    for d, a, o in (("b", "amd64", "linux"), ("c", "unknown", "unknown"))
+]}  # fmt: skip
 
 
 def test_a_single_platform_manifest_is_what_lambda_gets(ecr: Any) -> None:
@@ -116,7 +117,7 @@ def test_a_single_platform_manifest_is_what_lambda_gets(ecr: Any) -> None:
 def test_an_image_index_is_refused_before_lambda_sees_it(ecr: Any) -> None:
     ecr.put_image(repositoryName="dev/launcher", imageManifest=json.dumps(INDEX), imageTag="attested",
                   imageManifestMediaType=INDEX["mediaType"])  # fmt: skip
-    with pytest.raises(DeployError, match="is an image index .* --provenance=false --sbom=false"):
+    with pytest.raises(DeployError, match=r"is an image index .* --provenance=false --sbom=false"):
         images.check_single_image(ecr, "dev/launcher", "attested")
 
 
@@ -174,7 +175,7 @@ def _plan(vpc: dict[str, Any], kind: str, **changes: Any) -> account.NetworkPlan
 
 
 def test_a_public_subnet_needs_a_public_ip(vpc: dict[str, Any]) -> None:
-    with pytest.raises(DeployError, match="is public .* but AssignPublicIp is false.*Pass AssignPublicIp=true"):
+    with pytest.raises(DeployError, match=r"is public .* but AssignPublicIp is false.*Pass AssignPublicIp=true"):
         account.check_network(vpc["ec2"], _plan(vpc, "public"))
     [line] = account.check_network(vpc["ec2"], _plan(vpc, "public", assign_public_ip=True))
     assert "public subnet, tasks get a public IP" in line
@@ -186,7 +187,7 @@ def test_a_private_subnet_with_nat_is_enough(vpc: dict[str, Any]) -> None:
 
 
 def test_an_isolated_subnet_needs_the_endpoints(vpc: dict[str, Any]) -> None:
-    with pytest.raises(DeployError, match="lacks endpoints for s3, ecr.api, ecr.dkr, logs, sts.*VpcEndpoints=true"):
+    with pytest.raises(DeployError, match=r"lacks endpoints for s3, ecr.api, ecr.dkr, logs, sts.*VpcEndpoints=true"):
         account.check_network(vpc["ec2"], _plan(vpc, "isolated"))
     [line] = account.check_network(vpc["ec2"], _plan(vpc, "isolated", create_endpoints=True))
     assert "through the VPC endpoints this stack creates" in line
@@ -201,7 +202,7 @@ def test_an_isolated_subnet_needs_the_endpoints(vpc: dict[str, Any]) -> None:
 
 
 def test_no_subnets_or_no_way_out_are_named(vpc: dict[str, Any]) -> None:
-    with pytest.raises(DeployError, match="Subnets is empty.*AssignPublicIp=true"):
+    with pytest.raises(DeployError, match=r"Subnets is empty.*AssignPublicIp=true"):
         account.check_network(vpc["ec2"], _plan(vpc, "nat", subnets=()))
     with pytest.raises(DeployError, match="allow no outbound HTTPS"):
         account.check_network(vpc["ec2"], _plan(vpc, "nat", security_groups=(vpc["closed"],)))
@@ -264,8 +265,9 @@ def test_smoke_runs_the_diagnostic_task_and_times_each_step() -> None:
     s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
     prefix = "runs/airlaunch_smoke/smoke__1/diagnostic/-1/1/"
     handle = {"backend": "ecs", "task_ref": "arn:t", "bucket": "b", "prefix": prefix, "launched": True}
+    keys = {"result": prefix + "result.json", "log": prefix + "log.txt"}
     status = {"state": "succeeded", "exit_code": 0, "reason": "exit", "started_at": "t", "ended_at": "t",
-              "execution_id": "e", "result_keys": {"result": prefix + "result.json", "log": prefix + "log.txt"}}  # fmt: skip
+              "execution_id": "e", "result_keys": keys}  # fmt: skip
     with Stubber(lam) as lambdas, Stubber(s3) as objects:
         lambdas.add_response("invoke", _payload({"ok": True, "backend": "ecs", "tasks": ["diagnostic"]}))
         lambdas.add_response("invoke", _payload({"ok": True, "handle": handle}))
