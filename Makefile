@@ -110,7 +110,7 @@ DEPLOY_STACK ?= airlaunch
 DEPLOY_PARAMS ?=
 DEPLOY_ARGS = --stack-name $(DEPLOY_STACK) $(foreach p,$(DEPLOY_PARAMS),--param '$(p)')
 
-.PHONY: deploy deploy-localstack destroy smoke smoke-local template
+.PHONY: deploy deploy-localstack destroy smoke smoke-local template wheel
 
 deploy: $(VENV)/.installed .build/aws-lambda-rie .build/pip-cert.pem ## Build and push the images, deploy to AWS via a change set, print the Airflow connection (DEPLOY_STACK=, DEPLOY_PARAMS="K=V ...", AUTO_APPROVE=1)
 	@$(PY) -m airlaunch.deploy deploy $(DEPLOY_ARGS)
@@ -126,6 +126,10 @@ smoke: $(VENV)/.installed ## After make deploy: run the diagnostic task through 
 
 smoke-local: $(VENV)/.installed ## The same smoke test against the running local stack (LocalStack, emulator, Docker backend; make stack-up)
 	@$(PY) -m airlaunch.deploy smoke --localstack $(DEPLOY_ARGS)
+
+wheel: $(VENV)/.installed ## Build dist/airlaunch-<version>-py3-none-any.whl to install into your Airflow (pip install 'dist/...whl[airflow]')
+	@$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist . 2>&1 | grep -v "is ignored" || true
+	@ls dist/airlaunch-*.whl
 
 template: $(VENV)/.installed ## Print the template make deploy deploys (infra/template.yaml plus one task definition per catalog task)
 	@$(PY) -m airlaunch.deploy template $(DEPLOY_ARGS)
