@@ -15,7 +15,7 @@ SAM_CLI_VERSION := 1.170.0
 RIE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 DOCKER_BUILD := docker build --network host -q
 
-.PHONY: help install engine images localstack-up stack-up demo trigger results logs down test lint format clean
+.PHONY: help install registry engine images localstack-up stack-up demo trigger results logs down test lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,12 @@ $(LS_VENV)/.installed: localstack/requirements.lock
 .build/pip-cert.pem:
 	@mkdir -p .build
 	@if [ -n "$${PIP_CERT:-}" ] && [ -f "$${PIP_CERT}" ]; then cp "$$PIP_CERT" $@; else : > $@; fi
+
+registry: ## Install the container registry (Debian's docker-registry) the AWS image test pushes to
+	@command -v docker-registry >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] || { echo "error: install docker-registry" \
+	  "(apt-get install docker-registry) for tests/stack/test_aws_image.py" >&2; exit 1; }; \
+	  echo "==> Installing docker-registry (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
 
 engine: ## Make sure a Docker engine answers (installs and starts one when missing)
 	@scripts/docker-engine.sh ensure
@@ -85,7 +91,7 @@ down: ## Stop everything the embedded or compose stack started (and a Docker eng
 	  $(MAKE) --no-print-directory compose-down; fi
 	@scripts/docker-engine.sh stop
 
-test: install ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
+test: install registry ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
 	@$(MAKE) --no-print-directory lint
 	@had_engine=$$([ -f .stack/dockerd.pid ] && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \

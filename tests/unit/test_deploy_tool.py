@@ -42,7 +42,7 @@ def test_the_legacy_builder_names_the_platform_and_adds_no_attestation_flags() -
 
 
 def _runner(answers: dict[str, int]) -> Any:
-    def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    def run(command: Sequence[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
         code = next((c for prefix, c in answers.items() if " ".join(command).startswith(prefix)), 0)
         return subprocess.CompletedProcess(list(command), code, "", "boom" if code else "")
 

@@ -158,10 +158,11 @@ def destroy(args: argparse.Namespace) -> int:
     session = sessions.aws_session(args.region)
     cfn, ecr, s3 = (session.client(n, config=ADAPTIVE_RETRIES) for n in ("cloudformation", "ecr", "s3"))
     outputs = cloudformation.outputs_of(cfn, stack_name)
+    bucket = outputs.get("BucketName") or results_bucket(cfn, stack_name)
     repositories = stack_repositories(ecr, stack_name)
     what = f"stack {stack_name}" + (f" and ECR repositories {repositories} (images included)" if repositories else "")
     if args.delete_results:
-        what += f" and the results bucket {outputs.get('BucketName', '(none)')} with every run in it"
+        what += f" and the results bucket {bucket or '(none)'} with every run in it"
     if not cloudformation.terminal_approval(f"Delete {what}?"):
         raise DeployError("not confirmed; nothing was deleted (answer y, or set AUTO_APPROVE=1)")
     if cloudformation.delete(cfn, stack_name):
@@ -172,13 +173,21 @@ def destroy(args: argparse.Namespace) -> int:
         except (ClientError, BotoCoreError) as exc:
             raise failed(f"deleting ECR repository {name}", exc) from exc
         say(f"==> Deleted ECR repository {name} and its images")
-    bucket = outputs.get("BucketName")
     if bucket and args.delete_results:
         empty_and_delete_bucket(s3, bucket)
         say(f"==> Deleted the results bucket {bucket}")
     elif bucket:
         say(f"==> Kept the results bucket {bucket} (make destroy DELETE_RESULTS=1 deletes it with every run)")
     return 0
+
+
+def results_bucket(cfn: Any, stack_name: str) -> str:
+    """The results bucket's name from the stack's resources ("" when there is none)."""
+    try:
+        resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId="ResultsBucket")
+    except ClientError:
+        return ""
+    return str(resource["StackResourceDetail"].get("PhysicalResourceId", ""))
 
 
 def stack_repositories(ecr: Any, stack_name: str) -> list[str]:

@@ -30,7 +30,7 @@ from airlaunch.aws_names import image_repository, launcher_repository
 from airlaunch.catalog import Catalog
 from airlaunch.deploy.errors import DeployError, failed
 
-Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+Runner = Callable[..., subprocess.CompletedProcess[str]]  # (command, input=None)
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 RUNTIME_TAG = "airlaunch-deploy/task-runtime"
 # What Lambda accepts (one image), and what it refuses (an index of several, or of one image plus attestations).
@@ -42,12 +42,13 @@ INDEX_TYPES = {"application/vnd.docker.distribution.manifest.list.v2+json", "app
 REPO = Path(__file__).resolve().parents[3]
 
 
-def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), capture_output=True, text=True)
+def run(command: Sequence[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(command), capture_output=True, text=True, input=input)
 
 
-def detect_builder(runner: Runner = run) -> str:
+def detect_builder(runner: Runner | None = None) -> str:
     """``buildx`` when the Docker CLI has it, else ``legacy`` (docker build without BuildKit's extras)."""
+    runner = runner or run
     if runner(["docker", "version", "--format", "{{.Server.Version}}"]).returncode != 0:
         raise DeployError("no Docker engine answers: start Docker (or `make engine`) and run `make deploy` again")
     return "buildx" if runner(["docker", "buildx", "version"]).returncode == 0 else "legacy"
@@ -122,11 +123,13 @@ def plan(catalog: Catalog, stack: str, launcher_architecture: str, base_image: s
 class Images:
     """Builds with the detected builder, tags by image id, pushes to ECR and checks the manifests."""
 
-    def __init__(self, ecr: Any, registry: str, builder: str, runner: Runner = run, say: Callable[[str], None] = print):
+    def __init__(
+        self, ecr: Any, registry: str, builder: str, runner: Runner | None = None, say: Callable[[str], None] = print
+    ) -> None:
         self.ecr = ecr
         self.registry = registry
         self.builder = builder
-        self.runner = runner
+        self.runner = runner or run
         self.say = say
         self._built_runtimes: set[str] = set()
 
@@ -205,25 +208,38 @@ class Images:
         except (ClientError, BotoCoreError) as exc:
             raise failed("getting an ECR login token (ecr:GetAuthorizationToken)", exc) from exc
         user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
-        out = subprocess.run(["docker", "login", "--username", user, "--password-stdin", self.registry],
-                             input=password, capture_output=True, text=True)  # fmt: skip
+        out = self.runner(["docker", "login", "--username", user, "--password-stdin", self.registry], input=password)
         if out.returncode != 0:
             raise DeployError(f"docker login to {self.registry} failed: {out.stderr.strip()}")
 
     def push(self, local_tag: str, repository: str) -> str:
-        """Push under the image id's tag; returns the image URI."""
+        """Push under the image id's tag (unless ECR has that tag already); returns the image URI."""
         image_id = self._docker(["docker", "image", "inspect", "-f", "{{.Id}}", local_tag], f"inspecting {local_tag}")
         tag = image_id.removeprefix("sha256:")[:16]
         uri = f"{self.registry}/{repository}:{tag}"
-        self._docker(["docker", "tag", local_tag, uri], f"tagging {local_tag}")
-        self.say(f"==> Pushing {uri}")
-        self._docker(["docker", "push", uri], f"pushing {uri}", "check `docker login` to the registry and ECR quotas")
+        if self._in_ecr(repository, tag):
+            self.say(f"==> {uri} is in ECR already")
+        else:
+            self._docker(["docker", "tag", local_tag, uri], f"tagging {local_tag}")
+            self.say(f"==> Pushing {uri}")
+            self._docker(
+                ["docker", "push", uri], f"pushing {uri}", "check `docker login` to the registry and ECR quotas"
+            )
         check_single_image(self.ecr, repository, tag)
         return uri
 
+    def _in_ecr(self, repository: str, tag: str) -> bool:
+        try:
+            self.ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ImageNotFoundException":
+                return False
+            raise failed(f"looking up image {repository}:{tag}", exc) from exc
+        return True
+
 
 def check_single_image(ecr: Any, repository: str, tag: str) -> str:
-    """The media type of the pushed manifest; DeployError when it is an index Lambda would refuse."""
+    """The media type of the manifest ECR holds for the tag; DeployError when it is an index Lambda would refuse."""
     try:
         response = ecr.batch_get_image(
             repositoryName=repository,
@@ -235,17 +251,24 @@ def check_single_image(ecr: Any, repository: str, tag: str) -> str:
     if not response.get("images"):
         raise DeployError(f"image {repository}:{tag} is not in ECR after the push: push it again")
     image = response["images"][0]
-    manifest = json.loads(image.get("imageManifest") or "{}")
-    media_type = image.get("imageManifestMediaType") or manifest.get("mediaType") or ""
-    if media_type in INDEX_TYPES or "manifests" in manifest:
+    return judge_manifest(
+        f"{repository}:{tag}", image.get("imageManifestMediaType"), image.get("imageManifest") or "{}"
+    )
+
+
+def judge_manifest(name: str, media_type: str | None, manifest_text: str) -> str:
+    """A registry's answer for an image: its media type when it is one image, DeployError for an index."""
+    manifest = json.loads(manifest_text)
+    kind = media_type or manifest.get("mediaType") or ""
+    if kind in INDEX_TYPES or "manifests" in manifest:
         raise DeployError(
-            f"image {repository}:{tag} is an image index ({media_type or 'manifests list'}), which Lambda and a "
+            f"image {name} is an image index ({kind or 'manifests list'}), which Lambda and a "
             "single-architecture task refuse: it was built for several platforms or with attestations; rebuild "
             "with one --platform and --provenance=false --sbom=false (make deploy does), then deploy again"
         )
-    if media_type not in SINGLE_IMAGE_TYPES and "config" not in manifest:
-        raise DeployError(f"image {repository}:{tag} has an unexpected manifest type {media_type!r}")
-    return media_type or "application/vnd.oci.image.manifest.v1+json"
+    if kind not in SINGLE_IMAGE_TYPES and "config" not in manifest:
+        raise DeployError(f"image {name} has an unexpected manifest type {kind!r}")
+    return kind or "application/vnd.oci.image.manifest.v1+json"
 
 
 def tags_of(uris: dict[str, str]) -> dict[str, str]:
