@@ -143,12 +143,13 @@ def test_s3_access_stays_under_the_results_prefix() -> None:
 
 
 def test_a_task_reaches_only_its_own_run_files_through_the_tagged_run_role() -> None:
-    run = "${!aws:PrincipalTag/airlaunch-dag}/${!aws:PrincipalTag/airlaunch-run}/${!aws:PrincipalTag/airlaunch-task}"
-    run += "/${!aws:PrincipalTag/airlaunch-map}/${!aws:PrincipalTag/airlaunch-try}/"
+    run = "/${aws:PrincipalTag/airlaunch-dag}/${aws:PrincipalTag/airlaunch-run}/${aws:PrincipalTag/airlaunch-task}"
+    run += "/${aws:PrincipalTag/airlaunch-map}/${aws:PrincipalTag/airlaunch-try}/"
     [read] = _granting("RunFilesRole", "s3:GetObject")
     [write] = _granting("RunFilesRole", "s3:PutObject")
-    assert [_sub(r) for r in _resources(read)] == [f"${{ResultsBucket.Arn}}/${{KeyPrefix}}/{run}params.yaml"]
-    assert [_sub(r) for r in _resources(write)] == [f"${{ResultsBucket.Arn}}/${{KeyPrefix}}/{run}*"]
+    bucket = [{"Fn::GetAtt": ["ResultsBucket", "Arn"]}, "/", {"Ref": "KeyPrefix"}]
+    assert _resources(read) == [{"Fn::Join": ["", [*bucket, f"{run}params.yaml"]]}]
+    assert _resources(write) == [{"Fn::Join": ["", [*bucket, f"{run}*"]]}]
     actions = {a for s in _statements("RunFilesRole") for a in _actions(s)}
     assert actions == {"s3:GetObject", "s3:PutObject", "sts:AssumeRole"}
     trust = RESOURCES["RunFilesRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]

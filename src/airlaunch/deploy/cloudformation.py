@@ -124,6 +124,7 @@ def deploy(
         if "No updates are to be performed" in str(exc):  # some endpoints say so at once, AWS in the change set
             print("==> No changes: the stack is up to date", flush=True)
             return outputs_of(cfn, stack_name)
+        _drop_empty_stack(cfn, stack_name, kind)
         raise failed(f"creating change set {change_set} for stack {stack_name}", exc) from exc
     except BotoCoreError as exc:
         raise failed(f"creating change set {change_set} for stack {stack_name}", exc) from exc
@@ -139,8 +140,7 @@ def deploy(
             print("==> No changes: the stack is up to date", flush=True)
             cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
             return outputs_of(cfn, stack_name)
-        if kind == "CREATE":
-            cfn.delete_stack(StackName=stack_name)
+        _drop_empty_stack(cfn, stack_name, kind)
         raise DeployError(f"change set {change_set} of stack {stack_name} failed: {reason}") from exc
     changes: list[dict[str, Any]] = []
     for page in cfn.get_paginator("describe_change_set").paginate(StackName=stack_name, ChangeSetName=change_set):
@@ -170,6 +170,13 @@ def deploy(
         raise DeployError(f"stack {stack_name} failed:\n{failures(cfn, stack_name)}\n{hint}") from exc
     print(f"==> Stack {stack_name} {kind.lower()}d in {time.monotonic() - started:.1f} s", flush=True)
     return outputs_of(cfn, stack_name)
+
+
+def _drop_empty_stack(cfn: Any, stack_name: str, kind: str) -> None:
+    """A refused first change set leaves an empty REVIEW_IN_PROGRESS stack: delete it, so the next try creates."""
+    stack = stack_of(cfn, stack_name) if kind == "CREATE" else None
+    if stack and stack["StackStatus"] == "REVIEW_IN_PROGRESS":
+        cfn.delete_stack(StackName=stack_name)
 
 
 def outputs_of(cfn: Any, stack_name: str) -> dict[str, str]:
