@@ -295,7 +295,9 @@ def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
     assert recorded["heard"][0][1] == recorded["handle"].layout.status_key
     assert recorded["stopped"].state.value == "failed" and recorded["described"].state.value == "failed"
     assert recorded["cli"] == [0, 0, 0, 0]
-    assert recorded["seconds"] < 60, "the IAM test must stay fast"
+    calls = len(recorded["recorder"].calls)
+    print(f"\nrecorded {calls} AWS calls in {recorded['seconds']:.1f} s")
+    assert recorded["seconds"] < 90, "the IAM test must stay fast (about 10 s on an idle 2-core machine)"
 
 
 def test_every_side_was_recorded(recorded: dict[str, Any]) -> None:
