@@ -19,8 +19,8 @@ SETUP_JOBS ?= 6
 SRC := $(shell find src/airlaunch -name '*.py' -not -path '*/__pycache__/*')
 LS_PLUGIN := localstack/plugin/pyproject.toml $(wildcard localstack/plugin/airlaunch_localstack/*.py)
 
-.PHONY: help setup install engine compose-tool images localstack-up stack-up demo reload trigger results logs down \
-  reset test lint format clean
+.PHONY: help setup install registry engine compose-tool images localstack-up stack-up demo reload trigger results \
+  logs down reset test lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ $(LS_VENV)/.installed: localstack/requirements.lock $(LS_PLUGIN)
 # (it needs no Docker engine, so it is made while the engine is being installed).
 .build/rootfs-%.tar:
 	@scripts/base-rootfs.sh $* $@
+
+registry: ## Install the container registry (Debian's docker-registry) the AWS image test pushes to
+	@command -v docker-registry >/dev/null 2>&1 || scripts/system-packages.sh docker-registry
 
 engine: ## Make sure a Docker engine answers (installs and starts one when missing)
 	@scripts/docker-engine.sh ensure
@@ -131,7 +134,7 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 test: ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
 	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
-	  $(MAKE) --no-print-directory setup SETUP_EXTRA=compose-tool && $(MAKE) --no-print-directory lint && \
+	  $(MAKE) --no-print-directory setup SETUP_EXTRA="compose-tool registry" && $(MAKE) --no-print-directory lint && \
 	  $(PY) -m pytest -p no:cacheprovider -rfE $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
@@ -152,13 +155,29 @@ DEPLOY_STACK ?= airlaunch
 DEPLOY_PARAMS ?=
 DEPLOY_ARGS = --stack-name $(DEPLOY_STACK) $(foreach p,$(DEPLOY_PARAMS),--param '$(p)')
 
-.PHONY: deploy deploy-localstack
+.PHONY: deploy deploy-localstack destroy smoke smoke-local template wheel
 
-deploy: $(VENV)/.installed ## Deploy infra/template.yaml to AWS via a change set (DEPLOY_PARAMS="K=V ...", AUTO_APPROVE=1)
-	@$(PY) -m airlaunch.deploy $(DEPLOY_ARGS)
+deploy: $(VENV)/.installed .build/aws-lambda-rie .build/pip-cert.pem ## Build and push the images, deploy to AWS via a change set, print the Airflow connection (DEPLOY_STACK=, DEPLOY_PARAMS="K=V ...", AUTO_APPROVE=1)
+	@$(PY) -m airlaunch.deploy deploy $(DEPLOY_ARGS)
 
-deploy-localstack: localstack-up ## Deploy the same template into LocalStack (without ECS/ECR, which it lacks)
-	@AUTO_APPROVE=1 $(PY) -m airlaunch.deploy --localstack $(DEPLOY_ARGS)
+deploy-localstack: localstack-up ## Deploy the same template into LocalStack (without ECS, which it lacks)
+	@AUTO_APPROVE=1 $(PY) -m airlaunch.deploy deploy --localstack $(DEPLOY_ARGS)
+
+destroy: $(VENV)/.installed ## Delete the AWS stack and its ECR repositories with their images; the results bucket stays unless DELETE_RESULTS=1
+	@$(PY) -m airlaunch.deploy destroy $(DEPLOY_ARGS) $(if $(DELETE_RESULTS),--delete-results)
+
+smoke: $(VENV)/.installed ## After make deploy: run the diagnostic task through the deployed Lambda, read result and log back, time each step
+	@$(PY) -m airlaunch.deploy smoke $(DEPLOY_ARGS)
+
+smoke-local: $(VENV)/.installed ## The same smoke test against the running local stack (LocalStack, emulator, Docker backend; make stack-up)
+	@$(PY) -m airlaunch.deploy smoke --localstack $(DEPLOY_ARGS)
+
+wheel: $(VENV)/.installed ## Build dist/airlaunch-<version>-py3-none-any.whl to install into your Airflow (pip install 'dist/...whl[airflow]')
+	@$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist . 2>&1 | grep -v "is ignored" || true
+	@ls dist/airlaunch-*.whl
+
+template: $(VENV)/.installed ## Print the template make deploy deploys (infra/template.yaml plus one task definition per catalog task)
+	@$(PY) -m airlaunch.deploy template $(DEPLOY_ARGS)
 
 # -- Compose stack (docker-compose.yml, docs/compose.md) -------------------------------------
 # Airflow (Celery, Postgres, Redis), LocalStack and the launcher Lambda as one compose project.

@@ -2,7 +2,10 @@
 
 A launch request names a catalog task; image, command, resources and timeouts come from
 here, never from the request, so an Airflow user cannot make the launcher run an
-arbitrary image. See tasks/catalog.yaml for the format.
+arbitrary image, and may raise cpu, memory and timeout only up to the entry's ``max_*``
+caps. On AWS every entry becomes its own ECS task definition (``make deploy``,
+airlaunch.deploy.template), so the catalog is also what the deployment is generated from.
+See tasks/catalog.yaml for the format.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ from airlaunch.protocol import (
 )
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_TASK_FIELDS = {"description", "image", "command", "notebook", "cpu", "memory_mib", "timeout_seconds", "env", "ecs"}
-_ECS_FIELDS = {"task_definition", "container_name"}
+_TASK_FIELDS = {
+    "description", "image", "build", "command", "notebook", "cpu", "memory_mib", "timeout_seconds", "env",
+    "architecture", "max_cpu", "max_memory_mib", "max_timeout_seconds",
+}  # fmt: skip
+_BUILD_FIELDS = {"dockerfile", "context", "args"}
+ARCHITECTURES = ("x86_64", "arm64")
 
 
 class CatalogError(ValueError):
@@ -66,11 +73,12 @@ def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class EcsSpec:
-    """The ECS task definition family that runs this catalog task on AWS."""
+class BuildSpec:
+    """How ``make deploy`` builds the entry's image (paths relative to the repository root)."""
 
-    task_definition: str
-    container_name: str = "task"
+    dockerfile: str
+    context: str = "."
+    args: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,23 @@ class TaskSpec:
     timeout_seconds: int = 3600
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    ecs: EcsSpec | None = None
+    architecture: str = "x86_64"  # of the image and of the Fargate task that runs it
+    max_cpu: float | None = None  # what a launch may override up to; None: the entry's own value
+    max_memory_mib: int | None = None
+    max_timeout_seconds: int | None = None
+    build: BuildSpec | None = None
+
+    @property
+    def cpu_cap(self) -> float:
+        return self.max_cpu if self.max_cpu is not None else self.cpu
+
+    @property
+    def memory_cap(self) -> int:
+        return self.max_memory_mib if self.max_memory_mib is not None else self.memory_mib
+
+    @property
+    def timeout_cap(self) -> int:
+        return self.max_timeout_seconds if self.max_timeout_seconds is not None else self.timeout_seconds
 
     def runtime_args(self) -> list[str]:
         """Arguments for the runtime entrypoint (the container's CMD)."""
@@ -93,6 +117,19 @@ class TaskSpec:
         return ["--", *self.command]
 
     def with_overrides(self, overrides: Overrides) -> TaskSpec:
+        """The entry as one launch asks for it; InvalidRequest when it asks for more than the caps."""
+        asked = (
+            ("cpu", overrides.cpu, self.cpu_cap, "max_cpu"),
+            ("memory_mib", overrides.memory_mib, self.memory_cap, "max_memory_mib"),
+            ("timeout_seconds", overrides.timeout_seconds, self.timeout_cap, "max_timeout_seconds"),
+        )
+        for name, value, cap, cap_field in asked:
+            if value is not None and value > cap:
+                raise InvalidRequest(
+                    f"overrides.{name}",
+                    f"{value:g} is over what catalog task {self.name!r} allows ({cap:g}); "
+                    f"raise its {cap_field} in the task catalog to allow more",
+                )
         return replace(
             self,
             env={**self.env, **overrides.env},
@@ -174,7 +211,7 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
         raise CatalogError(f"{where}: name must be lower-case letters, digits, '_' or '-'")
     unknown = set(entry) - _TASK_FIELDS
     if unknown:
-        raise CatalogError(f"{where}: unknown field(s) {sorted(unknown)}")
+        raise CatalogError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TASK_FIELDS)}")
     if not isinstance(entry.get("image"), str) or not entry["image"]:
         raise CatalogError(f"{where}: 'image' is required")
     command, notebook = entry.get("command"), entry.get("notebook")
@@ -184,6 +221,9 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
         not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command)
     ):
         raise CatalogError(f"{where}: 'command' must be a non-empty list of strings")
+    architecture = str(entry.get("architecture", "x86_64"))
+    if architecture not in ARCHITECTURES:
+        raise CatalogError(f"{where}: architecture must be one of {list(ARCHITECTURES)}, not {architecture!r}")
     spec = TaskSpec(
         name=name,
         image=entry["image"],
@@ -194,18 +234,41 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
         timeout_seconds=int(entry.get("timeout_seconds", 3600)),
         env={str(k): str(v) for k, v in (entry.get("env") or {}).items()},
         description=str(entry.get("description", "")),
-        ecs=_parse_ecs(entry.get("ecs"), where),
+        architecture=architecture,
+        max_cpu=_optional(entry, "max_cpu", float),
+        max_memory_mib=_optional(entry, "max_memory_mib", int),
+        max_timeout_seconds=_optional(entry, "max_timeout_seconds", int),
+        build=_parse_build(entry.get("build"), where),
     )
-    if not 0 < spec.cpu <= MAX_CPU or not 16 <= spec.memory_mib <= MAX_MEMORY_MIB:
+    for low, high, what in (
+        (spec.cpu, spec.cpu_cap, "cpu"),
+        (spec.memory_mib, spec.memory_cap, "memory_mib"),
+        (spec.timeout_seconds, spec.timeout_cap, "timeout_seconds"),
+    ):
+        if high < low:
+            raise CatalogError(f"{where}: max_{what} ({high:g}) is below {what} ({low:g})")
+    if spec.cpu <= 0 or spec.cpu_cap > MAX_CPU or spec.memory_mib < 16 or spec.memory_cap > MAX_MEMORY_MIB:
         raise CatalogError(f"{where}: cpu must be in (0, {MAX_CPU}] and memory_mib in [16, {MAX_MEMORY_MIB}]")
-    if not 1 <= spec.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+    if spec.timeout_seconds < 1 or spec.timeout_cap > MAX_TIMEOUT_SECONDS:
         raise CatalogError(f"{where}: timeout_seconds must be in [1, {MAX_TIMEOUT_SECONDS}]")
     return spec
 
 
-def _parse_ecs(data: Any, where: str) -> EcsSpec | None:
+def _optional(entry: dict[str, Any], key: str, kind: type) -> Any:
+    value = entry.get(key)
+    return None if value is None else kind(value)
+
+
+def _parse_build(data: Any, where: str) -> BuildSpec | None:
     if data is None:
         return None
-    if not isinstance(data, dict) or "task_definition" not in data or set(data) - _ECS_FIELDS:
-        raise CatalogError(f"{where}: 'ecs' must be a mapping with 'task_definition' (and 'container_name')")
-    return EcsSpec(**data)
+    if not isinstance(data, dict) or "dockerfile" not in data or set(data) - _BUILD_FIELDS:
+        raise CatalogError(f"{where}: 'build' must be a mapping with 'dockerfile' (and 'context', 'args')")
+    args = data.get("args") or {}
+    if not isinstance(args, dict):
+        raise CatalogError(f"{where}: build.args must be a mapping of build arguments")
+    return BuildSpec(
+        dockerfile=str(data["dockerfile"]),
+        context=str(data.get("context", ".")),
+        args={str(k): str(v) for k, v in args.items()},
+    )

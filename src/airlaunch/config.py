@@ -10,6 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from botocore.config import Config
+
+# Every AWS client of the launcher and the Airflow side: throttling (ECS RunTask, Lambda Invoke at a
+# large fan-out) is retried with client-side rate limiting instead of failing the task.
+ADAPTIVE_RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 10})
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default) or default
@@ -51,6 +57,10 @@ class LauncherSettings:
     """AIRLAUNCH_ECS_CAPACITY_PROVIDER: e.g. ``FARGATE_SPOT``; empty uses launch type FARGATE."""
     reap_interval_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_REAP_SECONDS", "30")))
     """AIRLAUNCH_REAP_SECONDS: how often the local launcher sweeps for ended containers and overdue tasks."""
+    ecs_family_prefix: str = field(default_factory=lambda: _env("AIRLAUNCH_ECS_FAMILY_PREFIX", "airlaunch"))
+    """AIRLAUNCH_ECS_FAMILY_PREFIX: catalog task ``t`` runs task definition family ``<prefix>-t`` (the stack name)."""
+    run_role_arn: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_RUN_ROLE_ARN", ""))
+    """AIRLAUNCH_RUN_ROLE_ARN: role whose per-run sessions give an ECS task its own run's files; empty: none."""
 
 
 @dataclass(frozen=True)

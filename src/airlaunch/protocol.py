@@ -44,6 +44,9 @@ ENV_BUCKET = "AIRLAUNCH_BUCKET"
 ENV_PREFIX = "AIRLAUNCH_PREFIX"
 ENV_EXECUTION_ID = "AIRLAUNCH_EXECUTION_ID"
 ENV_TIMEOUT_SECONDS = "AIRLAUNCH_TIMEOUT_SECONDS"
+# On ECS: credentials for the task's own run prefix only (JSON: AccessKeyId, SecretAccessKey,
+# SessionToken, Expiration, RoleArn), which the runtime renews by assuming RoleArn again.
+ENV_RUN_CREDENTIALS = "AIRLAUNCH_RUN_CREDENTIALS"
 # Environment the task runtime gives the task's own process.
 ENV_PARAMS_FILE = "AIRLAUNCH_PARAMS_FILE"
 ENV_RESULT_FILE = "AIRLAUNCH_RESULT_FILE"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,45 +20,20 @@ from airlaunch.launcher.backends.base import LaunchError
 from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
 from airlaunch.launcher.service import Launcher
 from airlaunch.protocol import LaunchRequest, RunIdentity, StopReason, TaskState
+from tests.moto_server import moto_server
 
 CATALOG = Catalog.load(Path(__file__).resolve().parents[2] / "tasks" / "catalog.yaml")
 REGION = "us-east-1"
-FAMILY = "airlaunch-reference-tasks"
+PREFIX = "airlaunch-test"
+FAMILY = f"{PREFIX}-task_one"
 CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": REGION}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server of our own on a free loopback port, stopped after the module."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start; see {log}") from None
-                time.sleep(0.1)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _set_task_transition(url: str, times: int) -> None:
@@ -83,14 +55,15 @@ def aws(moto_url: str) -> dict[str, Any]:
     group = ec2.create_security_group(GroupName="airlaunch-tasks", Description="tasks", VpcId=vpc)["GroupId"]
     ecs = boto3.client("ecs", endpoint_url=moto_url, **CREDS)
     ecs.create_cluster(clusterName="airlaunch-test")
-    ecs.register_task_definition(
-        family=FAMILY,
-        requiresCompatibilities=["FARGATE"],
-        networkMode="awsvpc",
-        cpu="512",
-        memory="1024",
-        containerDefinitions=[{"name": "task", "image": "tasks:latest", "memory": 1024, "essential": True}],
-    )
+    for name in CATALOG.tasks:  # one family per catalog task, as the generated template has
+        ecs.register_task_definition(
+            family=f"{PREFIX}-{name}",
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="512",
+            memory="1024",
+            containerDefinitions=[{"name": "task", "image": "tasks:latest", "memory": 1024, "essential": True}],
+        )
     s3 = boto3.client("s3", endpoint_url=moto_url, **CREDS)
     s3.create_bucket(Bucket="airlaunch-ecs-test")
     return {"ecs": ecs, "s3": s3, "subnet": subnet, "group": group}
@@ -106,6 +79,8 @@ def _settings(**changes: Any) -> LauncherSettings:
         "ecs_security_groups": ("sg-1",),
         "ecs_assign_public_ip": False,
         "ecs_capacity_provider": "",
+        "ecs_family_prefix": PREFIX,
+        "run_role_arn": "",
     }
     return LauncherSettings(**{**values, **changes})
 
@@ -195,12 +170,9 @@ def test_states_follow_the_task_lifecycle(backend: EcsBackend, moto_url: str) ->
 
 
 def test_unknown_task_definition_is_a_launch_error(aws: dict[str, Any]) -> None:
-    spec = CATALOG.get("task_one")
-    assert spec.ecs is not None
-    missing = type(spec)(**{**spec.__dict__, "ecs": type(spec.ecs)(task_definition="no-such-family")})
-    backend = EcsBackend(_settings(ecs_subnets=(aws["subnet"],), ecs_security_groups=(aws["group"],)), aws["ecs"])
-    with pytest.raises(LaunchError, match=r"ECS refused to run task 'task_one' \(task definition 'no-such-family'"):
-        backend.start(missing, _identity("missing"), {})
+    settings = _settings(ecs_subnets=(aws["subnet"],), ecs_security_groups=(aws["group"],), ecs_family_prefix="nope")
+    with pytest.raises(LaunchError, match=r"ECS refused to run task 'task_one' \(task definition 'nope-task_one'"):
+        EcsBackend(settings, aws["ecs"]).start(CATALOG.get("task_one"), _identity("missing"), {})
 
 
 def test_unknown_cluster_is_a_launch_error(aws: dict[str, Any]) -> None:
@@ -229,7 +201,7 @@ def test_run_task_request_is_exactly_this(stubbed: tuple[EcsBackend, Stubber]) -
     identity = RunIdentity(dag_id="d", run_id="manual__2026-01-01T00:00:00+00:00~x", task_id="t", try_number=2)
     expected = {
         "cluster": "airlaunch-test",
-        "taskDefinition": FAMILY,
+        "taskDefinition": f"{PREFIX}-report_notebook",
         "count": 1,
         "startedBy": "al-" + identity.slot,  # every try of the task instance: an earlier one is found
         "clientToken": identity.digest,  # this try: a retried RunTask returns the same task
@@ -291,13 +263,20 @@ def test_client_errors_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]
         backend.start(CATALOG.get("task_one"), _identity("denied"), {})
 
 
-def test_missing_subnets_or_ecs_entry_are_named() -> None:
+def test_missing_subnets_are_named() -> None:
     backend = EcsBackend(_settings(ecs_subnets=()), client=object())
     with pytest.raises(LaunchError, match="AIRLAUNCH_ECS_SUBNETS is empty"):
         backend.start(CATALOG.get("task_one"), _identity("nosubnet"), {})
-    spec = Catalog.from_dict({"tasks": {"local": {"image": "i", "command": ["x"]}}}).get("local")
-    with pytest.raises(LaunchError, match="'local' has no 'ecs' entry"):
-        EcsBackend(_settings(), client=object()).start(spec, _identity("noecs"), {})
+
+
+def test_fargate_spot_refuses_arm64_tasks() -> None:
+    spec = Catalog.from_dict({"tasks": {"a": {"image": "i", "command": ["x"], "architecture": "arm64"}}}).get("a")
+    backend = EcsBackend(_settings(ecs_capacity_provider="FARGATE_SPOT"), client=object())
+    with pytest.raises(LaunchError, match="'a' is arm64 and AIRLAUNCH_ECS_CAPACITY_PROVIDER is FARGATE_SPOT"):
+        backend.run_task_params(spec, _identity("spot"), {})
+    assert (
+        EcsBackend(_settings(), client=object()).run_task_params(spec, _identity("od"), {})["launchType"] == "FARGATE"
+    )
 
 
 @pytest.mark.parametrize(

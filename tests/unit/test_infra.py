@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -11,17 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
+import yaml
 
 from airlaunch import config
+from airlaunch.aws_names import image_basename
 from airlaunch.catalog import Catalog
-from airlaunch.deploy import preview
+from airlaunch.deploy.cloudformation import preview
+from airlaunch.deploy.template import TemplateError, body, render
+from airlaunch.launcher.backends.ecs import fargate_size
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
-TEMPLATE: dict[str, Any] = cfn_yaml.load(str(TEMPLATE_PATH))
-RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 CATALOG = Catalog.load(ROOT / "tasks" / "catalog.yaml")
+TEMPLATE: dict[str, Any] = render(CATALOG)  # what `make deploy` deploys: the base plus the catalog's tasks
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+ROLES = ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy")
 
 
 def _statements(name: str) -> list[dict[str, Any]]:
@@ -55,17 +60,20 @@ def _sub(value: Any) -> str:
     return str(value["Fn::Sub"])
 
 
-def test_template_passes_cfn_lint() -> None:
-    out = subprocess.run(
-        [str(Path(sys.executable).with_name("cfn-lint")), str(TEMPLATE_PATH)], capture_output=True, text=True
-    )
+@pytest.mark.parametrize("which", ["base", "rendered"])
+def test_template_passes_cfn_lint(which: str, tmp_path: Path) -> None:
+    path = TEMPLATE_PATH
+    if which == "rendered":
+        path = tmp_path / "template.json"
+        path.write_text(body(TEMPLATE))
+    out = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout == ""
 
 
 def test_no_role_has_wildcard_actions() -> None:
     for name, resource in RESOURCES.items():
-        if resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy"):
+        if resource["Type"] in ROLES:
             for statement in _statements(name):
                 for action in _actions(statement):
                     denied = statement["Effect"] == "Deny"
@@ -91,43 +99,67 @@ def test_airflow_may_invoke_the_launcher_and_read_results_and_nothing_else() -> 
 
 def test_launcher_runs_only_catalog_task_definitions_in_its_cluster() -> None:
     [run] = _granting("LauncherRole", "ecs:RunTask")
-    families = {spec.ecs.task_definition for spec in CATALOG.tasks.values() if spec.ecs}
     assert sorted(_sub(r) for r in _resources(run)) == sorted(
-        f"arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task-definition/{f}:*" for f in families
+        f"arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task-definition/${{AWS::StackName}}-{name}:*"
+        for name in CATALOG.tasks
     )
-    assert _sub(run["Condition"]["ArnEquals"]["ecs:cluster"]).endswith(":cluster/${ClusterName}")
+    assert _sub(run["Condition"]["ArnEquals"]["ecs:cluster"]).endswith(":cluster/${AWS::StackName}")
     for action in ("ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource"):
         [statement] = _granting("LauncherRole", action)
         assert [_sub(r) for r in _resources(statement)] == [
-            "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${ClusterName}/*"
+            "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${AWS::StackName}/*"
         ]
     [listing] = _granting("LauncherRole", "ecs:ListTasks")
     assert "ecs:cluster" in listing["Condition"]["ArnEquals"]
 
 
-def test_launcher_passes_only_the_task_roles_to_ecs() -> None:
+def test_launcher_passes_only_the_execution_role_and_the_catalog_task_roles_to_ecs() -> None:
     [passing] = _granting("LauncherRole", "iam:PassRole")
-    assert _resources(passing) == [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, {"Fn::GetAtt": ["TaskRole", "Arn"]}]
+    roles = [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}]
+    roles += [{"Fn::GetAtt": [f"{_lid(name)}TaskRole", "Arn"]} for name in sorted(CATALOG.tasks)]
+    assert _resources(passing) == roles
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def _lid(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
 
 
 def test_only_known_read_only_actions_use_any_resource() -> None:
     allowed = {"ecr:GetAuthorizationToken", "ecs:ListTasks", "ecs:DescribeTaskDefinition"}
     for name, resource in RESOURCES.items():
-        if resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy"):
+        if resource["Type"] in ROLES:
             for statement in _statements(name):
                 if "*" in _resources(statement) and statement["Effect"] == "Allow":
                     assert set(_actions(statement)) <= allowed, (name, statement)
 
 
 def test_s3_access_stays_under_the_results_prefix() -> None:
-    for role in ("LauncherRole", "TaskRole", "AirflowRole"):
+    for role in ("LauncherRole", "AirflowRole"):
         for statement in _statements(role):
             objects = [a for a in _actions(statement) if a.startswith("s3:") and a != "s3:ListBucket"]
             if objects:
                 assert [_sub(r) for r in _resources(statement)] == ["${ResultsBucket.Arn}/${KeyPrefix}/*"], role
-    task_actions = {a for s in _statements("TaskRole") for a in _actions(s)}
-    assert task_actions == {"s3:GetObject", "s3:PutObject"}, "the task's own code needs no more"
+
+
+def test_a_task_reaches_only_its_own_run_files_through_the_tagged_run_role() -> None:
+    run = "/${aws:PrincipalTag/airlaunch-dag}/${aws:PrincipalTag/airlaunch-run}/${aws:PrincipalTag/airlaunch-task}"
+    run += "/${aws:PrincipalTag/airlaunch-map}/${aws:PrincipalTag/airlaunch-try}/"
+    [read] = _granting("RunFilesRole", "s3:GetObject")
+    [write] = _granting("RunFilesRole", "s3:PutObject")
+    bucket = [{"Fn::GetAtt": ["ResultsBucket", "Arn"]}, "/", {"Ref": "KeyPrefix"}]
+    assert _resources(read) == [{"Fn::Join": ["", [*bucket, f"{run}params.yaml"]]}]
+    assert _resources(write) == [{"Fn::Join": ["", [*bucket, f"{run}*"]]}]
+    actions = {a for s in _statements("RunFilesRole") for a in _actions(s)}
+    assert actions == {"s3:GetObject", "s3:PutObject", "sts:AssumeRole"}
+    trust = RESOURCES["RunFilesRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust[0]["Principal"] == {"AWS": {"Fn::GetAtt": ["LauncherRole", "Arn"]}}
+    assert trust[0]["Condition"]["ForAllValues:StringEquals"]["sts:TransitiveTagKeys"] == [
+        "airlaunch-dag", "airlaunch-run", "airlaunch-task", "airlaunch-map", "airlaunch-try"
+    ]  # fmt: skip
+    for name in CATALOG.tasks:  # a task's own role starts with no rights at all
+        assert "Policies" not in RESOURCES[f"{_lid(name)}TaskRole"]["Properties"]
+        assert "ManagedPolicyArns" not in RESOURCES[f"{_lid(name)}TaskRole"]["Properties"]
 
 
 def test_results_bucket_is_private_encrypted_and_expires_runs() -> None:
@@ -139,20 +171,109 @@ def test_results_bucket_is_private_encrypted_and_expires_runs() -> None:
     assert expire["ExpirationInDays"] == {"Ref": "RetentionDays"} and _sub(expire["Prefix"]) == "${KeyPrefix}/"
 
 
-def test_every_catalog_family_has_a_fargate_task_definition_with_logs() -> None:
-    definitions = {
-        r["Properties"]["Family"]: r["Properties"]
-        for r in RESOURCES.values()
-        if r["Type"] == "AWS::ECS::TaskDefinition"
-    }
-    for spec in CATALOG.tasks.values():
-        assert spec.ecs is not None, f"catalog task {spec.name} cannot run on ECS"
-        definition = definitions[spec.ecs.task_definition]
+def test_every_catalog_task_has_its_own_task_definition_role_and_log_group() -> None:
+    definitions = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    assert len(definitions) == len(CATALOG.tasks)
+    for name, spec in CATALOG.tasks.items():
+        lid = _lid(name)
+        definition = RESOURCES[f"{lid}TaskDefinition"]["Properties"]
+        assert _sub(definition["Family"]) == f"${{AWS::StackName}}-{name}"
         assert definition["RequiresCompatibilities"] == ["FARGATE"] and definition["NetworkMode"] == "awsvpc"
-        [container] = [c for c in definition["ContainerDefinitions"] if c["Name"] == spec.ecs.container_name]
-        assert container["Essential"] is True
+        assert (int(definition["Cpu"]), int(definition["Memory"])) == fargate_size(spec.cpu, spec.memory_mib)
+        assert definition["RuntimePlatform"]["CpuArchitecture"] == spec.architecture.upper()
+        assert definition["TaskRoleArn"] == {"Fn::GetAtt": [f"{lid}TaskRole", "Arn"]}
+        assert definition["ExecutionRoleArn"] == {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}
+        [container] = definition["ContainerDefinitions"]
+        assert container["Name"] == "task" and container["Essential"] is True
+        assert container["Command"] == spec.runtime_args()
+        assert _sub(container["Image"]).endswith(f"/${{AWS::StackName}}/{image_basename(spec.image)}:latest")
         assert container["LogConfiguration"]["LogDriver"] == "awslogs"
-        assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "TaskLogGroup"}
+        assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": f"{lid}LogGroup"}
+        group = RESOURCES[f"{lid}LogGroup"]["Properties"]["LogGroupName"]
+        assert _sub(group) == f"/airlaunch/${{AWS::StackName}}/tasks/{name}"
+
+
+def test_the_execution_role_pulls_exactly_the_catalog_images_and_writes_their_logs() -> None:
+    [pull] = _granting("TaskExecutionRole", "ecr:BatchGetImage")
+    repositories = sorted({image_basename(spec.image) for spec in CATALOG.tasks.values()})
+    assert [_sub(r) for r in _resources(pull)] == [
+        f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/${{AWS::StackName}}/{r}"
+        for r in repositories
+    ]
+    [logs] = _granting("TaskExecutionRole", "logs:PutLogEvents")
+    assert len(_resources(logs)) == len(CATALOG.tasks)
+    assert all("/airlaunch/${AWS::StackName}/tasks/" in _sub(r) for r in _resources(logs))
+
+
+def test_a_new_catalog_entry_gets_its_own_image_definition_and_grants() -> None:
+    data = yaml.safe_load((ROOT / "tasks" / "catalog.yaml").read_text())
+    data["tasks"]["my-model"] = {"image": "acme/my-model:2.0", "command": ["python", "/m.py"], "cpu": 2}
+    data["tasks"]["my-model"] |= {"memory_mib": 8192, "architecture": "arm64", "max_memory_mib": 8192}
+    rendered = render(Catalog.from_dict(data), image_tags={"acme/my-model:2.0": "sha-abc"})
+    definition = rendered["Resources"]["MyModelTaskDefinition"]["Properties"]
+    assert (definition["Cpu"], definition["Memory"], definition["RuntimePlatform"]["CpuArchitecture"]) == (
+        "2048", "8192", "ARM64"
+    )  # fmt: skip
+    assert _sub(definition["ContainerDefinitions"][0]["Image"]).endswith("/${AWS::StackName}/my-model:sha-abc")
+    launcher = rendered["Resources"]["LauncherRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    [run] = [s for s in launcher if s["Sid"] == "RunCatalogTasks"]
+    assert any(_sub(r).endswith("task-definition/${AWS::StackName}-my-model:*") for r in run["Resource"])
+    execution = rendered["Resources"]["TaskExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    [pull] = [s for s in execution["Statement"] if s["Sid"] == "PullCatalogImages"]
+    assert any(_sub(r).endswith("repository/${AWS::StackName}/my-model") for r in pull["Resource"])
+    [assertion] = rendered["Rules"]["FargateSpotHasNoArm64"]["Assertions"]
+    assert (
+        "Fargate Spot runs no ARM64 tasks" in assertion["AssertDescription"]
+        and "my-model" in assertion["AssertDescription"]
+    )
+    assert "FargateSpotHasNoArm64" not in TEMPLATE.get("Rules", {}), "the reference tasks are x86_64"
+
+
+def test_two_images_that_would_share_a_repository_are_refused() -> None:
+    clash = {"a": {"image": "x/tasks:1", "command": ["c"]}, "b": {"image": "y/tasks:1", "command": ["c"]}}
+    with pytest.raises(TemplateError, match="would share the ECR repository <stack>/tasks"):
+        render(Catalog.from_dict({"tasks": clash}))
+
+
+def test_every_name_derives_from_the_stack_name() -> None:
+    named = {
+        "AWS::ECS::Cluster": "ClusterName",
+        "AWS::ECS::TaskDefinition": "Family",
+        "AWS::Logs::LogGroup": "LogGroupName",
+        "AWS::SQS::Queue": "QueueName",
+        "AWS::Lambda::Function": "FunctionName",
+        "AWS::IAM::Role": "RoleName",
+    }
+    seen = 0
+    for name, resource in RESOURCES.items():
+        key = named.get(resource["Type"])
+        value = resource["Properties"].get(key) if key else None
+        if value is not None:
+            assert "${AWS::StackName}" in json.dumps(value) or value == {"Ref": "AWS::StackName"}, name
+            seen += 1
+    assert seen >= 3 + 2 * len(CATALOG.tasks)
+
+
+def test_results_survive_the_stack_but_not_a_failed_first_create() -> None:
+    assert RESOURCES["ResultsBucket"]["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert RESOURCES["ResultsBucket"]["UpdateReplacePolicy"] == "Retain"
+
+
+def test_vpc_endpoints_cover_what_a_task_reaches_and_are_optional() -> None:
+    endpoints = {
+        _sub(r["Properties"]["ServiceName"]).rsplit(".", 1)[-1]
+        if r["Properties"]["VpcEndpointType"] == "Gateway"
+        else _sub(r["Properties"]["ServiceName"]).split("${AWS::Region}.", 1)[1]: r
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::EC2::VPCEndpoint"
+    }
+    assert set(endpoints) == {"s3", "ecr.api", "ecr.dkr", "logs", "sts"}
+    assert {r["Condition"] for r in endpoints.values()} == {"CreateEndpoints"}
+    assert all(r["Properties"]["PrivateDnsEnabled"] for k, r in endpoints.items() if k != "s3")
+
+
+def test_fargate_spot_is_a_documented_choice() -> None:
+    assert TEMPLATE["Parameters"]["CapacityProvider"]["AllowedValues"] == ["", "FARGATE", "FARGATE_SPOT"]
 
 
 def test_launcher_function_is_an_image_configured_like_config_py() -> None:
@@ -166,7 +287,7 @@ def test_launcher_function_is_an_image_configured_like_config_py() -> None:
     assert {n for n in known if n.startswith("AIRLAUNCH_ECS_")} <= set(variables)
 
 
-def test_ecs_and_ecr_resources_are_skipped_when_localstack_has_none() -> None:
+def test_ecs_resources_are_skipped_when_localstack_has_none() -> None:
     for name, resource in RESOURCES.items():
         if resource["Type"].startswith(("AWS::ECS::", "AWS::ECR::")):
             assert resource.get("Condition") == "CreateEcs", name
@@ -210,12 +331,6 @@ def test_preview_is_a_table() -> None:
         "ACTION  RESOURCE          TYPE                   REPLACEMENT",
         "Modify  LauncherFunction  AWS::Lambda::Function  False",
     ]
-
-
-@pytest.mark.parametrize("family", sorted({s.ecs.task_definition for s in CATALOG.tasks.values() if s.ecs}))
-def test_catalog_family_is_in_the_run_task_grant(family: str) -> None:
-    [run] = _granting("LauncherRole", "ecs:RunTask")
-    assert any(f"task-definition/{family}:*" in _sub(r) for r in _resources(run))
 
 
 def test_every_status_file_is_announced_on_the_status_queue() -> None:

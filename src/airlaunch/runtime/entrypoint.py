@@ -33,6 +33,7 @@ from airlaunch.protocol import (
     ENV_PARAMS_FILE,
     ENV_PREFIX,
     ENV_RESULT_FILE,
+    ENV_RUN_CREDENTIALS,
     ENV_TIMEOUT_SECONDS,
     NOTEBOOK_FILE,
     RESULT_FILE,
@@ -141,13 +142,15 @@ class TaskRun:
         self.timeout = float(environ.get(ENV_TIMEOUT_SECONDS) or 0) or None
         self.work = Path(settings.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
-        import boto3  # here, not at import: SIGTERM must be handled from the runtime's first moment
+        # Here, not at import: SIGTERM must be handled from the runtime's first moment.
         from botocore.config import Config
+
+        from airlaunch.runtime.credentials import run_session
 
         # standard retries (throttling, 5xx, connection errors) on every call; the final writes
         # are retried on top of that for up to s3_retry_seconds (``_persist``)
         retries = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
-        self.s3 = boto3.client("s3", config=retries)
+        self.s3 = run_session(environ).client("s3", config=retries)
         self.stop_detail = ""
         self.proc: subprocess.Popen[str] | None = None
         self.stop_requested = stop_requested or threading.Event()
@@ -231,7 +234,7 @@ class TaskRun:
         self.s3.download_file(self.layout.bucket, self.layout.params_key, str(params_file))
         self.clock.mark(resources.PARAMS_READ)
         env = {
-            **self.environ,
+            **{k: v for k, v in self.environ.items() if k != ENV_RUN_CREDENTIALS},  # the task's own code uses its role
             ENV_PARAMS_FILE: str(params_file),
             ENV_RESULT_FILE: str(self.work / RESULT_FILE),
             "PYTHONUNBUFFERED": "1",

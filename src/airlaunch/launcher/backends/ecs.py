@@ -1,12 +1,14 @@
 """Run catalog tasks as ECS tasks on Fargate (the AWS backend).
 
-The tasks of one task instance, whatever their try, are found by ``startedBy`` (``al-`` +
-the identity's slot digest, 35 of the 36 characters ECS allows), and each task's tags name
-its try; RunTask carries the try's digest as ``clientToken``, so a retried invocation of the
-same launch returns the same task instead of starting a second one.
-The catalog decides the task definition family and container; cluster and network come
-from :class:`~airlaunch.config.LauncherSettings`. The task runs with its task role: the
-launcher's own AWS credentials are never passed into a task's environment.
+Each catalog task runs its own task definition family (``<AIRLAUNCH_ECS_FAMILY_PREFIX>-<task>``,
+generated from the catalog by ``make deploy``). The tasks of one task instance, whatever
+their try, are found by ``startedBy`` (``al-`` + the identity's slot digest, 35 of the 36
+characters ECS allows), and each task's tags name its try; RunTask carries the try's digest
+as ``clientToken``, so a retried invocation of the same launch returns the same task
+instead of starting a second one. Cluster and network come from
+:class:`~airlaunch.config.LauncherSettings`. The task runs with its own task role and gets
+credentials for its own run's files only (launcher.run_credentials): the launcher's own AWS
+credentials are never passed into a task's environment.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch import catalog
+from airlaunch.aws_names import CONTAINER_NAME, task_family
 from airlaunch.catalog import TaskSpec
-from airlaunch.config import LauncherSettings
+from airlaunch.config import ADAPTIVE_RETRIES, LauncherSettings
+from airlaunch.launcher import run_credentials
 from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_PREFIX,
+    ENV_RUN_CREDENTIALS,
     ENV_TIMEOUT_SECONDS,
     ResultLayout,
     RunIdentity,
@@ -79,10 +84,11 @@ def _client_error(exc: ClientError | BotoCoreError) -> str:
 class EcsBackend:
     name = "ecs"
 
-    def __init__(self, settings: LauncherSettings, client: Any = None) -> None:
+    def __init__(self, settings: LauncherSettings, client: Any = None, sts: Any = None) -> None:
         self.settings = settings
         self.cluster = settings.ecs_cluster
-        self.client = client or boto3.client("ecs")
+        self.client = client or boto3.client("ecs", config=ADAPTIVE_RETRIES)
+        self._sts = sts
         self._essential: dict[str, set[str]] = {}  # task definition ARN -> essential container names
 
     def _describe_tasks(self, arns: list[str]) -> list[dict[str, Any]]:
@@ -140,15 +146,18 @@ class EcsBackend:
 
     def run_task_params(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> dict[str, Any]:
         """The RunTask request for one launch (separate so that it can be checked as a whole)."""
-        if spec.ecs is None:
-            raise LaunchError(f"task {spec.name!r} has no 'ecs' entry in the catalog; add ecs.task_definition")
+        if self.settings.ecs_capacity_provider == "FARGATE_SPOT" and spec.architecture == "arm64":
+            raise LaunchError(
+                f"task {spec.name!r} is arm64 and AIRLAUNCH_ECS_CAPACITY_PROVIDER is FARGATE_SPOT, which runs no "
+                "ARM64 tasks: use FARGATE (CapacityProvider parameter) or build the task for x86_64"
+            )
         if not self.settings.ecs_subnets:
             raise LaunchError("AIRLAUNCH_ECS_SUBNETS is empty: set it to the subnet ids Fargate tasks run in")
         cpu, memory = fargate_size(spec.cpu, spec.memory_mib)
         environment = [{"name": k, "value": v} for k, v in sorted(env.items()) if k not in _CREDENTIAL_ENV]
         params: dict[str, Any] = {
             "cluster": self.cluster,
-            "taskDefinition": spec.ecs.task_definition,
+            "taskDefinition": task_family(self.settings.ecs_family_prefix, spec.name),
             "count": 1,
             "startedBy": started_by(identity),
             "clientToken": identity.digest,
@@ -164,7 +173,7 @@ class EcsBackend:
                 "memory": str(memory),
                 "containerOverrides": [
                     {
-                        "name": spec.ecs.container_name,
+                        "name": CONTAINER_NAME,
                         "command": spec.runtime_args(),
                         "environment": environment,
                         "cpu": cpu,
@@ -184,8 +193,29 @@ class EcsBackend:
             params["launchType"] = "FARGATE"
         return params
 
+    @property
+    def sts(self) -> Any:
+        if self._sts is None:
+            self._sts = boto3.client("sts", config=ADAPTIVE_RETRIES)
+        return self._sts
+
+    def run_credentials(self, identity: RunIdentity) -> dict[str, str]:
+        """ENV_RUN_CREDENTIALS for the task: its own run's files only (launcher.run_credentials)."""
+        if not self.settings.run_role_arn:
+            return {}
+        try:
+            value = run_credentials.mint(self.sts, self.settings.run_role_arn, identity)
+        except ValueError as exc:
+            raise LaunchError(str(exc)) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise LaunchError(
+                f"cannot start a run session of {self.settings.run_role_arn} (AIRLAUNCH_RUN_ROLE_ARN): "
+                f"{_client_error(exc)}"
+            ) from exc
+        return {ENV_RUN_CREDENTIALS: value}
+
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
-        params = self.run_task_params(spec, identity, env)
+        params = self.run_task_params(spec, identity, {**env, **self.run_credentials(identity)})
         try:
             response = self.client.run_task(**params)
         except (ClientError, BotoCoreError) as exc:

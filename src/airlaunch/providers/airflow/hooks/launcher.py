@@ -28,12 +28,13 @@ from airflow.sdk.exceptions import AirflowException
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from airlaunch.config import AirflowSettings
+from airlaunch.config import ADAPTIVE_RETRIES, AirflowSettings
 from airlaunch.protocol import Description, Handle, LaunchRequest, ResultLayout, Status
 from airlaunch.providers.airflow.hooks.retry import aretrying, retrying
 
-# botocore retries a few attempts itself (standard mode); the hook's own policy counts seconds.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=130)
+# botocore retries a few attempts itself (adaptive mode: client-side rate limiting when Lambda
+# throttles a large fan-out); the hook's own policy counts seconds on top of that.
+CLIENT_CONFIG = ADAPTIVE_RETRIES.merge(Config(retries={"mode": "adaptive", "max_attempts": 3}, read_timeout=130))
 
 
 class LauncherError(AirflowException):
@@ -79,12 +80,20 @@ class LauncherHook(LambdaHook):
         retry_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("config", CLIENT_CONFIG)
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.function_name = function_name
         settings = AirflowSettings()
         self.retry_seconds = settings.retry_seconds if retry_seconds is None else retry_seconds
         self.retry_cap = settings.retry_max_backoff
+
+    @property
+    def config(self) -> Config:
+        """The connection's botocore config, with CLIENT_CONFIG's retries and timeouts unless it sets its own.
+
+        A large fan-out invokes the launcher hundreds of times at once; Lambda throttles
+        (TooManyRequestsException) are then retried with client-side rate limiting.
+        """
+        return CLIENT_CONFIG.merge(super().config)
 
     @cached_property
     def s3_hook(self) -> S3Hook:

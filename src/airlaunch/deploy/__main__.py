@@ -1,0 +1,5 @@
+import sys
+
+from airlaunch.deploy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""``make smoke``: one diagnostic task through the deployed launcher, end to end, each step timed.
+
+It does what Airflow does, with the same clients: invoke the launcher (ping, then launch the
+catalog's ``diagnostic`` task with ``action: echo``), wait for status.json in S3, read the
+result and the log back. On AWS it assumes the stack's Airflow role first, so a green smoke
+also proves that role is enough; locally it runs against LocalStack and the launcher under
+AWS's Runtime Interface Emulator with the Docker backend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from airlaunch.deploy.errors import DeployError, aws_reason
+from airlaunch.protocol import Handle, LaunchRequest, RunIdentity, Status
+
+SMOKE_DAG = "airlaunch_smoke"
+
+
+@dataclass
+class SmokeRun:
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    handle: Handle | None = None
+    status: Status | None = None
+    result: Any = None
+    log: str = ""
+
+    def report(self) -> str:
+        width = max(len(name) for name, _ in self.steps)
+        return "\n".join(f"  {name.ljust(width)}  {seconds:7.2f} s" for name, seconds in self.steps)
+
+
+def _timed(run: SmokeRun, name: str, step: Callable[[], Any]) -> Any:
+    started = time.monotonic()
+    value = step()
+    run.steps.append((name, time.monotonic() - started))
+    return value
+
+
+def _invoke(lam: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = lam.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    except (ClientError, BotoCoreError) as exc:
+        raise DeployError(
+            f"invoking the launcher {function} failed: {aws_reason(exc)}; check the function exists "
+            "(LauncherFunctionName output) and that this identity may invoke it"
+        ) from exc
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError") or not isinstance(body, dict) or not body.get("ok"):
+        raise DeployError(f"the launcher {function} answered {event['action']} with an error: {body}")
+    return body
+
+
+def smoke(lam: Any, s3: Any, function: str, timeout: float = 600, poll: float = 1.0) -> SmokeRun:
+    """Run the diagnostic task once; DeployError naming the step that failed."""
+    run = SmokeRun()
+    ping = _timed(run, "ping the launcher", lambda: _invoke(lam, function, {"action": "ping"}))
+    if "diagnostic" not in ping.get("tasks", []):
+        raise DeployError(f"the launcher's catalog has no 'diagnostic' task ({ping.get('tasks')}): redeploy it")
+    identity = RunIdentity(dag_id=SMOKE_DAG, run_id=f"smoke__{time.strftime('%Y%m%dT%H%M%S')}", task_id="diagnostic")
+    request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "echo", "message": "smoke"})
+    launched = _timed(
+        run, "launch (Lambda)", lambda: _invoke(lam, function, {"action": "launch", "request": request.to_dict()})
+    )
+    run.handle = handle = Handle.from_dict(launched["handle"])
+
+    def wait_status() -> Status:
+        deadline = time.monotonic() + timeout
+        next_describe = time.monotonic() + 30  # as the trigger does: is the container still there?
+        while time.monotonic() < deadline:
+            body = _read(s3, handle.bucket, handle.layout.status_key)
+            if body is not None:
+                return Status.from_json(body)
+            if time.monotonic() > next_describe:
+                next_describe += 30
+                described = _invoke(lam, function, {"action": "describe", "handle": handle.to_dict()})
+                if described["description"]["state"] == "lost":
+                    raise DeployError(f"the task was lost: {described['description'].get('detail')}")
+            time.sleep(poll)
+        raise DeployError(
+            f"no status.json at {handle.layout.uri('status.json')} after {timeout:.0f} s: the task did not finish. "
+            "On AWS look at the ECS task's stopped reason (CannotPullContainerError: the subnets cannot reach ECR) "
+            "and its log group /airlaunch/<stack>/tasks/diagnostic"
+        )
+
+    run.status = status = _timed(run, "container ran, status.json", wait_status)
+    if status.state.value != "succeeded":
+        raise DeployError(f"the diagnostic task {status.state.value}: {status.error}; log tail: {status.log_tail}")
+    result = _timed(run, "read result.json", lambda: _read(s3, handle.bucket, status.result_keys["result"]))
+    run.result = json.loads(result or b"null")
+    if not isinstance(run.result, dict) or run.result.get("echo") != "smoke":
+        raise DeployError(f"the diagnostic task's result is {run.result!r}, not its echo")
+    log = _timed(run, "read log.txt", lambda: _read(s3, handle.bucket, status.result_keys["log"]))
+    run.log = (log or b"").decode("utf-8", "replace")
+    return run
+
+
+def _read(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise DeployError(f"reading s3://{bucket}/{key} failed: {aws_reason(exc)}") from exc

@@ -1,0 +1,137 @@
+"""What AWS authorizes for each recorded call: action, resource ARN, condition keys, resource policy.
+
+From the Service Authorization Reference ("Actions, resources, and condition keys for ..."):
+a call may need more than its own action (RunTask with tags also needs ecs:TagResource, and
+iam:PassRole for every role of the task definition; AssumeRole with tags needs sts:TagSession).
+A call this table does not know fails the test: map it here before the code may make it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.iam.evaluator import Request
+from tests.iam.recorder import Call
+from tests.iam.stack import Deployed
+
+Mapper = Callable[[Call, Deployed], list[Request]]
+
+
+def _object(action: str) -> Mapper:
+    def requests(call: Call, stack: Deployed) -> list[Request]:
+        p = call.params
+        resource = f"arn:aws:s3:::{p['Bucket']}/{p['Key']}"
+        found = [Request(action, resource, {}, stack.bucket_policy(), stack.account)]
+        if call.error_code in ("NoSuchKey", "404"):
+            # S3 answers 404 for a missing key only to a caller with s3:ListBucket, else 403 (GetObject's
+            # documentation); that check has no s3:prefix in its context, so none is given here.
+            found.append(
+                Request("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", {}, stack.bucket_policy(), stack.account)
+            )
+        return found
+
+    return requests
+
+
+def _list_bucket(call: Call, stack: Deployed) -> list[Request]:
+    p = call.params
+    context = {"s3:prefix": p.get("Prefix", "")}
+    if "Delimiter" in p:
+        context["s3:delimiter"] = p["Delimiter"]
+    return [Request("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", context, stack.bucket_policy(), stack.account)]
+
+
+def _cluster_arn(stack: Deployed, cluster: str) -> str:
+    return cluster if cluster.startswith("arn:") else f"arn:aws:ecs:{stack.region}:{stack.account}:cluster/{cluster}"
+
+
+def _tag_context(tags: list[dict[str, str]], key: str = "key", value: str = "value") -> dict[str, Any]:
+    if not tags:
+        return {}
+    return {"aws:TagKeys": [t[key] for t in tags], **{f"aws:RequestTag/{t[key]}": t[value] for t in tags}}
+
+
+def _run_task(call: Call, stack: Deployed) -> list[Request]:
+    p = call.params
+    family = p["taskDefinition"].split(":")[0].rsplit("/", 1)[-1]
+    cluster = _cluster_arn(stack, p["cluster"])
+    definition = f"arn:aws:ecs:{stack.region}:{stack.account}:task-definition/{family}:1"
+    tags = _tag_context(p.get("tags", []))
+    requests = [Request("ecs:RunTask", definition, {"ecs:cluster": cluster, **tags})]
+    if p.get("tags"):
+        cluster_name = cluster.rsplit("/", 1)[1]
+        task = f"arn:aws:ecs:{stack.region}:{stack.account}:task/{cluster_name}/0123456789abcdef"
+        requests.append(Request("ecs:TagResource", task, {"ecs:CreateAction": "RunTask", **tags}))
+    for role in stack.task_definition_roles(family):
+        requests.append(Request("iam:PassRole", role, {"iam:PassedToService": "ecs-tasks.amazonaws.com"}))
+    return requests
+
+
+def _on_tasks(action: str) -> Mapper:
+    def requests(call: Call, stack: Deployed) -> list[Request]:
+        p = call.params
+        cluster = _cluster_arn(stack, p["cluster"])
+        tasks = p.get("tasks") or [p["task"]]
+        return [Request(action, t, {"ecs:cluster": cluster}) for t in tasks]
+
+    return requests
+
+
+def _list_tasks(call: Call, stack: Deployed) -> list[Request]:
+    return [Request("ecs:ListTasks", "*", {"ecs:cluster": _cluster_arn(stack, call.params["cluster"])})]
+
+
+def _assume_role(call: Call, stack: Deployed) -> list[Request]:
+    p = call.params
+    trust = stack.trust_policy(p["RoleArn"])
+    context = _tag_context(p.get("Tags", []), "Key", "Value")
+    if p.get("TransitiveTagKeys"):
+        context["sts:TransitiveTagKeys"] = list(p["TransitiveTagKeys"])
+    requests = [Request("sts:AssumeRole", p["RoleArn"], context, trust, stack.account)]
+    if p.get("Tags"):
+        requests.append(Request("sts:TagSession", p["RoleArn"], context, trust, stack.account))
+    return requests
+
+
+def _invoke(call: Call, stack: Deployed) -> list[Request]:
+    name = call.params["FunctionName"]
+    arn = name if name.startswith("arn:") else f"arn:aws:lambda:{stack.region}:{stack.account}:function:{name}"
+    return [Request("lambda:InvokeFunction", arn)]
+
+
+def _queue(action: str) -> Mapper:
+    def requests(call: Call, stack: Deployed) -> list[Request]:
+        p = call.params
+        name = p["QueueName"] if "QueueName" in p else p["QueueUrl"].rstrip("/").rsplit("/", 1)[1]
+        return [Request(action, f"arn:aws:sqs:{stack.region}:{stack.account}:{name}")]
+
+    return requests
+
+
+MAPPERS: dict[str, Mapper] = {
+    "s3.GetObject": _object("s3:GetObject"),
+    "s3.HeadObject": _object("s3:GetObject"),
+    "s3.PutObject": _object("s3:PutObject"),
+    "s3.DeleteObject": _object("s3:DeleteObject"),
+    "s3.ListObjectsV2": _list_bucket,
+    "s3.ListObjects": _list_bucket,
+    "ecs.RunTask": _run_task,
+    "ecs.DescribeTasks": _on_tasks("ecs:DescribeTasks"),
+    "ecs.StopTask": _on_tasks("ecs:StopTask"),
+    "ecs.ListTasks": _list_tasks,
+    "ecs.DescribeTaskDefinition": lambda call, stack: [Request("ecs:DescribeTaskDefinition", "*")],
+    "sts.AssumeRole": _assume_role,
+    "lambda.Invoke": _invoke,
+    "sqs.ReceiveMessage": _queue("sqs:ReceiveMessage"),
+    "sqs.DeleteMessage": _queue("sqs:DeleteMessage"),
+    "sqs.DeleteMessageBatch": _queue("sqs:DeleteMessage"),
+    "sqs.GetQueueUrl": _queue("sqs:GetQueueUrl"),
+}
+
+
+def requests_of(call: Call, stack: Deployed) -> list[Request]:
+    mapper = MAPPERS.get(str(call))
+    if mapper is None:
+        raise KeyError(f"{call} has no authorization mapping in tests/iam/authorizations.py: add one")
+    return mapper(call, stack)

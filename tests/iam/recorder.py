@@ -1,0 +1,104 @@
+"""Record every AWS API call made in this process, with the credentials that signed it.
+
+botocore event hooks on every botocore (and aiobotocore) session created while recording:
+``before-parameter-build`` keeps the caller's parameters, ``before-call`` records the call
+with the access key of the client's credentials, ``after-call.sts.AssumeRole`` keeps which
+access key now stands for which role session (so the calls made with it are judged as that
+session). boto3's default session is reset so module-level ``boto3.client`` calls are seen too.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.session
+
+
+@dataclass
+class Call:
+    service: str  # the IAM prefix (signing name): s3, ecs, sts, lambda, sqs...
+    operation: str  # e.g. PutObject
+    params: dict[str, Any]
+    access_key: str
+    response: dict[str, Any] | None = None
+    error_code: str = ""  # AWS's error code when the call failed (NoSuchKey...)
+
+    def __str__(self) -> str:
+        return f"{self.service}.{self.operation}"
+
+
+@dataclass
+class Session:
+    """A role session some recorded AssumeRole started: what its access key stands for."""
+
+    role_arn: str
+    caller_key: str
+    tags: dict[str, str]
+    transitive: list[str]
+    policy: dict[str, Any] | None
+
+
+@dataclass
+class Recorder:
+    calls: list[Call] = field(default_factory=list)
+    sessions: dict[str, Session] = field(default_factory=dict)  # access key -> session
+
+    def _params(self, params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        context["airlaunch_params"] = copy.deepcopy({k: v for k, v in params.items() if k != "Body"})
+
+    def _before_call(self, model: Any, context: dict[str, Any], request_signer: Any, **kwargs: Any) -> None:
+        credentials = request_signer._credentials
+        key = getattr(credentials, "access_key", None) or "anonymous"
+        call = Call(model.service_model.signing_name, model.name, context.get("airlaunch_params", {}), key)
+        context["airlaunch_call"] = call
+        self.calls.append(call)
+
+    def _after_call(self, parsed: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        call: Call | None = context.get("airlaunch_call")
+        if call is not None and isinstance(parsed, dict):
+            call.error_code = str(parsed.get("Error", {}).get("Code", ""))
+
+    def _assumed(self, parsed: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        call: Call | None = context.get("airlaunch_call")
+        if call is None or "Credentials" not in parsed:
+            return
+        call.response = parsed
+        params = call.params
+        self.sessions[parsed["Credentials"]["AccessKeyId"]] = Session(
+            role_arn=params["RoleArn"],
+            caller_key=call.access_key,
+            tags={t["Key"]: t["Value"] for t in params.get("Tags", [])},
+            transitive=list(params.get("TransitiveTagKeys", [])),
+            policy=None,
+        )
+
+    def register(self, session: botocore.session.Session) -> None:
+        session.register("before-parameter-build", self._params)
+        session.register("before-call", self._before_call)
+        session.register("after-call", self._after_call)
+        session.register("after-call.sts.AssumeRole", self._assumed)
+
+
+@contextmanager
+def recording() -> Iterator[Recorder]:
+    """Record the calls of every botocore session created inside the block."""
+    recorder = Recorder()
+    original = botocore.session.Session.__init__
+
+    def init(self: botocore.session.Session, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        recorder.register(self)
+
+    botocore.session.Session.__init__ = init  # type: ignore[method-assign]
+    previous_default = boto3.DEFAULT_SESSION
+    boto3.DEFAULT_SESSION = None
+    try:
+        yield recorder
+    finally:
+        botocore.session.Session.__init__ = original  # type: ignore[method-assign]
+        boto3.DEFAULT_SESSION = previous_default

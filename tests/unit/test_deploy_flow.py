@@ -1,0 +1,146 @@
+"""`make deploy`, `make deploy` again and `make destroy` from end to end against moto, with Docker faked.
+
+Every AWS call goes to moto (in-process); the docker commands are answered by a fake that
+records them and, for `docker push`, puts a single-platform manifest into moto's ECR, as a
+real push would. What is checked: the order of the steps, what a fresh account gets
+(service-linked role, repositories), that the second deploy changes nothing, and that destroy
+removes the stack and the repositories with their images but keeps the results bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from airlaunch.deploy import cli, cloudformation, images
+
+REGION = "eu-west-1"
+MANIFEST = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                       "digest": "sha256:" + "a" * 64}, "layers": []}  # fmt: skip
+
+
+class FakeDocker:
+    """Answers the docker CLI as a working engine with the legacy builder would."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+
+    def __call__(self, command: Sequence[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = list(command)
+        self.commands.append(command)
+        out, code = "", 0
+        if command[:3] == ["docker", "buildx", "version"]:
+            code = 1
+        elif command[:3] == ["docker", "image", "inspect"]:
+            field, image = command[4], command[5]
+            out = "amd64" if "Architecture" in field else "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+        elif command[:2] == ["docker", "push"]:
+            registry_path, tag = command[2].rsplit(":", 1)
+            repository = registry_path.split("/", 1)[1]
+            boto3.client("ecr", region_name=REGION).put_image(
+                repositoryName=repository, imageManifest=json.dumps(MANIFEST), imageTag=tag,
+                imageManifestMediaType=MANIFEST["mediaType"],
+            )  # fmt: skip
+        return subprocess.CompletedProcess(command, code, out, "")
+
+
+@pytest.fixture
+def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AUTO_APPROVE", "1")
+    docker = FakeDocker()
+    monkeypatch.setattr(images, "run", docker)
+    monkeypatch.setattr(images, "host_architecture", lambda: "x86_64")
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        [vpc] = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["RouteTables"][0]
+        if not any(r.get("GatewayId", "").startswith("igw-") for r in main["Routes"]):  # as AWS's default VPC has
+            igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+            ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["VpcId"])
+            ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s.get("DefaultForAz")][:2]
+        [group] = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
+        yield {"docker": docker, "subnets": subnets, "group": group["GroupId"]}
+
+
+def _deploy(account: dict[str, Any], *extra: str) -> int:
+    params = [f"Subnets={','.join(account['subnets'])}", f"SecurityGroups={account['group']}", "AssignPublicIp=true"]
+    return cli.main(["deploy", "--stack-name", "dev", *[a for p in params for a in ("--param", p)], *extra])
+
+
+def test_deploy_from_a_fresh_account_then_again_then_destroy(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[dict[str, str], str]] = []
+    real = cloudformation.deploy
+
+    def spy(cfn: Any, name: str, params: dict[str, str], approve: Any, body: str, *args: Any) -> dict[str, str]:
+        sent.append((params, body))
+        return real(cfn, name, params, approve, body, *args) if len(sent) == 1 else {}
+
+    monkeypatch.setattr(cloudformation, "deploy", spy)
+    assert _deploy(account) == 0
+    first = capsys.readouterr().out
+    steps = [
+        "==> Network: subnet-",
+        "==> Created the ECS service-linked role AWSServiceRoleForECS",
+        "==> Building airlaunch/launcher for linux/amd64 (legacy)",
+        "==> Created ECR repository dev/launcher",
+        "==> Pushing 123456789012.dkr.ecr.eu-west-1.amazonaws.com/dev/launcher:",
+        "==> Building the task runtime for linux/amd64",
+        "==> Building airlaunch/reference-tasks:latest for linux/amd64 (legacy)",
+        "==> Created ECR repository dev/reference-tasks",
+        "==> Creating change set",
+        "airflow connections add aws_default --conn-type aws",
+        "==> Next: make smoke DEPLOY_STACK=dev",
+    ]
+    positions = [first.index(step) for step in steps]
+    assert positions == sorted(positions), "the steps ran in this order"
+    builds = [c for c in account["docker"].commands if c[:2] == ["docker", "build"]]
+    assert [c[c.index("-f") + 1] for c in builds] == [
+        "lambda/Dockerfile", "tasks/runtime/Dockerfile", "tasks/reference/Dockerfile"
+    ]  # fmt: skip
+    assert all(c[2:4] == ["--platform", "linux/amd64"] for c in builds)
+    ecs = boto3.client("ecs", region_name=REGION)
+    families = ecs.list_task_definition_families(familyPrefix="dev-")["families"]
+    assert len(families) == 5
+    definition = ecs.describe_task_definition(taskDefinition="dev-task_one")["taskDefinition"]
+    tag = definition["containerDefinitions"][0]["image"].rsplit(":", 1)[1]
+    assert tag == hashlib.sha256(b"airlaunch-deploy/dev/reference-tasks:build").hexdigest()[:16]
+
+    # Again, nothing changed: same images, same tags, the very same template and parameters, which
+    # CloudFormation answers with "no changes". (moto's change sets cannot update this stack: not sent.)
+    assert _deploy(account) == 0
+    second = capsys.readouterr().out
+    assert "Created" not in second and "Pushing" not in second and "is in ECR already" in second
+    assert sent[0] == sent[1]
+    assert sent[0][0]["LauncherImageUri"].startswith("123456789012.dkr.ecr.eu-west-1.amazonaws.com/dev/launcher:")
+
+    assert cli.main(["destroy", "--stack-name", "dev"]) == 0
+    gone = capsys.readouterr().out
+    assert "==> Deleted stack dev" in gone and "Deleted ECR repository dev/reference-tasks and its images" in gone
+    assert "Kept the results bucket" in gone
+    assert boto3.client("ecr", region_name=REGION).describe_repositories()["repositories"] == []
+
+
+def test_a_deploy_that_cannot_work_stops_before_building(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = [f"Subnets={account['subnets'][0]}", f"SecurityGroups={account['group']}"]  # public, no public IP
+    assert cli.main(["deploy", "--stack-name", "dev", *[a for p in params for a in ("--param", p)]]) == 2
+    err = capsys.readouterr().err
+    assert "is public" in err and "AssignPublicIp is false" in err and "Traceback" not in err
+    assert not [c for c in account["docker"].commands if c[:2] == ["docker", "build"]]

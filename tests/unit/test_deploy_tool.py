@@ -1,0 +1,338 @@
+"""The deploy tool's own logic: exact image builds, the manifest check, the account and network checks,
+stack states, the printed Airflow set-up, the smoke test; each failure in words."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from airlaunch.catalog import Catalog
+from airlaunch.deploy import account, images, smoke
+from airlaunch.deploy.cloudformation import change_kind
+from airlaunch.deploy.connection import airflow_setup
+from airlaunch.deploy.errors import DeployError
+
+REGION = "eu-west-1"
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def test_buildx_builds_one_platform_without_attestations() -> None:
+    command = images.build_command("buildx", dockerfile="lambda/Dockerfile", context="/repo", tag="t:1",
+                                   architecture="x86_64", build_args={"B": "2", "A": "1"})  # fmt: skip
+    assert command == [
+        "docker", "buildx", "build", "--platform", "linux/amd64", "--provenance=false", "--sbom=false", "--load",
+        "--network", "host", "-f", "lambda/Dockerfile", "-t", "t:1", "--build-arg", "A=1", "--build-arg", "B=2",
+        "/repo",
+    ]  # fmt: skip
+
+
+def test_the_legacy_builder_names_the_platform_and_adds_no_attestation_flags() -> None:
+    command = images.build_command("legacy", dockerfile="d", context=".", tag="t", architecture="arm64", build_args={})
+    assert command == ["docker", "build", "--platform", "linux/arm64", "--network", "host", "-f", "d", "-t", "t", "."]
+
+
+def _runner(answers: dict[str, int]) -> Any:
+    def run(command: Sequence[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+        code = next((c for prefix, c in answers.items() if " ".join(command).startswith(prefix)), 0)
+        return subprocess.CompletedProcess(list(command), code, "", "boom" if code else "")
+
+    return run
+
+
+@pytest.mark.parametrize(("buildx", "builder"), [(0, "buildx"), (1, "legacy")])
+def test_the_builder_is_the_one_docker_has(buildx: int, builder: str) -> None:
+    assert images.detect_builder(_runner({"docker buildx version": buildx})) == builder
+
+
+def test_no_docker_engine_is_named() -> None:
+    with pytest.raises(DeployError, match="no Docker engine answers"):
+        images.detect_builder(_runner({"docker version": 1}))
+
+
+def test_the_legacy_builder_cannot_cross_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "host_architecture", lambda: "x86_64")
+    plan = images.ImagePlan("airlaunch/launcher", "s/launcher", "arm64", "lambda/Dockerfile")
+    with pytest.raises(DeployError, match="legacy builder builds only for linux/amd64: install buildx with QEMU"):
+        images.Images(None, "r", "legacy", _runner({})).build(plan)
+
+
+def test_the_plan_has_the_launcher_and_each_distinct_catalog_image() -> None:
+    catalog = Catalog.from_dict({"tasks": {
+        "a": {"image": "acme/one:1", "command": ["x"], "build": {"dockerfile": "one/Dockerfile"}},
+        "b": {"image": "acme/one:1", "command": ["y"], "build": {"dockerfile": "one/Dockerfile"}},
+        "c": {"image": "acme/two:2", "command": ["z"], "architecture": "arm64"},
+    }})  # fmt: skip
+    plans = images.plan(catalog, "dev", "x86_64", "base:1")
+    summary = [(p.local, p.repository, p.architecture, p.dockerfile, p.users) for p in plans]
+    assert summary == [
+        ("airlaunch/launcher", "dev/launcher", "x86_64", "lambda/Dockerfile", []),
+        ("acme/one:1", "dev/one", "x86_64", "one/Dockerfile", ["a", "b"]),
+        ("acme/two:2", "dev/two", "arm64", None, ["c"]),
+    ]
+    assert plans[1].build_args == {"BASE_IMAGE": "base:1", "RUNTIME_IMAGE": "airlaunch-deploy/task-runtime:x86_64"}
+
+
+def test_one_image_cannot_serve_two_architectures() -> None:
+    arm = {"image": "i:1", "command": ["x"], "architecture": "arm64"}
+    catalog = Catalog.from_dict({"tasks": {"a": {"image": "i:1", "command": ["x"]}, "b": arm}})
+    with pytest.raises(DeployError, match="share image i:1 but not its architecture"):
+        images.plan(catalog, "dev", "x86_64", None)
+
+
+@pytest.fixture
+def ecr() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("ecr", region_name=REGION)
+        client.create_repository(repositoryName="dev/launcher")
+        yield client
+
+
+CONFIG = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "a" * 64}
+SINGLE = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": CONFIG}
+SINGLE["layers"] = []
+OCI = "application/vnd.oci.image.manifest.v1+json"
+# What BuildKit pushes by default for one platform: the image and its provenance attestation, in an index.
+INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+    {"mediaType": OCI, "digest": "sha256:" + d * 64, "size": 1, "platform": {"architecture": a, "os": o}}
+    for d, a, o in (("b", "amd64", "linux"), ("c", "unknown", "unknown"))
+]}  # fmt: skip
+
+
+def test_a_single_platform_manifest_is_what_lambda_gets(ecr: Any) -> None:
+    ecr.put_image(repositoryName="dev/launcher", imageManifest=json.dumps(SINGLE), imageTag="good",
+                  imageManifestMediaType=SINGLE["mediaType"])  # fmt: skip
+    assert images.check_single_image(ecr, "dev/launcher", "good") == SINGLE["mediaType"]
+
+
+def test_an_image_index_is_refused_before_lambda_sees_it(ecr: Any) -> None:
+    ecr.put_image(repositoryName="dev/launcher", imageManifest=json.dumps(INDEX), imageTag="attested",
+                  imageManifestMediaType=INDEX["mediaType"])  # fmt: skip
+    with pytest.raises(DeployError, match=r"is an image index .* --provenance=false --sbom=false"):
+        images.check_single_image(ecr, "dev/launcher", "attested")
+
+
+def test_repositories_are_created_once_with_scanning_and_expiry(ecr: Any) -> None:
+    said: list[str] = []
+    pusher = images.Images(ecr, "r", "legacy", _runner({}), said.append)
+    pusher.ensure_repository("dev/reference-tasks", "dev")
+    pusher.ensure_repository("dev/reference-tasks", "dev")
+    [repository] = ecr.describe_repositories(repositoryNames=["dev/reference-tasks"])["repositories"]
+    assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    rules = json.loads(ecr.get_lifecycle_policy(repositoryName="dev/reference-tasks")["lifecyclePolicyText"])
+    assert rules["rules"][0]["selection"]["tagStatus"] == "untagged"
+    assert said == ["==> Created ECR repository dev/reference-tasks"]
+
+
+# -- the account and the network --------------------------------------------------------------------
+
+
+def test_the_ecs_service_linked_role_is_created_once() -> None:
+    with mock_aws():
+        iam = boto3.client("iam", region_name=REGION)
+        assert account.ensure_ecs_service_linked_role(iam) is True
+        assert account.ensure_ecs_service_linked_role(iam) is False
+
+
+@pytest.fixture
+def vpc() -> Iterator[dict[str, Any]]:
+    """A VPC with a public subnet (internet gateway), a NAT subnet and an isolated one."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc_id = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        subnets = {}
+        for index, kind in enumerate(("public", "nat", "isolated")):
+            subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.1.{index}.0/24")["Subnet"]["SubnetId"]
+            table = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+            ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+            subnets[kind] = (subnet, table)
+        igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc_id)
+        ec2.create_route(RouteTableId=subnets["public"][1], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+        nat = ec2.create_nat_gateway(SubnetId=subnets["public"][0])["NatGateway"]["NatGatewayId"]
+        ec2.create_route(RouteTableId=subnets["nat"][1], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+        group = ec2.create_security_group(GroupName="t", Description="t", VpcId=vpc_id)["GroupId"]  # egress: all
+        closed = ec2.create_security_group(GroupName="c", Description="c", VpcId=vpc_id)["GroupId"]
+        ec2.revoke_security_group_egress(
+            GroupId=closed, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        )
+        yield {"ec2": ec2, "vpc": vpc_id, "subnets": subnets, "group": group, "closed": closed}
+
+
+def _plan(vpc: dict[str, Any], kind: str, **changes: Any) -> account.NetworkPlan:
+    values = {"subnets": (vpc["subnets"][kind][0],), "security_groups": (vpc["group"],), "assign_public_ip": False,
+              "create_endpoints": False}  # fmt: skip
+    return account.NetworkPlan(**{**values, **changes})
+
+
+def test_a_public_subnet_needs_a_public_ip(vpc: dict[str, Any]) -> None:
+    with pytest.raises(DeployError, match=r"is public .* but AssignPublicIp is false.*Pass AssignPublicIp=true"):
+        account.check_network(vpc["ec2"], _plan(vpc, "public"))
+    [line] = account.check_network(vpc["ec2"], _plan(vpc, "public", assign_public_ip=True))
+    assert "public subnet, tasks get a public IP" in line
+
+
+def test_a_private_subnet_with_nat_is_enough(vpc: dict[str, Any]) -> None:
+    [line] = account.check_network(vpc["ec2"], _plan(vpc, "nat"))
+    assert "out through nat-" in line
+
+
+def test_an_isolated_subnet_needs_the_endpoints(vpc: dict[str, Any]) -> None:
+    with pytest.raises(DeployError, match=r"lacks endpoints for s3, ecr.api, ecr.dkr, logs, sts.*VpcEndpoints=true"):
+        account.check_network(vpc["ec2"], _plan(vpc, "isolated"))
+    [line] = account.check_network(vpc["ec2"], _plan(vpc, "isolated", create_endpoints=True))
+    assert "through the VPC endpoints this stack creates" in line
+    ec2, (subnet, table) = vpc["ec2"], vpc["subnets"]["isolated"]
+    ec2.create_vpc_endpoint(VpcId=vpc["vpc"], ServiceName=f"com.amazonaws.{REGION}.s3", RouteTableIds=[table],
+                            VpcEndpointType="Gateway")  # fmt: skip
+    for service in ("ecr.api", "ecr.dkr", "logs"):
+        ec2.create_vpc_endpoint(VpcId=vpc["vpc"], ServiceName=f"com.amazonaws.{REGION}.{service}",
+                                VpcEndpointType="Interface", SubnetIds=[subnet], PrivateDnsEnabled=True)  # fmt: skip
+    with pytest.raises(DeployError, match="lacks endpoints for sts"):
+        account.check_network(ec2, _plan(vpc, "isolated"))
+
+
+def test_no_subnets_or_no_way_out_are_named(vpc: dict[str, Any]) -> None:
+    with pytest.raises(DeployError, match=r"Subnets is empty.*AssignPublicIp=true"):
+        account.check_network(vpc["ec2"], _plan(vpc, "nat", subnets=()))
+    with pytest.raises(DeployError, match="allow no outbound HTTPS"):
+        account.check_network(vpc["ec2"], _plan(vpc, "nat", security_groups=(vpc["closed"],)))
+
+
+# -- the stack's state ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ("", "CREATE"),
+        ("REVIEW_IN_PROGRESS", "CREATE"),
+        ("CREATE_COMPLETE", "UPDATE"),
+        ("UPDATE_ROLLBACK_COMPLETE", "UPDATE"),
+        ("UPDATE_IN_PROGRESS", "another deployment or deletion is running"),
+        ("DELETE_IN_PROGRESS", "another deployment or deletion is running"),
+        ("ROLLBACK_COMPLETE", "its first create failed .* `make destroy DEPLOY_STACK=dev`"),
+        ("UPDATE_ROLLBACK_FAILED", "continue-update-rollback"),
+        ("DELETE_FAILED", "delete it .*make destroy DEPLOY_STACK=dev"),
+    ],
+)
+def test_the_stack_state_decides_before_anything_is_built(status: str, outcome: str) -> None:
+    if outcome in ("CREATE", "UPDATE"):
+        assert change_kind("dev", status) == outcome
+    else:
+        with pytest.raises(DeployError, match=f"stack dev is {status}[: ].*{outcome}"):
+            change_kind("dev", status)
+
+
+# -- what Airflow is told ---------------------------------------------------------------------------
+
+
+def test_the_airflow_connection_and_variables_are_printed() -> None:
+    outputs = {"AirflowRoleArn": "arn:aws:iam::1:role/dev-AirflowRole-X", "LauncherFunctionName": "dev-launcher",
+               "StatusQueueUrl": "https://sqs/1/dev-status", "BucketName": "dev-results", "KeyPrefix": "runs",
+               "AirflowPolicyArn": "arn:aws:iam::1:policy/p"}  # fmt: skip
+    text = airflow_setup(outputs, REGION)
+    extra = json.dumps({"region_name": REGION, "role_arn": outputs["AirflowRoleArn"]})
+    assert f"airflow connections add aws_default --conn-type aws --conn-extra '{extra}'" in text
+    for line in ("export AIRLAUNCH_FUNCTION_NAME=dev-launcher", "export AIRLAUNCH_STATUS_QUEUE=https://sqs/1/dev-status",
+                 "export AIRLAUNCH_BUCKET=dev-results"):  # fmt: skip
+        assert line in text
+
+
+# -- the smoke test ----------------------------------------------------------------------------------
+
+
+def _payload(data: Any) -> dict[str, Any]:
+    raw = json.dumps(data).encode()
+    return {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(raw), len(raw))}
+
+
+def _body(data: bytes) -> dict[str, Any]:
+    return {"Body": StreamingBody(io.BytesIO(data), len(data))}
+
+
+def test_smoke_runs_the_diagnostic_task_and_times_each_step() -> None:
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    prefix = "runs/airlaunch_smoke/smoke__1/diagnostic/-1/1/"
+    handle = {"backend": "ecs", "task_ref": "arn:t", "bucket": "b", "prefix": prefix, "launched": True}
+    keys = {"result": prefix + "result.json", "log": prefix + "log.txt"}
+    status = {"state": "succeeded", "exit_code": 0, "reason": "exit", "started_at": "t", "ended_at": "t",
+              "execution_id": "e", "result_keys": keys}  # fmt: skip
+    with Stubber(lam) as lambdas, Stubber(s3) as objects:
+        lambdas.add_response("invoke", _payload({"ok": True, "backend": "ecs", "tasks": ["diagnostic"]}))
+        lambdas.add_response("invoke", _payload({"ok": True, "handle": handle}))
+        objects.add_client_error("get_object", "NoSuchKey", http_status_code=404)
+        objects.add_response("get_object", _body(json.dumps(status).encode()))
+        objects.add_response("get_object", _body(b'{"echo": "smoke"}'))
+        objects.add_response("get_object", _body(b"diagnostic action=echo\n"))
+        run = smoke.smoke(lam, s3, "dev-launcher", timeout=10, poll=0.01)
+    assert run.result == {"echo": "smoke"} and run.log == "diagnostic action=echo\n"
+    assert [name for name, _ in run.steps] == ["ping the launcher", "launch (Lambda)", "container ran, status.json",
+                                               "read result.json", "read log.txt"]  # fmt: skip
+    assert "launch (Lambda)" in run.report() and " s" in run.report()
+
+
+def test_a_failed_smoke_says_which_step_and_why() -> None:
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(lam) as lambdas:
+        lambdas.add_client_error("invoke", "ResourceNotFoundException", "Function not found: dev-launcher")
+        with pytest.raises(DeployError, match="invoking the launcher dev-launcher failed: ResourceNotFoundException"):
+            smoke.smoke(lam, None, "dev-launcher")
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+def test_a_stack_name_that_cannot_name_ecr_repositories_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from airlaunch.deploy.cli import main
+
+    assert main(["template", "--stack-name", "Dev_Stack"]) == 2
+    assert "stack name 'Dev_Stack': use 1-31 lower-case letters" in capsys.readouterr().err
+
+
+def test_the_template_command_prints_what_deploy_would_deploy(capsys: pytest.CaptureFixture[str]) -> None:
+    from airlaunch.deploy.cli import main
+
+    assert main(["template", "--stack-name", "dev"]) == 0
+    template = json.loads(capsys.readouterr().out)
+    families = [r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    assert len(families) == 5
+
+
+def test_a_bad_catalog_is_named_not_traced(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from airlaunch.deploy.cli import main
+
+    bad = tmp_path / "catalog.yaml"
+    bad.write_text("tasks: {x: {image: i, command: [c], cpu: 99}}")
+    assert main(["template", "--catalog", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "task 'x': cpu must be in" in err and "Traceback" not in err
+
+
+# -- throttling ----------------------------------------------------------------------------------------
+
+
+def test_launcher_and_airflow_clients_retry_throttling_adaptively(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airlaunch.config import LauncherSettings
+    from airlaunch.launcher.backends.ecs import EcsBackend
+    from airlaunch.providers.airflow.hooks.launcher import LauncherHook
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    backend = EcsBackend(LauncherSettings())
+    assert backend.client.meta.config.retries["mode"] == "adaptive" == backend.sts.meta.config.retries["mode"]
+    plain = {"conn_type": "aws", "login": "a", "password": "secret", "extra": {"region_name": REGION}}
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps(plain))
+    assert LauncherHook(function_name="f", aws_conn_id="plain").conn.meta.config.retries["mode"] == "adaptive"
+    own = {**plain, "extra": {"region_name": REGION, "config_kwargs": {"retries": {"mode": "standard"}}}}
+    monkeypatch.setenv("AIRFLOW_CONN_OWN", json.dumps(own))
+    assert LauncherHook(function_name="f", aws_conn_id="own").conn.meta.config.retries["mode"] == "standard"
