@@ -118,7 +118,7 @@ results: $(VENV)/.installed ## Show what a run left in S3: make results [DAG=air
 
 logs: ## Show the last lines of the embedded stack's logs (supervisor, LocalStack, Lambda, Airflow)
 	@for f in .stack/*.log; do echo "==> $$f"; tail -n 15 "$$f"; done 2>/dev/null || echo "no logs: nothing was started"
-	@echo "==> launcher Lambda"; docker logs --tail 15 airlaunch-launcher 2>&1 || true
+	@echo "==> launcher Lambda"; docker logs --tail 15 $${AIRLAUNCH_LAUNCHER_CONTAINER:-airlaunch-launcher} 2>&1 || true
 
 down: ## Stop everything the embedded or compose stack started (and a Docker engine they started); results are kept
 	@if [ -x $(PY) ]; then $(STACK) down; fi

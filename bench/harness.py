@@ -19,7 +19,7 @@ import docker
 import psutil
 
 from airlaunch.airflow_rest import AirflowRest
-from airlaunch.stack import LAMBDA_CONTAINER, AirflowServers, StackConfig
+from airlaunch.stack import AirflowServers, StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DAGS = REPO / "bench" / "dags"
@@ -150,7 +150,10 @@ def container_mib(client: docker.DockerClient, name: str) -> float:
 
 def stack_memory(airflow: BenchAirflow, client: docker.DockerClient) -> dict[str, float]:
     """PSS of LocalStack and of each Airflow process tree, the Lambda container's memory (MiB)."""
-    memory = {"localstack": pss_mib(listening_pid(4566)), "lambda": container_mib(client, LAMBDA_CONTAINER)}
+    memory = {
+        "localstack": pss_mib(listening_pid(4566)),
+        "lambda": container_mib(client, StackConfig().launcher_container),
+    }
     for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
         memory[f"airflow {component}"] = pss_mib(airflow.pid(component))
     memory["total"] = sum(memory.values())

@@ -39,6 +39,9 @@ class LauncherSettings:
     """AIRLAUNCH_BACKEND: ``docker`` (local) or ``ecs`` (AWS)."""
     docker_network: str = field(default_factory=lambda: _env("AIRLAUNCH_DOCKER_NETWORK", "bridge"))
     """AIRLAUNCH_DOCKER_NETWORK: Docker network for task containers (``host`` in the embedded stack)."""
+    docker_scope: str = field(default_factory=lambda: _env("AIRLAUNCH_DOCKER_SCOPE", "default"))
+    """AIRLAUNCH_DOCKER_SCOPE: labels this launcher's task containers; it finds, watches and reaps only those
+    (so several stacks can share one Docker engine)."""
     task_endpoint_url: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_TASK_AWS_ENDPOINT_URL", ""))
     """AIRLAUNCH_TASK_AWS_ENDPOINT_URL: AWS endpoint as task containers reach it (LocalStack); empty on AWS."""
     stop_grace_seconds: int = field(default_factory=lambda: int(_env("AIRLAUNCH_STOP_GRACE_SECONDS", "10")))

@@ -49,7 +49,7 @@ class DockerWatcher:
                 events = self.backend.client.events(
                     decode=True,
                     since=since,
-                    filters={"type": "container", "event": ["die"], "label": ["airlaunch.identity"]},
+                    filters={"type": "container", "event": ["die"], "label": [self.backend.scope_label]},
                 )
                 backoff = 1.0
                 for event in events:

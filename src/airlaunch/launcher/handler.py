@@ -51,7 +51,9 @@ def make_backend(settings: LauncherSettings) -> Backend:
     if settings.backend == "docker":
         from airlaunch.launcher.backends.docker import DockerBackend
 
-        return DockerBackend(network=settings.docker_network, stop_grace_seconds=settings.stop_grace_seconds)
+        return DockerBackend(
+            network=settings.docker_network, stop_grace_seconds=settings.stop_grace_seconds, scope=settings.docker_scope
+        )
     if settings.backend == "ecs":
         from airlaunch.launcher.backends.ecs import EcsBackend
 

@@ -21,7 +21,6 @@ import time
 
 from airlaunch.stack import supervisor
 from airlaunch.stack.components import (
-    LAMBDA_CONTAINER,
     AirflowProcess,
     AirflowServers,
     LauncherLambda,
@@ -32,7 +31,6 @@ from airlaunch.stack.processes import ManagedProcess, say, stop_processes
 
 __all__ = [
     "AIRFLOW",
-    "LAMBDA_CONTAINER",
     "AirflowServers",
     "LauncherLambda",
     "LocalStack",
@@ -47,17 +45,26 @@ BASE = ["localstack", "launcher"]
 AIRFLOW = list(supervisor.AIRFLOW_NAMES)
 
 
-def task_containers() -> list[str]:
-    """Task containers of this stack's launcher: labelled airlaunch.identity, on the host network
-    (a compose stack's tasks are on its own network and are its own business)."""
-    command = ["docker", "ps", "-aq", "--filter", "label=airlaunch.identity", "--filter", "network=host"]
+def task_containers(cfg: StackConfig | None = None) -> list[str]:
+    """Task containers of this stack's launcher (labelled with its scope; another stack's, e.g. the
+    compose stack's, are its own business)."""
+    scope = (cfg or StackConfig()).docker_scope
+    command = [
+        "docker",
+        "ps",
+        "-aq",
+        "--filter",
+        "label=airlaunch.identity",
+        "--filter",
+        f"label=airlaunch.scope={scope}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def stop_task_containers() -> int:
+def stop_task_containers(cfg: StackConfig | None = None) -> int:
     """Remove every task container this stack's launcher started."""
-    ids = task_containers()
+    ids = task_containers(cfg)
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
     return len(ids)
@@ -125,7 +132,7 @@ class Stack:
         stop_processes([c.process for c in leftovers if isinstance(c, (LocalStack, AirflowProcess))])
         if self.launcher.alive() and "launcher" in names:
             self.launcher.stop()
-        if "launcher" in names and (removed := stop_task_containers()):
+        if "launcher" in names and (removed := stop_task_containers(self.cfg)):
             say(f"Removed {removed} task container(s)")
         say("The embedded stack is stopped" if only is None else f"Stopped {', '.join(names)}")
 

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from airlaunch.stack.config import StackConfig
 from airlaunch.stack.processes import ManagedProcess, stop_processes
 
-LAMBDA_CONTAINER = "airlaunch-launcher"
 CATALOG_MOUNT = "/opt/airlaunch/catalog"
 
 
@@ -119,8 +118,14 @@ class LauncherLambda:
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
 
-    def _inspect(self, template: str, what: str = LAMBDA_CONTAINER) -> str:
-        out = subprocess.run(["docker", "inspect", "-f", template, what], capture_output=True, text=True)
+    @property
+    def container(self) -> str:
+        return self.cfg.launcher_container
+
+    def _inspect(self, template: str, what: str = "") -> str:
+        out = subprocess.run(
+            ["docker", "inspect", "-f", template, what or self.container], capture_output=True, text=True
+        )
         return out.stdout.strip() if out.returncode == 0 else ""
 
     def alive(self) -> bool:
@@ -151,7 +156,7 @@ class LauncherLambda:
         return bool(running) and running != self._inspect("{{.Id}}", self.cfg.launcher_image)
 
     def start(self) -> None:
-        subprocess.run(["docker", "rm", "-f", LAMBDA_CONTAINER], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
         socket_gid = os.stat(self.cfg.docker_socket).st_gid
         catalog = self.cfg.catalog
         if not catalog.is_file():
@@ -159,14 +164,16 @@ class LauncherLambda:
         env = {
             "AIRLAUNCH_RIE_ADDRESS": f"127.0.0.1:{self.cfg.lambda_port}",
             "AIRLAUNCH_LAMBDA_CONCURRENCY": os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY", "4"),
+            "AIRLAUNCH_RIE_PORT_BASE": os.environ.get("AIRLAUNCH_RIE_PORT_BASE", "19100"),
             "AIRLAUNCH_DOCKER_NETWORK": "host",
+            "AIRLAUNCH_DOCKER_SCOPE": self.cfg.docker_scope,
             "AIRLAUNCH_TASK_AWS_ENDPOINT_URL": self.cfg.localstack_url,
             "AIRLAUNCH_STOP_GRACE_SECONDS": os.environ.get("AIRLAUNCH_STOP_GRACE_SECONDS", "10"),
             "AIRLAUNCH_CATALOG": f"{CATALOG_MOUNT}/{catalog.name}",
             "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
             **{k: v for k, v in self.cfg.client_env().items() if k != "AIRLAUNCH_LAMBDA_ENDPOINT_URL"},
         }
-        command = ["docker", "run", "-d", "--name", LAMBDA_CONTAINER, "--network", "host"]
+        command = ["docker", "run", "-d", "--name", self.container, "--network", "host"]
         command += ["--group-add", str(socket_gid), "-v", f"{self.cfg.docker_socket}:/var/run/docker.sock"]
         # the catalog's folder, not the file: an editor that saves by rename would leave a file mount stale
         command += ["-v", f"{catalog.parent}:{CATALOG_MOUNT}:ro", "--label", "airlaunch.stack=launcher"]
@@ -175,8 +182,8 @@ class LauncherLambda:
         subprocess.run([*command, self.cfg.launcher_image], check=True, capture_output=True)
 
     def stop(self) -> None:
-        subprocess.run(["docker", "stop", "-t", "5", LAMBDA_CONTAINER], capture_output=True)
-        subprocess.run(["docker", "rm", "-f", LAMBDA_CONTAINER], capture_output=True)
+        subprocess.run(["docker", "stop", "-t", "5", self.container], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
 
 
 # -- Airflow -------------------------------------------------------------------------------------

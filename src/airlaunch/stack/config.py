@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -26,6 +27,9 @@ class StackConfig:
     launcher_image: str = field(
         default_factory=lambda: os.environ.get("AIRLAUNCH_LAUNCHER_IMAGE", "airlaunch/launcher:latest")
     )
+    launcher_container: str = field(
+        default_factory=lambda: os.environ.get("AIRLAUNCH_LAUNCHER_CONTAINER", "airlaunch-launcher")
+    )
     docker_socket: str = field(
         default_factory=lambda: os.environ.get("AIRLAUNCH_DOCKER_SOCKET", "/var/run/docker.sock")
     )
@@ -36,6 +40,11 @@ class StackConfig:
     @property
     def state_dir(self) -> Path:
         return Path(os.environ.get("AIRLAUNCH_STATE_DIR") or self.repo / ".stack").resolve()
+
+    @property
+    def docker_scope(self) -> str:
+        """Labels this stack's task containers (its launcher sees only those): one per state folder."""
+        return "embedded-" + hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
 
     @property
     def catalog(self) -> Path:

@@ -71,14 +71,21 @@ def how_it_ended(state: dict[str, Any], memory_limit: int) -> tuple[StopReason, 
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, network: str, stop_grace_seconds: int, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self, network: str, stop_grace_seconds: int, scope: str = "default", client: docker.DockerClient | None = None
+    ) -> None:
         self.network = network
         self.stop_grace_seconds = stop_grace_seconds
+        self.scope = scope  # the label that tells this launcher's containers from another stack's
         self.client = client or docker.from_env()
+
+    @property
+    def scope_label(self) -> str:
+        return f"airlaunch.scope={self.scope}"
 
     def _list(self, label: str, live_only: bool = True) -> list[Container]:
         try:
-            found = self.client.containers.list(all=True, filters={"label": label})
+            found = self.client.containers.list(all=True, filters={"label": [label, self.scope_label]})
         except DockerException as exc:
             raise LaunchError(f"cannot list containers on the Docker engine: {exc}", retryable=True) from exc
         return [c for c in found if c.status in _LIVE_STATES] if live_only else found
@@ -121,7 +128,7 @@ class DockerBackend:
                 spec.image,
                 command=spec.runtime_args(),
                 name=container_name(identity),
-                labels=labels_for(spec, identity),
+                labels={**labels_for(spec, identity), "airlaunch.scope": self.scope},
                 environment=env,
                 detach=True,
                 network=self.network,
