@@ -149,13 +149,31 @@ class RunIdentity:
     @property
     def digest(self) -> str:
         """Short stable hash: names the container, so a second launch collides instead of duplicating."""
-        return hashlib.sha256(self.execution_id.encode()).hexdigest()[:32]
+        return digest_of(self.execution_id)
 
     @property
     def slot(self) -> str:
         """Hash of the task instance across its tries (dag, run, task, map index): finds an earlier try."""
         key = f"{self.dag_id}/{self.run_id}/{self.task_id}/{self.map_index}"
         return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def digest_of(execution_id: str) -> str:
+    """RunIdentity.digest from the execution id alone (what a task's environment carries)."""
+    return hashlib.sha256(execution_id.encode()).hexdigest()[:32]
+
+
+def identity_of_prefix(prefix: str) -> RunIdentity | None:
+    """The try a result prefix belongs to (``<root>/<dag>/<run>/<task>/<map>/<try>-<ti_id>/``), if it is one."""
+    parts = prefix.rstrip("/").split("/")
+    if len(parts) < 5:
+        return None
+    dag_id, run_id, task_id, map_index, try_key = parts[-5:]
+    try:
+        try_number, ti_id = parse_try_key(try_key)
+        return RunIdentity(dag_id, run_id, task_id, int(map_index), try_number, ti_id)
+    except ValueError:
+        return None
 
 
 def parse_try_key(segment: str) -> tuple[int, str]:

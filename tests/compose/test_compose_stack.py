@@ -196,13 +196,14 @@ def test_reference_pipeline_runs_on_the_celery_worker_and_leaves_results_in_s3(c
     s3 = compose_stack.s3()
     run_prefix = f"runs/{DAG_ID}/{run_id}/"
     keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket="airlaunch-results", Prefix=run_prefix)["Contents"]}
-    for task_id in CONTAINER_TASKS:
-        prefix = f"{run_prefix}{task_id}/-1/1/"
+    prefixes = {task_id: api.xcom(DAG_ID, run_id, task_id, "airlaunch")["prefix"] for task_id in CONTAINER_TASKS}
+    for task_id, prefix in prefixes.items():
+        assert prefix.startswith(f"{run_prefix}{task_id}/-1/1-"), prefix  # try 1, with its task-instance id
         assert {f"{prefix}params.yaml", f"{prefix}status.json", f"{prefix}log.txt"} <= keys, task_id
         status = json.loads(s3.get_object(Bucket="airlaunch-results", Key=f"{prefix}status.json")["Body"].read())
         assert status["state"] == "succeeded" and status["exit_code"] == 0, (task_id, status)
-    assert f"{run_prefix}report/-1/1/output.ipynb" in keys
-    two_key = f"{run_prefix}do_task_two/-1/1/result.json"
+    assert f"{prefixes['report']}output.ipynb" in keys
+    two_key = f"{prefixes['do_task_two']}result.json"
     two = json.loads(s3.get_object(Bucket="airlaunch-results", Key=two_key)["Body"].read())
     assert 1 <= two["sleep_seconds"] <= 2
     assert api.xcom(DAG_ID, run_id, "do_task_two")["sleep_seconds"] == two["sleep_seconds"]
@@ -214,3 +215,26 @@ def test_reference_pipeline_runs_on_the_celery_worker_and_leaves_results_in_s3(c
     }
     compose_stack.figures["memory_total_mib"] = round(sum(memory.values()))
     assert sum(memory.values()) < STACK_MEMORY_LIMIT_MIB, memory
+    compose_stack.figures["run_id"] = run_id
+
+
+def test_results_and_airflow_runs_survive_make_down_and_up(compose_stack: ComposeStack) -> None:
+    """`make down` keeps the named volumes: the same keys and bytes come back, and Airflow still has the run."""
+    run_id = compose_stack.figures["run_id"]
+    s3 = compose_stack.s3()
+    prefix = f"runs/{DAG_ID}/{run_id}/"
+
+    def snapshot() -> dict[str, bytes]:
+        listed = s3.list_objects_v2(Bucket="airlaunch-results", Prefix=prefix)["Contents"]
+        return {o["Key"]: s3.get_object(Bucket="airlaunch-results", Key=o["Key"])["Body"].read() for o in listed}
+
+    before = snapshot()
+    compose_stack.make("compose-down")  # as `make down` does: the volumes stay
+    assert compose_stack.containers() == []
+    start = time.monotonic()
+    compose_stack.make("up")
+    compose_stack.figures["restart_to_healthy_s"] = round(time.monotonic() - start, 1)
+    s3 = compose_stack.s3()
+    assert snapshot() == before
+    runs = compose_stack.api().task_instances(DAG_ID, run_id)
+    assert {ti["state"] for ti in runs} == {"success"} and len(runs) == 7

@@ -54,7 +54,8 @@ def _tag_context(tags: list[dict[str, str]], key: str = "key", value: str = "val
 
 def _run_task(call: Call, stack: Deployed) -> list[Request]:
     p = call.params
-    family = p["taskDefinition"].split(":")[0].rsplit("/", 1)[-1]
+    # a family ("name", "name:3") or a task definition ARN ("arn:...:task-definition/name:3")
+    family = p["taskDefinition"].rsplit("/", 1)[-1].split(":")[0]
     cluster = _cluster_arn(stack, p["cluster"])
     definition = f"arn:aws:ecs:{stack.region}:{stack.account}:task-definition/{family}:1"
     tags = _tag_context(p.get("tags", []))

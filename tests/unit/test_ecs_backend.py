@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 
 from airlaunch.catalog import Catalog
 from airlaunch.config import LauncherSettings
+from airlaunch.launcher import handler
 from airlaunch.launcher.backends.base import LaunchError
 from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
 from airlaunch.launcher.service import Launcher
@@ -251,9 +252,11 @@ def test_capacity_provider_replaces_the_launch_type() -> None:
 def test_run_task_failures_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]) -> None:
     backend, stubber = stubbed
     failure = {"arn": "arn:aws:ecs:us-east-1:1:container-instance/x", "reason": "RESOURCE:MEMORY", "detail": "full"}
-    stubber.add_response("run_task", {"tasks": [], "failures": [failure]})
-    with pytest.raises(LaunchError, match=r"could not place task 'task_one': RESOURCE:MEMORY full"):
+    for _ in range(3):  # tried PLACEMENT_ATTEMPTS times within the launch, then left to the caller's retries
+        stubber.add_response("run_task", {"tasks": [], "failures": [failure]})
+    with pytest.raises(LaunchError, match=r"could not place task 'task_one': RESOURCE:MEMORY full") as failed:
         backend.start(CATALOG.get("task_one"), _identity("fail"), {})
+    assert failed.value.retryable
 
 
 def test_client_errors_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]) -> None:
@@ -363,3 +366,107 @@ def test_tag_values_keep_only_characters_ecs_allows() -> None:
     tags = ecs_tags({"airlaunch.run_id": "scheduled__2026-01-01T00:00:00+00:00~a b@c/d=e", "k": "x" * 300})
     assert tags[0]["value"] == "scheduled__2026-01-01T00:00:00+00:00_a b@c/d=e"
     assert len(tags[1]["value"]) == 256
+
+
+# -- re-runs, failed starts and platform stops on ECS -------------------------------------------
+
+TI_1, TI_2 = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4", "01a23311-7a60-7689-879d-622cac4095b3"
+
+
+def _launcher(backend: EcsBackend, aws: dict[str, Any]) -> Launcher:
+    return Launcher(backend.settings, CATALOG, backend, aws["s3"], {"AWS_REGION": REGION})
+
+
+def _status(aws: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=prefix + "status.json")["Body"].read())
+
+
+def _stopped_event(aws: dict[str, Any], task_ref: str, **change: Any) -> dict[str, Any]:
+    """The detail of ECS's "Task State Change" event for a task, as EventBridge delivers it."""
+    task = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[task_ref])["tasks"][0]
+    detail = json.loads(json.dumps(task, default=str))  # the event carries the task as JSON
+    return {**detail, "lastStatus": "STOPPED", **change}
+
+
+def test_a_new_try_stops_the_earlier_one_and_records_why(backend: EcsBackend, aws: dict[str, Any]) -> None:
+    launcher = _launcher(backend, aws)
+    first = _identity("supersede", try_number=1, ti_id=TI_1)
+    second = RunIdentity(first.dag_id, first.run_id, first.task_id, -1, 2, TI_2)
+    one = launcher.launch(LaunchRequest(task="task_two", identity=first))
+    two = launcher.launch(LaunchRequest(task="task_two", identity=second))
+
+    assert two.launched and two.task_ref != one.task_ref and two.prefix != one.prefix
+    assert backend.describe(one.task_ref).state is TaskState.LOST  # stopped
+    assert backend.find(second) == two.task_ref and backend.find(first) is None
+    status = _status(aws, one.prefix)
+    assert status["reason"] == "stopped" and status["written_by"] == "launcher"
+    assert f"superseded by try 2-{TI_2} of the same task" in status["error"]
+
+
+def test_a_task_that_failed_to_start_is_started_again_then_fails_in_words(
+    backend: EcsBackend, aws: dict[str, Any]
+) -> None:
+    launcher = _launcher(backend, aws)
+    identity = _identity("pull", ti_id=TI_1)
+    handle = launcher.launch(LaunchRequest(task="task_one", identity=identity))
+    pull = {"stopCode": "TaskFailedToStart", "stoppedReason": "CannotPullContainerError: pull access denied"}
+
+    task_ref, restarts = handle.task_ref, []
+    for _ in range(2):  # starts 2 and 3
+        backend.stop(task_ref, "simulated failed start")
+        answer = launcher.task_stopped(_stopped_event(aws, task_ref, **pull))
+        task_ref = answer["started_again"]
+        restarts.append(task_ref)
+        env = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[task_ref])["tasks"][0]["overrides"]
+        assert {"name": "AIRLAUNCH_START_ATTEMPT", "value": str(len(restarts) + 1)} in env["containerOverrides"][0][
+            "environment"
+        ]
+        # the Airflow side still watches the first handle: it reads "running", not a failure
+        assert launcher.describe(handle).state is TaskState.RUNNING
+    backend.stop(task_ref, "simulated failed start")
+    answer = launcher.task_stopped(_stopped_event(aws, task_ref, **pull))  # the third failed start: the try fails
+
+    assert answer["recorded"] == "by the launcher" and len(set(restarts)) == 2
+    status = _status(aws, handle.prefix)
+    assert status["state"] == "failed" and status["reason"] == "platform"
+    assert "CannotPullContainerError" in status["error"] and "TaskFailedToStart" in status["error"]
+
+
+def test_a_spot_interruption_is_recorded_in_words(
+    backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launcher = _launcher(backend, aws)
+    handle = launcher.launch(LaunchRequest(task="task_one", identity=_identity("spot", ti_id=TI_1)))
+    backend.stop(handle.task_ref, "simulated")
+    event = {
+        "source": "aws.ecs",
+        "detail-type": "ECS Task State Change",
+        "detail": _stopped_event(aws, handle.task_ref, stopCode="SpotInterruption", stoppedReason="Spot interrupted"),
+    }
+    monkeypatch.setattr(handler, "get_launcher", lambda: launcher)
+    answer = handler.handler(event)  # EventBridge delivers the event to the launcher as it is
+    assert answer["ok"] and answer["recorded"] == "by the launcher"
+    status = _status(aws, handle.prefix)
+    assert status["reason"] == "platform" and "Fargate Spot reclaimed its capacity" in status["error"]
+    assert launcher.task_stopped({"lastStatus": "RUNNING", "startedBy": "al-x"}) == {
+        "ignored": "not the end of an airlaunch task"
+    }
+
+
+def test_a_placement_failure_is_tried_again_with_a_new_client_token(stubbed: tuple[EcsBackend, Stubber]) -> None:
+    backend, stubber = stubbed
+    identity = RunIdentity(dag_id="d", run_id="r", task_id="t")
+    params = backend.run_task_params(CATALOG.get("task_one"), identity, {})
+    no_memory = {"tasks": [], "failures": [{"reason": "RESOURCE:MEMORY", "arn": "arn:x"}]}
+    stubber.add_response("run_task", no_memory, params)
+    tokens = []
+
+    def capture(**kwargs: Any) -> None:
+        tokens.append(kwargs["params"]["clientToken"])
+
+    backend.client.meta.events.register("provide-client-params.ecs.RunTask", capture)
+    stubber.add_response("run_task", no_memory)
+    stubber.add_response("run_task", {"tasks": [_task("PROVISIONING")], "failures": []})
+    started = backend.start(CATALOG.get("task_one"), identity, {})
+    assert started.task_ref == _task("")["taskArn"]
+    assert tokens[0] == identity.digest and len(set(tokens)) == 3  # never the failed attempt's token again

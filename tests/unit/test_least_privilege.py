@@ -214,6 +214,23 @@ def recorded(
             second = hook.launch(LaunchRequest(task="diagnostic", identity=sleeper, params={"action": "sleep"}))
             stopped = hook.stop(second, "stopped by the IAM test")
             described = hook.describe(second)
+            # A newer try supersedes an older one; a stop by identity; the orphan sweep's list; the reaper.
+            older = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 1, "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4")
+            newer = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 2, "01a23311-7a60-7689-879d-622cac4095b3")
+            hook.launch(LaunchRequest(task="diagnostic", identity=older, params={"action": "sleep"}))
+            retried = hook.launch(LaunchRequest(task="diagnostic", identity=newer, params={"action": "sleep"}))
+            listed = hook.call({"action": "list"})["tasks"]
+            hook.call({"action": "stop", "identity": newer.to_dict(), "reason": "stopped by identity"})
+            hook.call({"action": "reap"})
+            # ECS reports (EventBridge -> the Lambda) a task that failed to start: it is started again.
+            pulled = RunIdentity("iam_dag", sleeper.run_id, "pulled", -1, 1, "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4")
+            failing = hook.launch(LaunchRequest(task="diagnostic", identity=pulled, params={"action": "sleep"}))
+            ecs = _harness(url, "ecs")
+            ecs.stop_task(cluster=STACK, task=failing.task_ref, reason="simulated")
+            detail = ecs.describe_tasks(cluster=STACK, tasks=[failing.task_ref])["tasks"][0]
+            detail = {**json.loads(json.dumps(detail, default=str)), "stopCode": "TaskFailedToStart",
+                      "stoppedReason": "CannotPullContainerError: simulated"}  # fmt: skip
+            restarted = hook.call({"source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": detail})
             bad = RunIdentity(dag_id="iam_dag", run_id="manual__2026~bad", task_id="echo")
             with pytest.raises(LauncherError, match="session tags cannot carry"):
                 hook.launch(LaunchRequest(task="diagnostic", identity=bad))
@@ -229,7 +246,7 @@ def recorded(
     took = time.monotonic() - started
     yield {"recorder": recorder, "stack": stack, "handle": handle, "exit_code": exit_code, "event": event,
            "heard": heard, "stopped": stopped, "described": described, "cli": cli_codes, "forged": forged,
-           "seconds": took}  # fmt: skip
+           "listed": listed, "retried": retried, "restarted": restarted, "seconds": took}  # fmt: skip
     monkeypatch.undo()
 
 
@@ -295,6 +312,8 @@ def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
     assert recorded["heard"][0][1] == recorded["handle"].layout.status_key
     assert recorded["stopped"].state.value == "failed" and recorded["described"].state.value == "failed"
     assert recorded["cli"] == [0, 0, 0, 0]
+    assert recorded["retried"].prefix in {task["prefix"] for task in recorded["listed"]}
+    assert recorded["restarted"]["started_again"].startswith("arn:aws:ecs:")
     calls = len(recorded["recorder"].calls)
     print(f"\nrecorded {calls} AWS calls in {recorded['seconds']:.1f} s")
     assert recorded["seconds"] < 90, "the IAM test must stay fast (about 10 s on an idle 2-core machine)"

@@ -11,7 +11,9 @@ from airlaunch.protocol import (
     RunIdentity,
     Status,
     StopReason,
+    StopRequest,
     TaskState,
+    parse_try_key,
     run_prefix,
 )
 
@@ -98,3 +100,42 @@ def test_status_round_trips_and_rejects_garbage() -> None:
     with pytest.raises(InvalidRequest, match="status"):
         Status.from_dict({"state": "exploded"})
     assert TaskState.LOST.finished and not TaskState.RUNNING.finished
+
+
+TI_A = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4"
+TI_B = "01a23311-7a60-7689-879d-622cac4095b3"
+
+
+def test_every_task_instance_try_has_its_own_prefix_and_container_but_shares_the_slot() -> None:
+    first = RunIdentity("d", "manual__1", "t", -1, 1, TI_A)
+    recreated = RunIdentity("d", "manual__1", "t", -1, 1, TI_B)  # the run deleted and triggered again
+    layout = ResultLayout.for_identity("b", "runs", first)
+    assert layout.prefix == f"runs/d/manual__1/t/-1/1-{TI_A}/"
+    assert ResultLayout.for_identity("b", "runs", recreated).prefix != layout.prefix
+    assert first.digest != recreated.digest and first.slot == recreated.slot
+    assert first.execution_id == f"d/manual__1/t/-1/1-{TI_A}"
+    assert parse_try_key(f"1-{TI_A}") == (1, TI_A) and parse_try_key("3") == (3, "")
+    assert layout.log_part_key(7) == layout.prefix + "log/000007" and layout.stop_key == layout.prefix + "stop.json"
+
+
+@pytest.mark.parametrize("bad", ["x", "01A2330D-6F01-731E-B9B6-0F5B7B1E8EF4", "../" + TI_A, TI_A + "/"])
+def test_a_ti_id_that_is_not_a_uuid_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        RunIdentity("d", "r", "t", -1, 1, bad)
+    assert refused.value.field == "identity.ti_id"
+    with pytest.raises(ValueError):
+        parse_try_key(f"1-{bad}")
+
+
+def test_a_status_the_launcher_wrote_says_so_and_old_ones_still_read() -> None:
+    status = Status(
+        state=TaskState.FAILED, exit_code=137, reason=StopReason.OOM, started_at="a", ended_at="b",
+        execution_id="e", error="out of memory", written_by="launcher",
+    )  # fmt: skip
+    again = Status.from_json(status.to_json())
+    assert again.written_by == "launcher" and again.reason is StopReason.OOM
+    legacy = {"state": "succeeded", "exit_code": 0, "reason": "exit", "started_at": "a", "ended_at": "b"}
+    assert Status.from_dict(legacy).written_by == "runtime"
+    with pytest.raises(InvalidRequest, match="not JSON"):
+        Status.from_json(b"{half")
+    assert StopRequest.from_json(StopRequest("superseded").to_json()).reason == "superseded"

@@ -84,7 +84,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if not isinstance(event, dict):
         return _error("InvalidRequest", "the event must be a JSON object", "event")
     action = event.get("action")
+    if event.get("source") == "aws.ecs" and event.get("detail-type") == "ECS Task State Change":
+        action = "task_stopped"  # an EventBridge rule sends ECS's task state changes here
     try:
+        if action == "task_stopped":
+            return {"ok": True, **launcher.task_stopped(event.get("detail") or {})}
         if action == "launch":
             handle = launcher.launch(LaunchRequest.from_dict(event.get("request")))
             return {"ok": True, "handle": handle.to_dict()}

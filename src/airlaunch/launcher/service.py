@@ -45,6 +45,7 @@ from airlaunch.protocol import (
     StopReason,
     StopRequest,
     TaskState,
+    identity_of_prefix,
     utcnow,
 )
 
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 # Forwarded from the launcher's own environment so local tasks reach the same AWS (LocalStack).
 _FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 REAP_GRACE_SECONDS = 60  # past its timeout, a task's own runtime had this long to stop it
+START_ATTEMPTS = 3  # starts of one try that failed to start (image pull, ENI) before the try fails
 
 
 def params_document(request: LaunchRequest) -> dict[str, Any]:
@@ -144,6 +146,10 @@ class Launcher:
             return Description(TaskState.LOST, detail="no task was started and no status.json exists")
         seen = self.backend.describe(handle.task_ref)
         if seen.state is TaskState.LOST:
+            identity = identity_of_prefix(handle.prefix)
+            again = [t for t in self.backend.live(identity) if t.digest == identity.digest] if identity else []
+            if again:  # its first start failed and the launcher started it again
+                return Description(TaskState.RUNNING, detail=f"started again as {again[0].task_ref}")
             status = self.settle(handle.task_ref, handle.layout, None, seen)
             return Description(status.state, status)
         return Description(seen.state, detail=seen.detail)
@@ -188,6 +194,23 @@ class Launcher:
         status = self.settle(task.task_ref, task.layout, None, seen)
         self.backend.forget(task.task_ref)
         return status
+
+    def task_stopped(self, detail: dict[str, Any]) -> dict[str, Any]:
+        """A platform's "task stopped" event (ECS, through EventBridge): start it again if it failed to
+        start and may succeed now (within START_ATTEMPTS), else record how it ended unless its runtime did."""
+        stopped = self.backend.stopped_task(detail)
+        if stopped is None:
+            return {"ignored": "not the end of an airlaunch task"}
+        task, seen = stopped
+        status = self.read_status(task.layout)
+        if status is not None:
+            return {"recorded": "by its runtime", "state": status.state.value}
+        starts = self.backend.failed_to_start(detail)
+        if starts is not None and starts < START_ATTEMPTS and self._read_stop(task.layout) is None:
+            log.warning("%s failed to start (%s): starting it again", task.layout.prefix, seen.detail)
+            return {"started_again": self.backend.start_again(detail, starts + 1)}
+        status = self.settle(task.task_ref, task.layout, None, seen)
+        return {"recorded": "by the launcher", "state": status.state.value, "error": status.error}
 
     def reap(self, now: float | None = None) -> list[str]:
         """Stop live tasks whose timeout passed long ago (their runtime failed to); the refs stopped."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from airlaunch.catalog import TaskSpec
 from airlaunch.protocol import ResultLayout, RunIdentity, StopReason, TaskState
@@ -69,6 +69,15 @@ class Backend(Protocol):
 
     def forget(self, task_ref: str) -> None:
         """Drop what the platform keeps of an ended task once its end is recorded (a no-op on ECS)."""
+
+    def stopped_task(self, detail: dict[str, Any]) -> tuple[LiveTask, BackendState] | None:
+        """The task a platform "stopped" event names, and how it ended; None if it is not ours."""
+
+    def failed_to_start(self, detail: dict[str, Any]) -> int | None:
+        """For a task that failed to start for a reason that may pass: how many starts it had."""
+
+    def start_again(self, detail: dict[str, Any], attempt: int) -> str:
+        """Start a task that failed to start once more, as it was; the new task's ref."""
 
 
 def labels_for(spec: TaskSpec, identity: RunIdentity) -> dict[str, str]:

@@ -203,6 +203,16 @@ class DockerBackend:
             return False
         return True
 
+    def stopped_task(self, detail: dict[str, Any]) -> tuple[LiveTask, BackendState] | None:
+        """Docker's ends come through the event watcher (docker_events), not through the handler."""
+        return None
+
+    def failed_to_start(self, detail: dict[str, Any]) -> int | None:
+        return None
+
+    def start_again(self, detail: dict[str, Any], attempt: int) -> str:
+        raise LaunchError("the Docker backend does not start a task again")
+
     def forget(self, task_ref: str) -> None:
         container = self._get(task_ref)
         if container is not None and container.status not in _LIVE_STATES:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import boto3
@@ -28,6 +29,7 @@ from airlaunch.launcher import run_credentials
 from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
 from airlaunch.protocol import (
     ENV_BUCKET,
+    ENV_EXECUTION_ID,
     ENV_PREFIX,
     ENV_RUN_CREDENTIALS,
     ENV_TIMEOUT_SECONDS,
@@ -35,6 +37,7 @@ from airlaunch.protocol import (
     RunIdentity,
     StopReason,
     TaskState,
+    digest_of,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,26 @@ def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
         return catalog.fargate_size(cpu, memory_mib)
     except catalog.FargateSizeError as exc:
         raise LaunchError(str(exc)) from exc
+
+
+PLACEMENT_ATTEMPTS = 3
+ENV_START_ATTEMPT = "AIRLAUNCH_START_ATTEMPT"  # which start of its try a task is (after failed starts)
+
+
+def _environment(task: dict[str, Any]) -> dict[str, str]:
+    """The environment a task (or a task state event) was started with, from its container overrides."""
+    return {
+        item["name"]: item["value"]
+        for override in (task.get("overrides") or {}).get("containerOverrides") or []
+        for item in override.get("environment") or []
+    }
+
+
+def _throttled(exc: ClientError | BotoCoreError) -> bool:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return exc.response.get("Error", {}).get("Code") in ("ThrottlingException", "ServerException") or status >= 500
+    return True  # a connection error: may pass
 
 
 def started_by(identity: RunIdentity) -> str:
@@ -94,25 +117,19 @@ class EcsBackend:
     def _describe_tasks(self, arns: list[str]) -> list[dict[str, Any]]:
         tasks: list[dict[str, Any]] = []
         for first in range(0, len(arns), 100):  # DescribeTasks takes at most 100
-            response = self.client.describe_tasks(
-                cluster=self.cluster, tasks=arns[first : first + 100], include=["TAGS"]
-            )
+            response = self.client.describe_tasks(cluster=self.cluster, tasks=arns[first : first + 100])
             tasks += response["tasks"]
         return tasks
 
     @staticmethod
     def _live_task(task: dict[str, Any]) -> LiveTask:
-        env = {
-            item["name"]: item["value"]
-            for override in (task.get("overrides") or {}).get("containerOverrides") or []
-            for item in override.get("environment") or []
-        }
+        env = _environment(task)
         tags = {tag["key"]: tag["value"] for tag in task.get("tags") or []}
         started = task.get("startedAt")
         timeout = env.get(ENV_TIMEOUT_SECONDS, "")
         return LiveTask(
             task_ref=task["taskArn"],
-            digest=tags.get("airlaunch.identity", ""),
+            digest=tags.get("airlaunch.identity") or digest_of(env.get(ENV_EXECUTION_ID, "")),
             layout=ResultLayout(bucket=env.get(ENV_BUCKET, ""), prefix=env.get(ENV_PREFIX, "")),
             started_at=started.timestamp() if started is not None else None,
             timeout_seconds=int(timeout) if timeout.isdigit() else None,
@@ -161,13 +178,7 @@ class EcsBackend:
             "count": 1,
             "startedBy": started_by(identity),
             "clientToken": identity.digest,
-            "networkConfiguration": {
-                "awsvpcConfiguration": {
-                    "subnets": list(self.settings.ecs_subnets),
-                    "securityGroups": list(self.settings.ecs_security_groups),
-                    "assignPublicIp": "ENABLED" if self.settings.ecs_assign_public_ip else "DISABLED",
-                }
-            },
+            "networkConfiguration": self._network(),
             "overrides": {
                 "cpu": str(cpu),
                 "memory": str(memory),
@@ -185,13 +196,25 @@ class EcsBackend:
             "enableECSManagedTags": True,
             "propagateTags": "TASK_DEFINITION",
         }
+        self._strategy(params)
+        return params
+
+    def _network(self) -> dict[str, Any]:
+        return {
+            "awsvpcConfiguration": {
+                "subnets": list(self.settings.ecs_subnets),
+                "securityGroups": list(self.settings.ecs_security_groups),
+                "assignPublicIp": "ENABLED" if self.settings.ecs_assign_public_ip else "DISABLED",
+            }
+        }
+
+    def _strategy(self, params: dict[str, Any]) -> None:
         if self.settings.ecs_capacity_provider:
             params["capacityProviderStrategy"] = [
                 {"capacityProvider": self.settings.ecs_capacity_provider, "weight": 1}
             ]
         else:
             params["launchType"] = "FARGATE"
-        return params
 
     @property
     def sts(self) -> Any:
@@ -216,22 +239,87 @@ class EcsBackend:
 
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         params = self.run_task_params(spec, identity, {**env, **self.run_credentials(identity)})
-        try:
-            response = self.client.run_task(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise LaunchError(
-                f"ECS refused to run task {spec.name!r} (task definition {params['taskDefinition']!r}, "
-                f"cluster {self.cluster!r}): {_client_error(exc)}"
-            ) from exc
-        failures = response.get("failures") or []
-        if failures or not response.get("tasks"):
+        return Started(task_ref=self._run_task(params, f"task {spec.name!r}"), launched=True)
+
+    def _run_task(self, params: dict[str, Any], what: str) -> str:
+        """RunTask, tried again (PLACEMENT_ATTEMPTS, a second apart) when ECS has no capacity or agent just now.
+
+        A placement failure starts nothing, so each retry carries a new clientToken: the first
+        one's cached answer would be the same failure.
+        """
+        for attempt in range(PLACEMENT_ATTEMPTS):
+            if attempt:
+                time.sleep(attempt)
+                params = {**params, "clientToken": f"{params['clientToken'][:40]}-{time.time_ns()}"}
+            try:
+                response = self.client.run_task(**params)
+            except (ClientError, BotoCoreError) as exc:
+                raise LaunchError(
+                    f"ECS refused to run {what} (task definition {params['taskDefinition']!r}, "
+                    f"cluster {self.cluster!r}): {_client_error(exc)}",
+                    retryable=_throttled(exc),
+                ) from exc
+            failures = response.get("failures") or []
+            if response.get("tasks") and not failures:
+                arn: str = response["tasks"][0]["taskArn"]
+                log.info("started ECS task %s (%s)", arn, params["startedBy"])
+                return arn
             reasons = "; ".join(f"{f.get('reason')} {f.get('detail') or ''} ({f.get('arn', '')})" for f in failures)
             # no capacity or agent just now (RESOURCE:*, AGENT, Capacity is unavailable): may pass
             passing = any(str(f.get("reason", "")).startswith(("RESOURCE:", "AGENT", "Capacity")) for f in failures)
-            raise LaunchError(f"ECS could not place task {spec.name!r}: {reasons or 'no task returned'}", passing)
-        arn: str = response["tasks"][0]["taskArn"]
-        log.info("started ECS task %s for %s", arn, identity.execution_id)
-        return Started(task_ref=arn, launched=True)
+            if not passing:
+                break
+        raise LaunchError(f"ECS could not place {what}: {reasons or 'no task returned'}", passing)
+
+    # -- ECS task state change events (EventBridge -> the launcher) -----------------------------
+    def stopped_task(self, detail: dict[str, Any]) -> tuple[LiveTask, BackendState] | None:
+        """An airlaunch task's STOPPED event: the task and how it ended; None for any other event."""
+        if detail.get("lastStatus") != "STOPPED" or not str(detail.get("startedBy", "")).startswith("al-"):
+            return None
+        task = self._live_task(detail)
+        if not task.layout.prefix:
+            return None
+        return task, self.how_it_ended(detail, self._essential_container(detail))
+
+    @staticmethod
+    def failed_to_start(detail: dict[str, Any]) -> int | None:
+        """How many starts this try has had, if this task failed to start for a reason that may pass
+        (an image pull or the ENI failing now and then, about 1% of Fargate starts); else None."""
+        if detail.get("stopCode") != "TaskFailedToStart":
+            return None
+        env = _environment(detail)
+        return int(env.get(ENV_START_ATTEMPT, "1"))
+
+    def start_again(self, detail: dict[str, Any], attempt: int) -> str:
+        """Run the failed task again as it was (same definition, overrides, startedBy, network)."""
+        overrides = detail.get("overrides") or {}
+        containers = [
+            {
+                **override,
+                "environment": [e for e in override.get("environment") or [] if e["name"] != ENV_START_ATTEMPT]
+                + [{"name": ENV_START_ATTEMPT, "value": str(attempt)}],
+            }
+            for override in overrides.get("containerOverrides") or []
+        ]
+        params: dict[str, Any] = {
+            "cluster": self.cluster,
+            "taskDefinition": detail["taskDefinitionArn"],
+            "count": 1,
+            "startedBy": detail["startedBy"],
+            "clientToken": f"{detail['startedBy'][3:35]}-start-{attempt}-{detail['taskArn'][-12:]}",
+            "networkConfiguration": self._network(),
+            "overrides": {
+                **{k: v for k, v in overrides.items() if k != "containerOverrides"},
+                "containerOverrides": containers,
+            },
+            "tags": [{"key": t["key"], "value": t["value"]} for t in detail.get("tags") or []],
+            "enableECSManagedTags": True,
+            "propagateTags": "TASK_DEFINITION",
+        }
+        if not params["tags"]:
+            del params["tags"]
+        self._strategy(params)
+        return self._run_task(params, f"again the task that failed to start ({detail['taskArn']})")
 
     def describe(self, task_ref: str) -> BackendState:
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from airlaunch.protocol import RunIdentity, parse_try_key
+from airlaunch.protocol import RunIdentity, identity_of_prefix
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook
 
 log = logging.getLogger(__name__)
@@ -32,19 +32,6 @@ ALIVE = {"running", "deferred", "queued", "scheduled", "restarting", "up_for_res
 GRACE_SECONDS = 30.0
 
 _SWEEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
-
-
-def identity_of_prefix(prefix: str) -> RunIdentity | None:
-    """The try a result prefix belongs to (``.../<dag>/<run>/<task>/<map>/<try>-<ti_id>/``)."""
-    parts = prefix.rstrip("/").split("/")
-    if len(parts) < 5:
-        return None
-    dag_id, run_id, task_id, map_index, try_key = parts[-5:]
-    try:
-        try_number, ti_id = parse_try_key(try_key)
-        return RunIdentity(dag_id, run_id, task_id, int(map_index), try_number, ti_id)
-    except ValueError:
-        return None
 
 
 def ensure_running(hook: LauncherHook, interval: float) -> None:

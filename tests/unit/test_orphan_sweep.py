@@ -1,0 +1,60 @@
+"""The triggerer's orphan sweep decides from the launcher's live tasks and Airflow's task states."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from airlaunch.protocol import ResultLayout, RunIdentity, identity_of_prefix
+from airlaunch.providers.airflow.triggers.orphan_sweep import sweep_once
+
+TI = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4"
+
+
+class FakeLauncher:
+    def __init__(self, tasks: list[dict[str, Any]]) -> None:
+        self.tasks = tasks
+        self.stopped: list[dict[str, Any]] = []
+
+    async def acall(self, event: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
+        if event["action"] == "list":
+            return {"ok": True, "tasks": self.tasks}
+        assert event["action"] == "stop"
+        self.stopped.append(event)
+        return {"ok": True}
+
+
+def _task(identity: RunIdentity, started_at: float) -> dict[str, Any]:
+    layout = ResultLayout.for_identity("b", "runs", identity)
+    return {"task_ref": identity.task_id, "bucket": "b", "prefix": layout.prefix, "started_at": started_at}
+
+
+def test_only_containers_whose_task_instance_no_longer_runs_are_stopped() -> None:
+    now = 10_000.0
+    running = RunIdentity("dag", "run1", "running", -1, 1, TI)
+    failed = RunIdentity("dag", "run1", "failed", 2, 1, TI)  # a mapped one: key "failed_2"
+    retried = RunIdentity("dag", "run1", "retried", -1, 1, TI)
+    deleted_run = RunIdentity("dag", "gone", "t", -1, 1, TI)
+    young = RunIdentity("dag", "run1", "young", -1, 1, TI)
+    foreign = RunIdentity("other_airflows_dag", "run1", "t", -1, 1, TI)
+    launcher = FakeLauncher(
+        [_task(i, now - 60) for i in (running, failed, retried, deleted_run, foreign)] + [_task(young, now - 5)]
+    )
+    states = {"run1": {"running": "deferred", "failed_2": "failed", "retried": "up_for_retry", "young": None}}
+
+    async def states_of(dag_id: str, run_ids: list[str], task_ids: list[str]) -> dict[str, Any] | None:
+        return states if dag_id == "dag" else None  # this Airflow has no runs of the other DAG
+
+    stopped = asyncio.run(sweep_once(launcher, states_of, now))  # type: ignore[arg-type]
+
+    assert sorted(stopped) == sorted(i.execution_id for i in (failed, retried, deleted_run))
+    reasons = {e["identity"]["task_id"]: e["reason"] for e in launcher.stopped}
+    assert reasons["failed"] == "orphan sweep: its Airflow task instance is failed"
+    assert reasons["t"] == "orphan sweep: its Airflow task instance or run is gone"
+
+
+def test_a_prefix_gives_back_its_try() -> None:
+    identity = RunIdentity("d", "manual__2026-01-01T00:00:00+00:00", "t", 3, 2, TI)
+    assert identity_of_prefix(ResultLayout.for_identity("b", "a/deep/root", identity).prefix) == identity
+    assert identity_of_prefix("runs/too/short/") is None
+    assert identity_of_prefix("runs/d/r/t/-1/not-a-try/") is None
