@@ -89,7 +89,7 @@ class BenchAirflow(AirflowServers):
 
     def pid(self, component: str) -> int | None:
         pid_file = STATE_DIR / f"airflow-{component}.pid"
-        return int(pid_file.read_text()) if pid_file.exists() else None
+        return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
 
 
 def run_dag(api: AirflowRest, dag_id: str, conf: dict[str, Any], timeout: float) -> tuple[str, dict[str, Any]]:

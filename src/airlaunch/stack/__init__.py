@@ -78,9 +78,8 @@ class Stack:
         self.launcher = LauncherLambda(self.cfg)
         self.airflow = AirflowServers(self.cfg)
         self.supervisor = ManagedProcess(
-            "supervisor", [sys.executable, "-m", "airlaunch.stack", "supervise"], self.cfg.state_dir,
-            marker="airlaunch.stack supervise",
-        )  # fmt: skip
+            "supervisor", [sys.executable, "-m", "airlaunch.stack", "supervise"], self.cfg.state_dir
+        )
 
     # -- up ---------------------------------------------------------------------------------------
     def up(self, with_airflow: bool = False, only: list[str] | None = None) -> list[str]:

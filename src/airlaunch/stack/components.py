@@ -56,9 +56,8 @@ class LocalStack:
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
         self.process = ManagedProcess(
-            "localstack", [str(cfg.localstack_python), "-m", "localstack.runtime.main"], cfg.state_dir,
-            marker="localstack.runtime.main",
-        )  # fmt: skip
+            "localstack", [str(cfg.localstack_python), "-m", "localstack.runtime.main"], cfg.state_dir
+        )
         self.root = cfg.state_dir / "localstack"
 
     @property
@@ -226,7 +225,7 @@ class AirflowProcess:
         self._health = health
         self.env = env
         airflow = str(Path(sys.executable).parent / "airflow")
-        self.process = ManagedProcess(self.name, [airflow, *AIRFLOW_COMMANDS[name]], cfg.state_dir, f"airflow {name}")
+        self.process = ManagedProcess(self.name, [airflow, *AIRFLOW_COMMANDS[name]], cfg.state_dir)
 
     def alive(self) -> bool:
         return self.process.alive()

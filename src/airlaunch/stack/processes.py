@@ -1,7 +1,8 @@
 """Processes the stack starts, each recorded in a pid file so any later command finds it.
 
-A process counts as alive only if its pid exists, is not a zombie and still runs the program
-that was started (a pid file can outlive its process and the pid be reused). Stopping sends
+A process counts as alive only if its pid exists, is not a zombie and is the very process that
+was started: the pid file keeps the process's start time too, since a pid file can outlive its
+process and the pid be reused (and a process may rename itself, as Airflow's api-server does). Stopping sends
 SIGTERM to the process group, then SIGKILL after a grace period; several processes are
 stopped at once, so ``make down`` takes as long as the slowest, not the sum.
 """
@@ -21,39 +22,52 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def pid_alive(pid: int, marker: str = "") -> bool:
-    """True if ``pid`` runs (not a zombie) and, if given, its command line contains ``marker``."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: [state, ppid, ...]; None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    fields = _stat(pid)
+    return fields[19] if fields else ""
+
+
+def pid_alive(pid: int, started: str) -> bool:
+    """True if ``pid`` runs (not a zombie) and is the process that started at ``started``."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and has ended
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X") and marker in cmdline
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X") and fields[19] == started
 
 
 class ManagedProcess:
     """One long-running process of the stack: ``argv`` started in its own session, logged to a file."""
 
-    def __init__(self, name: str, argv: list[str], state_dir: Path, marker: str) -> None:
+    def __init__(self, name: str, argv: list[str], state_dir: Path) -> None:
         self.name = name
         self.argv = argv
         self.pid_file = state_dir / f"{name}.pid"
         self.log = state_dir / f"{name}.log"
-        self.marker = marker  # what its command line must contain to be this process
 
-    @property
-    def pid(self) -> int | None:
+    def _recorded(self) -> tuple[int, str] | None:
         try:
-            return int(self.pid_file.read_text())
+            pid, *started = self.pid_file.read_text().split()
+            return int(pid), started[0] if started else start_time(int(pid))  # (an older pid file: pid only)
         except (OSError, ValueError):
             return None
 
+    @property
+    def pid(self) -> int | None:
+        recorded = self._recorded()
+        return recorded[0] if recorded else None
+
     def alive(self) -> bool:
-        pid = self.pid
-        return pid is not None and pid_alive(pid, self.marker)
+        recorded = self._recorded()
+        return recorded is not None and pid_alive(*recorded)
 
     def start(self, env: dict[str, str]) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +76,7 @@ class ManagedProcess:
                 self.argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
-        self.pid_file.write_text(str(proc.pid))
+        self.pid_file.write_text(f"{proc.pid} {start_time(proc.pid)}")
         return proc.pid
 
 
