@@ -147,6 +147,7 @@ def test_wait_times_out_with_a_progress_line_on_a_terminal(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    identity["run_id"] = f"tty_{time.time_ns()}"  # short enough for the line on an 80-column terminal
     handle = launcher.launch("diagnostic", in_dag(identity, "slow"), {"action": "sleep", "seconds": 60})
     try:
         monkeypatch.setattr(sys.stdout, "isatty", lambda: True)

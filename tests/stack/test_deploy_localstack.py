@@ -87,7 +87,7 @@ def test_status_files_written_in_the_bucket_are_announced_on_its_queue(
 
 def test_roles_exist(deployed: dict[str, Any], aws: dict[str, Any]) -> None:
     outputs = deployed["outputs"]
-    for key in ("LauncherRoleArn", "TaskRoleArn", "TaskExecutionRoleArn", "AirflowRoleArn"):
+    for key in ("LauncherRoleArn", "RunFilesRoleArn", "TaskExecutionRoleArn", "AirflowRoleArn"):
         role = aws["iam"].get_role(RoleName=outputs[key].rsplit("/", 1)[1])["Role"]
         assert role["Arn"] == outputs[key]
     airflow_role = outputs["AirflowRoleArn"].rsplit("/", 1)[1]
