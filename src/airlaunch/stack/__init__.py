@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -79,7 +80,7 @@ class Stack:
         self.airflow = AirflowServers(self.cfg)
         self.supervisor = ManagedProcess(
             "supervisor", [sys.executable, "-m", "airlaunch.stack", "supervise"], self.cfg.state_dir
-        )
+        )  # started here; found again through its lock (supervisor.running, supervisor.pid_of)
 
     # -- up ---------------------------------------------------------------------------------------
     def up(self, with_airflow: bool = False, only: list[str] | None = None) -> list[str]:
@@ -88,7 +89,7 @@ class Stack:
         names = only or BASE + (AIRFLOW if with_airflow else [])
         started = [name for name in names if not self._ready(name)]
         supervisor.write_wants(self.cfg, sorted(set(supervisor.read_wants(self.cfg)) | set(names)))
-        if not self.supervisor.alive():
+        if not supervisor.running(self.cfg):
             self.supervisor.start(dict(os.environ))
         for name in names:
             if name in started:
@@ -120,9 +121,9 @@ class Stack:
         remaining = [name for name in supervisor.read_wants(self.cfg) if name not in names]
         supervisor.write_wants(self.cfg, remaining)
         if not remaining:
-            stop_processes([self.supervisor], grace=40)  # on its way out it stops every component
+            self._stop_supervisor()
         deadline = time.monotonic() + 40
-        while self.supervisor.alive() and any(self.components[n].alive() for n in names):
+        while supervisor.running(self.cfg) and any(self.components[n].alive() for n in names):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -134,6 +135,18 @@ class Stack:
         if "launcher" in names and (removed := stop_task_containers(self.cfg)):
             say(f"Removed {removed} task container(s)")
         say("The embedded stack is stopped" if only is None else f"Stopped {', '.join(names)}")
+
+    def _stop_supervisor(self, grace: float = 40) -> None:
+        """SIGTERM the supervisor (it stops every component on its way out), SIGKILL it after ``grace``."""
+        pid = supervisor.pid_of(self.cfg)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while supervisor.running(self.cfg) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if supervisor.running(self.cfg):
+            os.kill(pid, signal.SIGKILL)
 
     def restart(self, name: str) -> None:
         """Stop one component and let the supervisor start it again (as after a crash)."""
@@ -155,7 +168,7 @@ class Stack:
         if not self.launcher.outdated():
             return f"the launcher runs the newest image; it re-reads {self.cfg.catalog} by itself"
         say("Replacing the launcher container with the rebuilt image (running tasks keep running)")
-        if self.supervisor.alive():
+        if supervisor.running(self.cfg):
             self.restart("launcher")
         else:
             self.launcher.stop()

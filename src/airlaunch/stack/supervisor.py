@@ -11,11 +11,14 @@ Which components are wanted is a file, ``.stack/supervisor-wants.json``, which `
 ``down`` edit; a component no longer wanted is stopped. On SIGTERM the supervisor stops
 every component at once and exits. Started again after being killed itself, it adopts the
 components still running (pid files, the launcher container) instead of starting twins.
+There is one supervisor per state folder: it holds ``.stack/supervisor.lock`` for its whole
+life, a second one exits at once, and ``running``/``pid_of`` ask the lock, not a pid file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -183,6 +186,46 @@ class Supervisor:
             tmp.replace(path)
 
 
+def _lock_path(cfg: StackConfig) -> Path:
+    return cfg.state_dir / "supervisor.lock"
+
+
+def running(cfg: StackConfig) -> bool:
+    """True while a supervisor holds this state folder's lock."""
+    path = _lock_path(cfg)
+    if not path.exists():
+        return False
+    with path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
+def pid_of(cfg: StackConfig) -> int | None:
+    """The running supervisor's pid (it writes the lock file itself, once it holds the lock)."""
+    if not running(cfg):
+        return None
+    try:
+        return int(_lock_path(cfg).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    Supervisor(StackConfig()).run()
+    cfg = StackConfig()
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_path(cfg).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("another supervisor runs for %s: leaving it to that one", cfg.state_dir)
+        return
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    Supervisor(cfg).run()
