@@ -191,7 +191,7 @@ AIRFLOW_AUTH_DIR ?= $(CURDIR)/.stack/compose-airflow
 AIRLAUNCH_NETWORK ?= $(COMPOSE_PROJECT)
 # What every compose command needs: the socket's group for the launcher, Airflow's uid and
 # passwords folder, the network the task containers join (named after the project).
-COMPOSE = DOCKER_GID=$$(stat -c %g $(DOCKER_SOCKET)) DOCKER_SOCKET=$(DOCKER_SOCKET) \
+COMPOSE = DOCKER_GID=$$(stat -c %g $(DOCKER_SOCKET)) DOCKER_SOCKET=$(DOCKER_SOCKET) COMPOSE_PROJECT_NAME=$(COMPOSE_PROJECT) \
   AIRFLOW_UID=$${AIRFLOW_UID:-$$(id -u)} AIRFLOW_AUTH_DIR=$(AIRFLOW_AUTH_DIR) AIRLAUNCH_NETWORK=$(AIRLAUNCH_NETWORK) \
   $(COMPOSE_BIN) -p $(COMPOSE_PROJECT)
 

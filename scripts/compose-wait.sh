@@ -13,7 +13,7 @@ while :; do
     read -r service state health code < <(docker inspect -f \
       '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' "$id")
     case "$state/$health" in
-      running/healthy) ;;
+      running/healthy|running/none) ;;  # none: a service without a healthcheck
       running/unhealthy) failed+=" $service(unhealthy)" ;;
       exited/*|dead/*) [ "$code" = 0 ] || failed+=" $service(exited $code)" ;;
       *) pending+=" $service" ;;

@@ -36,8 +36,8 @@ RESULT_FILE = "result.json"
 NOTEBOOK_FILE = "output.ipynb"
 LOG_FILE = "log.txt"
 STATUS_FILE = "status.json"
-STOP_FILE = "stop.json"
-LOG_PARTS_DIR = "log"  # why the launcher stopped this try: written before it signals the container
+STOP_FILE = "stop.json"  # why the launcher stopped this try: written before it signals the container
+LOG_PARTS_DIR = "log"  # the running log, uploaded in parts (log.txt holds it whole at the end)
 
 # Environment the launcher gives every task container (read by the task runtime).
 ENV_BUCKET = "AIRLAUNCH_BUCKET"
