@@ -38,6 +38,7 @@ LOG_FILE = "log.txt"
 STATUS_FILE = "status.json"
 STOP_FILE = "stop.json"  # why the launcher stopped this try: written before it signals the container
 LOG_PARTS_DIR = "log"  # the running log, uploaded in parts (log.txt holds it whole at the end)
+TIMINGS_FILE = "timings.json"  # the moments Airflow's side and the launcher saw (Timeline), written at the end
 
 # Environment the launcher gives every task container (read by the task runtime).
 ENV_BUCKET = "AIRLAUNCH_BUCKET"
@@ -322,6 +323,10 @@ class ResultLayout:
     def stop_key(self) -> str:
         return self.key(STOP_FILE)
 
+    @property
+    def timings_key(self) -> str:
+        return self.key(TIMINGS_FILE)
+
     def log_part_key(self, number: int) -> str:
         """The running log, uploaded in parts while the task runs (log.txt holds it whole at the end)."""
         return self.key(f"{LOG_PARTS_DIR}/{number:06d}")
@@ -500,6 +505,66 @@ class Usage:
         )
 
 
+AIRFLOW_CLOCK = "Airflow's wall clock (UTC): the triggerer's, or the worker's for a launch from a worker"
+LAUNCHER_CLOCK = "the launcher's wall clock (UTC); container times are the container platform's"
+
+
+@dataclass(frozen=True)
+class AirflowMoments:
+    """What Airflow's side saw of one try: from the task instance's start to its end."""
+
+    task_started_at: str | None = None  # the task instance's start_date (the scheduler's clock)
+    launch_requested_at: str | None = None  # the launcher was invoked
+    completion_seen_at: str | None = None  # the trigger read status.json
+    task_ended_at: str | None = None  # the trigger ended the task (success) or resumed it (failure)
+    clock: str = AIRFLOW_CLOCK
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AirflowMoments:
+        return _typed_record(cls, data, "timings.airflow")
+
+
+@dataclass(frozen=True)
+class LauncherMoments:
+    """What the launcher saw of one launch."""
+
+    received_at: str | None = None  # the launch request reached the launcher
+    container_created_at: str | None = None  # the platform created the container (Docker) or task (ECS)
+    container_started_at: str | None = None  # the platform started it
+    clock: str = LAUNCHER_CLOCK
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LauncherMoments:
+        return _typed_record(cls, data, "timings.launcher")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Contents of timings.json: the moments of one try that status.json cannot know, each side's on
+    its own clock. With status.json's usage record (the container's moments) it makes the whole
+    timeline of a try, from Airflow's task start to its end (``airlaunch report`` joins them)."""
+
+    airflow: AirflowMoments = field(default_factory=AirflowMoments)
+    launcher: LauncherMoments = field(default_factory=LauncherMoments)
+    version: int = USAGE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Timeline:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidRequest("timings", f"timings.json is not JSON: {exc}") from exc
+        _require(data, "timings", dict)
+        return cls(
+            airflow=AirflowMoments.from_dict(data.get("airflow") or {}),
+            launcher=LauncherMoments.from_dict(data.get("launcher") or {}),
+            version=int(data.get("version", USAGE_VERSION)),
+        )
+
+
 def _optional_usage(data: Any) -> Usage | None:
     """Usage is informational: a record this reader cannot parse must not make a finished try unreadable."""
     try:
@@ -597,6 +662,7 @@ class Handle:
     bucket: str
     prefix: str
     launched: bool  # False when an earlier launch of the same identity was found instead
+    timings: dict[str, str] = field(default_factory=dict)  # LauncherMoments of this launch, as a dict
 
     @property
     def layout(self) -> ResultLayout:
@@ -608,7 +674,7 @@ class Handle:
     @classmethod
     def from_dict(cls, data: Any) -> Handle:
         _require(data, "handle", dict)
-        _check_keys(data, "handle", {"backend", "task_ref", "bucket", "prefix", "launched"})
+        _check_keys(data, "handle", {"backend", "task_ref", "bucket", "prefix", "launched", "timings"})
         try:
             handle = cls(**data)
         except TypeError as exc:

@@ -152,9 +152,10 @@ def test_every_service_is_healthy_on_the_requested_ports(compose_stack: ComposeS
     assert compose_stack.inspect(init, "{{.State.Status}} {{.State.ExitCode}}") == "exited 0"
     [autoheal] = compose_stack.containers("autoheal")  # restarts what stays unhealthy
     assert compose_stack.inspect(autoheal, "{{.State.Status}}") == "running"
-    assert "restarting unhealthy containers of compose project" in subprocess.run(
-        ["docker", "logs", autoheal], capture_output=True, text=True
-    ).stderr
+    assert (
+        "restarting unhealthy containers of compose project"
+        in subprocess.run(["docker", "logs", autoheal], capture_output=True, text=True).stderr
+    )
     for service, port, name in (
         ("airflow-apiserver", 8080, "airflow"),
         ("localstack", 4566, "localstack"),

@@ -14,7 +14,19 @@ import pytest
 
 from airlaunch import cli
 from airlaunch.cost import money
-from airlaunch.protocol import EcsTimes, RequestedSize, Resources, RunIdentity, RuntimePhases, TaskState, Usage
+from airlaunch.protocol import (
+    AirflowMoments,
+    EcsTimes,
+    LauncherMoments,
+    RequestedSize,
+    Resources,
+    ResultLayout,
+    RunIdentity,
+    RuntimePhases,
+    TaskState,
+    Timeline,
+    Usage,
+)
 from tests.unit.conftest import put_try, status_json
 
 D = Decimal
@@ -182,17 +194,17 @@ def test_report_table_is_sorted_by_cost_and_says_what_dominates(
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == [
-        "TASK", "MAP", "TRY", "STATE", "LAUNCH", "STARTUP", "CODE", "UPLOAD", "TOTAL",
+        "TASK", "MAP", "TRY", "STATE", "LAUNCH", "STARTUP", "CODE", "UPLOAD", "END", "TOTAL",
         "CPU-S", "PEAK", "MEM", "MEM", "LIMIT", "COST", "DOMINANT",
     ]  # fmt: skip
     rows = {line.split()[0]: line.split() for line in lines[1:5]}
     assert list(rows) == ["fargate", "local", "old", "running"]
-    assert rows["fargate"][4:10] == ["31.00", "1.50", "60.00", "0.50", "100.40", "58.00"]
-    assert rows["fargate"][10:] == ["300.0MiB", "ok", rows["fargate"][12], "code"]
-    assert rows["local"][3:10] == ["failed", "1.50", "0.75", "6.00", "0.50", "8.75", "5.50"]
-    assert rows["local"][10:] == ["256.0MiB", "OOM-KILLED", rows["local"][12], "code"]
-    assert re.fullmatch(r"\$0\.\d{6}", rows["local"][12])
-    assert rows["running"][3:] == ["running"] + ["-"] * 10
+    assert rows["fargate"][4:11] == ["31.00", "1.50", "60.00", "0.50", "-", "100.40", "58.00"]
+    assert rows["fargate"][11:] == ["300.0MiB", "ok", rows["fargate"][13], "code"]
+    assert rows["local"][3:11] == ["failed", "1.50", "0.75", "6.00", "0.50", "-", "8.75", "5.50"]
+    assert rows["local"][11:] == ["256.0MiB", "OOM-KILLED", rows["local"][13], "code"]
+    assert re.fullmatch(r"\$0\.\d{6}", rows["local"][13])
+    assert rows["running"][3:] == ["running"] + ["-"] * 11
     summary = "\n".join(lines[5:])
     assert "4 tries; time by phase, largest first: code " in summary
     assert "this run costs about $0.00" in summary and "prices of 2026-12-01" in summary
@@ -251,3 +263,38 @@ def test_ecs_times_without_a_zone_are_taken_as_utc(
     lay_out(moto_s3, bucket, "fargate", naive_ecs)
     code, out, _ = report(capsys, "--bucket", bucket, "--json")
     assert code == 0 and json.loads(out)["tries"][0]["cost"]["billed_seconds"] == 96
+
+
+def test_timings_json_gives_every_phase_from_airflows_start_to_its_end(
+    moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = lay_out(moto_s3, bucket, "local", docker_usage)
+    timeline = Timeline(
+        airflow=AirflowMoments(
+            task_started_at=at(written, -1.0),
+            launch_requested_at=at(written, -0.4),
+            completion_seen_at=at(written, 9.0),
+            task_ended_at=at(written, 9.25),
+        ),
+        launcher=LauncherMoments(
+            received_at=at(written, -0.3), container_created_at=at(written, 0.5), container_started_at=at(written, 1.0)
+        ),
+    )
+    layout = ResultLayout.for_identity(bucket, "runs", RunIdentity("d", "r1", "local"))
+    moto_s3.put_object(Bucket=bucket, Key=layout.timings_key, Body=timeline.to_json().encode())
+
+    [tried] = json.loads(report(capsys, "--bucket", bucket, "--json")[1])["tries"]
+    phases = [(p["phase"], p["seconds"], p["clock"]) for p in tried["phases"]]
+    assert phases == [
+        ("airflow", 0.6, "Airflow"),
+        ("invoke", 0.1, "Airflow -> launcher"),
+        ("launch", 0.8, "launcher -> platform"),
+        ("create", 0.5, "platform"),
+        ("boot", 0.5, "platform -> container"),
+        ("startup", 0.75, "container"),
+        ("code", 6.0, "container"),
+        ("upload", 0.5, "container"),
+        ("notify", 0.25, "container -> Airflow"),
+        ("finish", 0.25, "Airflow"),
+    ]
+    assert tried["total_seconds"] == 10.25

@@ -14,7 +14,10 @@ from airlaunch.cli.report import TryReport
 from airlaunch.cli.store import EXIT_FAILED, CliError
 
 COLOURS = {
+    "airflow": "#5c6bc0",
+    "invoke": "#78909c",
     "launch": "#9e9e9e",
+    "create": "#bcaaa4",
     "provision": "#8d6e63",
     "pull": "#fb8c00",
     "start": "#fdd835",
@@ -25,6 +28,8 @@ COLOURS = {
     "upload": "#8e24aa",
     "exit": "#f48fb1",
     "stop": "#e53935",
+    "notify": "#ffb300",
+    "finish": "#3949ab",
 }
 LABEL_WIDTH, PLOT_WIDTH, ROW, BAR, TOP = 260, 760, 22, 14, 56
 

@@ -1,9 +1,12 @@
 """``airlaunch report``: where a run's seconds and cents went, try by try.
 
-Each try's phases come from what S3 holds: params.yaml's LastModified (the launcher wrote it;
-S3's clock, whole seconds), the usage record in status.json (the container's clock) and, on
-ECS, the task's own timestamps (ECS's clock). A phase between two clocks says so. The cost is
-the Fargate estimate of :mod:`airlaunch.cost`: for a local run, what it would cost on Fargate.
+Each try's phases come from what S3 holds: timings.json (what Airflow's side saw, from the
+task instance's start to its end, and what the launcher saw: request received, container
+created and started), the usage record in status.json (the container's clock) and, on ECS,
+the task's own timestamps (ECS's clock); for a try without timings.json, params.yaml's
+LastModified (S3's clock, whole seconds) stands for the launch. A phase between two clocks
+says so. The cost is the Fargate estimate of :mod:`airlaunch.cost`: for a local run, what it
+would cost on Fargate.
 """
 
 from __future__ import annotations
@@ -18,16 +21,24 @@ from typing import Any, TextIO
 from airlaunch.cli.render import human_bytes, human_duration, json_out, table
 from airlaunch.cli.store import EXIT_OK, ResultStore, TaskTry
 from airlaunch.cost import CostError, Platform, PriceTable, TryCost, money, run_cost, s3_requests, try_cost
-from airlaunch.protocol import PARAMS_FILE, Usage
+from airlaunch.protocol import PARAMS_FILE, TIMINGS_FILE, InvalidRequest, Timeline, Usage
 
 CONTAINER = "container"
 ECS = "ECS"
+AIRFLOW = "Airflow"
+AIRFLOW_TO_LAUNCHER = "Airflow -> launcher"
+LAUNCHER_TO_PLATFORM = "launcher -> platform"
+PLATFORM = "platform"
+PLATFORM_TO_CONTAINER = "platform -> container"
+CONTAINER_TO_AIRFLOW = "container -> Airflow"
 S3_TO_CONTAINER = "S3 (1 s) -> container"
 S3_TO_ECS = "S3 (1 s) -> ECS"
 ECS_TO_CONTAINER = "ECS -> container"
 CONTAINER_TO_ECS = "container -> ECS"
-# Columns of the table: the phases before the runtime runs count as "launch".
-LAUNCH_PHASES = ("launch", "provision", "pull", "start", "boot")
+# Columns of the table: the phases before the runtime runs count as "launch", those after the
+# results are uploaded until Airflow ended the task as "end".
+LAUNCH_PHASES = ("airflow", "invoke", "launch", "create", "provision", "pull", "start", "boot")
+END_PHASES = ("notify", "finish")
 DEFAULT_CPU, DEFAULT_MEMORY_MIB = 0.5, 512  # the catalog's defaults, when a try says nothing of its size
 
 
@@ -99,14 +110,33 @@ def _at(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
-def phases_of(task_try: TaskTry) -> list[Span]:
+def phases_of(task_try: TaskTry, timeline: Timeline | None = None) -> list[Span]:
     """The spans this try's records allow, in order; a missing moment drops the spans it bounds."""
     status = task_try.status
     usage = status.usage if status else None
     params_written = task_try.files.get(PARAMS_FILE)
     moments: list[tuple[str, datetime | None, str]] = []  # (phase that starts here, moment, clock)
     ecs = usage.ecs if usage else None
-    if ecs:
+    if timeline:  # Airflow's and the launcher's own moments instead of S3's
+        airflow, launcher = timeline.airflow, timeline.launcher
+        moments += [
+            ("airflow", _at(airflow.task_started_at), AIRFLOW),
+            ("invoke", _at(airflow.launch_requested_at), AIRFLOW_TO_LAUNCHER),
+            ("launch", _at(launcher.received_at), LAUNCHER_TO_PLATFORM),
+        ]
+        if ecs:
+            moments += [
+                ("provision", _at(ecs.created_at), ECS),
+                ("pull", _at(ecs.pull_started_at), ECS),
+                ("start", _at(ecs.pull_stopped_at), ECS),
+                ("boot", _at(ecs.started_at), ECS_TO_CONTAINER),
+            ]
+        else:
+            moments += [
+                ("create", _at(launcher.container_created_at), PLATFORM),
+                ("boot", _at(launcher.container_started_at), PLATFORM_TO_CONTAINER),
+            ]
+    elif ecs:
         moments += [
             ("launch", params_written, S3_TO_ECS),
             ("provision", _at(ecs.created_at), ECS),
@@ -123,7 +153,13 @@ def phases_of(task_try: TaskTry) -> list[Span]:
             ("code", _at(phases.user_code_started_at), CONTAINER),
             ("upload", _at(phases.user_code_ended_at), CONTAINER),
         ]
-        if ecs and ecs.stopping_at and ecs.stopped_at:  # the runtime's exit, then ECS stopping the task
+        if timeline:  # status.json and the notification, then Airflow ending the task
+            moments += [
+                ("notify", _at(phases.results_uploaded_at), CONTAINER_TO_AIRFLOW),
+                ("finish", _at(timeline.airflow.completion_seen_at), AIRFLOW),
+                ("", _at(timeline.airflow.task_ended_at), AIRFLOW),
+            ]
+        elif ecs and ecs.stopping_at and ecs.stopped_at:  # the runtime's exit, then ECS stopping the task
             moments += [("exit", _at(phases.results_uploaded_at), CONTAINER_TO_ECS)]
             moments += [("stop", _at(ecs.stopping_at), ECS), ("", _at(ecs.stopped_at), ECS)]
         else:
@@ -188,11 +224,21 @@ def build(store: ResultStore, dag_id: str, run_id: str, args: Any) -> tuple[list
     base = Platform(region=getattr(store.s3.meta, "region_name", None) or "us-east-1")  # boto3's region
     reports = []
     for task_try in store.run_tries(dag_id, run_id):
-        spans = phases_of(task_try)
+        spans = phases_of(task_try, _timeline(store, task_try))
         cost, note = cost_of(task_try, spans, prices, base, args)
         reports.append(TryReport(task_try, spans, cost, note))
     reports.sort(key=_dominance, reverse=True)
     return reports, prices
+
+
+def _timeline(store: ResultStore, task_try: TaskTry) -> Timeline | None:
+    if TIMINGS_FILE not in task_try.files:
+        return None
+    body = store.read(task_try.layout.timings_key)
+    try:
+        return Timeline.from_json(body) if body else None
+    except InvalidRequest:
+        return None  # unreadable timings: the phases S3 alone allows
 
 
 def _dominance(report: TryReport) -> tuple[Decimal, float]:
@@ -223,9 +269,9 @@ def cmd_report(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int
         json_out(_document(args, reports, prices, total), out)
         return EXIT_OK
     rows = [_row(r) for r in reports]
-    headers = ["TASK", "MAP", "TRY", "STATE", "LAUNCH", "STARTUP", "CODE", "UPLOAD", "TOTAL"]
+    headers = ["TASK", "MAP", "TRY", "STATE", "LAUNCH", "STARTUP", "CODE", "UPLOAD", "END", "TOTAL"]
     headers += ["CPU-S", "PEAK MEM", "MEM LIMIT", "COST", "DOMINANT"]
-    table(headers, rows, out, right=headers[4:13])
+    table(headers, rows, out, right=headers[4:14])
     for line in _summary(args, reports, prices, total):
         out.write(line + "\n")
     if args.chart:
@@ -250,6 +296,7 @@ def _row(report: TryReport) -> list[Any]:
         seconds("startup"),
         seconds(("code", "run")),
         seconds("upload"),
+        seconds(END_PHASES),
         f"{report.total_seconds:.2f}" if report.spans else None,
         f"{measured.cpu_seconds:.2f}" if measured and measured.cpu_seconds is not None else None,
         human_bytes(measured.memory_peak_bytes) if measured else None,
@@ -287,8 +334,10 @@ def _summary(args: Any, reports: list[TryReport], prices: PriceTable, total: Dec
     unpriced = sorted({r.cost_note for r in reports if r.cost is None})
     lines += [f"no cost for some tries: {note}" for note in unpriced]
     lines.append(
-        "clocks: launch runs from S3's LastModified of params.yaml (whole seconds) to the container's clock; "
-        "startup, code and upload are on the container's clock; ECS phases on ECS's"
+        "clocks: airflow, finish on Airflow's; invoke from Airflow's to the launcher's; launch from the launcher's to "
+        "the platform's; create on the platform's; startup, code and upload on the container's; notify from the "
+        "container's to Airflow's; ECS phases on ECS's (without timings.json, launch runs from S3's LastModified of "
+        "params.yaml, whole seconds). Locally every clock is this machine's."
     )
     return lines
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from typing import Any
 
 import yaml
@@ -29,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from airlaunch.catalog import Catalog, CatalogFile
 from airlaunch.config import LauncherSettings
-from airlaunch.launcher.backends.base import Backend, BackendState, LiveTask
+from airlaunch.launcher.backends.base import Backend, BackendState, LiveTask, Started
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_EXECUTION_ID,
@@ -38,6 +39,7 @@ from airlaunch.protocol import (
     Description,
     Handle,
     InvalidRequest,
+    LauncherMoments,
     LaunchRequest,
     ResultLayout,
     RunIdentity,
@@ -91,12 +93,19 @@ class Launcher:
     # -- launch -----------------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Handle:
         """Start the task unless this try already ran or runs; never wait for it."""
+        received_at = utcnow()
         identity = request.identity
         spec = self.catalog.get(request.task).with_overrides(request.overrides)
         layout = self.layout_of(identity)
 
-        def handle(task_ref: str, launched: bool) -> Handle:
-            return Handle(self.backend.name, task_ref, layout.bucket, layout.prefix, launched)
+        def handle(task_ref: str, launched: bool, started: Started | None = None) -> Handle:
+            moments = LauncherMoments(
+                received_at=received_at,
+                container_created_at=started.created_at if started else None,
+                container_started_at=started.started_at if started else None,
+            )
+            timings = {k: v for k, v in asdict(moments).items() if v is not None}
+            return Handle(self.backend.name, task_ref, layout.bucket, layout.prefix, launched, timings)
 
         # Order matters: a live task first, then a finished one, so a task that ends between
         # the two checks is still seen.
@@ -134,7 +143,7 @@ class Launcher:
             raise
         if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
             self.backend.stop(started.task_ref, "stopped during its launch")
-        return handle(started.task_ref, started.launched)
+        return handle(started.task_ref, started.launched, started)
 
     # -- describe, stop, settle -------------------------------------------------------------------
     def describe(self, handle: Handle) -> Description:

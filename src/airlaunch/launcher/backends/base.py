@@ -25,6 +25,8 @@ class LaunchError(RuntimeError):
 class Started:
     task_ref: str
     launched: bool  # False when a task of the same identity already existed
+    created_at: str | None = None  # when the platform created / started it, as it says (ISO 8601, UTC)
+    started_at: str | None = None
 
 
 @dataclass(frozen=True)

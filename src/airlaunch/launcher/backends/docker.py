@@ -10,9 +10,10 @@ and OOM flag can be read (``describe``) and recorded; the launcher's event watch
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -48,6 +49,12 @@ def _epoch(timestamp: str) -> float | None:
         return None
     head, _, fraction = timestamp.rstrip("Z").partition(".")
     return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{fraction or 0}")
+
+
+def _iso(timestamp: str) -> str | None:
+    """Docker's RFC 3339 time (nanoseconds) as an ISO 8601 time with milliseconds."""
+    epoch = _epoch(timestamp)
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds") if epoch is not None else None
 
 
 def how_it_ended(state: dict[str, Any], memory_limit: int) -> tuple[StopReason, str]:
@@ -161,7 +168,15 @@ class DockerBackend:
                 f"cannot reach the Docker engine to start task {spec.name!r}: {exc}", retryable=True
             ) from exc
         log.info("started container %s for %s", container.id, identity.execution_id)
-        return Started(task_ref=container.id or "", launched=True)
+        with contextlib.suppress(DockerException):  # the engine's own created and started times (report phases)
+            container.reload()
+        state = container.attrs.get("State", {})
+        return Started(
+            task_ref=container.id or "",
+            launched=True,
+            created_at=_iso(container.attrs.get("Created", "")),
+            started_at=_iso(state.get("StartedAt", "")),
+        )
 
     def _get(self, task_ref: str) -> Container | None:
         try:

@@ -239,9 +239,10 @@ class EcsBackend:
 
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         params = self.run_task_params(spec, identity, {**env, **self.run_credentials(identity)})
-        return Started(task_ref=self._run_task(params, f"task {spec.name!r}"), launched=True)
+        task_ref, created = self._run_task(params, f"task {spec.name!r}")
+        return Started(task_ref=task_ref, launched=True, created_at=created)
 
-    def _run_task(self, params: dict[str, Any], what: str) -> str:
+    def _run_task(self, params: dict[str, Any], what: str) -> tuple[str, str | None]:
         """RunTask, tried again (PLACEMENT_ATTEMPTS, a second apart) when ECS has no capacity or agent just now.
 
         A placement failure starts nothing, so each retry carries a new clientToken: the first
@@ -261,9 +262,10 @@ class EcsBackend:
                 ) from exc
             failures = response.get("failures") or []
             if response.get("tasks") and not failures:
-                arn: str = response["tasks"][0]["taskArn"]
-                log.info("started ECS task %s (%s)", arn, params["startedBy"])
-                return arn
+                task = response["tasks"][0]
+                log.info("started ECS task %s (%s)", task["taskArn"], params["startedBy"])
+                created = task.get("createdAt")
+                return task["taskArn"], created.isoformat(timespec="milliseconds") if created else None
             reasons = "; ".join(f"{f.get('reason')} {f.get('detail') or ''} ({f.get('arn', '')})" for f in failures)
             # no capacity or agent just now (RESOURCE:*, AGENT, Capacity is unavailable): may pass
             passing = any(str(f.get("reason", "")).startswith(("RESOURCE:", "AGENT", "Capacity")) for f in failures)
@@ -319,7 +321,7 @@ class EcsBackend:
         if not params["tags"]:
             del params["tags"]
         self._strategy(params)
-        return self._run_task(params, f"again the task that failed to start ({detail['taskArn']})")
+        return self._run_task(params, f"again the task that failed to start ({detail['taskArn']})")[0]
 
     def describe(self, task_ref: str) -> BackendState:
         try:

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
 from airlaunch.config import AirflowSettings
-from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity, Status, TaskState
+from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity, Status, TaskState, utcnow
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
 from airlaunch.providers.airflow.links import LINKS
 from airlaunch.providers.airflow.triggers.launch_spec import (
@@ -86,7 +86,9 @@ class WaitsForLaunchedTask:
             function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
         )
 
-    def trigger_for(self, handle: Handle, context: Context) -> LaunchedTaskTrigger:
+    def trigger_for(
+        self, handle: Handle, context: Context, launch_requested_at: str | None = None
+    ) -> LaunchedTaskTrigger:
         deadline = None
         start = context["ti"].start_date
         if self.execution_timeout is not None and start is not None:
@@ -100,6 +102,7 @@ class WaitsForLaunchedTask:
             poll_interval=self.poll_interval,
             deadline=deadline,
             max_xcom_bytes=self.max_xcom_bytes,
+            launch_requested_at=launch_requested_at,
         )
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
@@ -226,12 +229,13 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
     def execute(self, context: Context) -> Any:
         request = self.build_request(context)
         self._identity = request.identity  # a kill during the launch stops the try by its identity
+        requested_at = utcnow()
         handle = self._handle = self.hook.launch(request)
         self.log.info(launched_message(self.task, handle))
         context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
         if not self.wait_for_completion:
             return handle.to_dict()
-        self.defer(trigger=self.trigger_for(handle, context), method_name="execute_complete")
+        self.defer(trigger=self.trigger_for(handle, context, requested_at), method_name="execute_complete")
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
         if isinstance(event, dict) and event.get("state") == LAUNCH_ON_WORKER:

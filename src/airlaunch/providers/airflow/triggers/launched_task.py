@@ -48,7 +48,17 @@ from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airlaunch.config import AirflowSettings
-from airlaunch.protocol import Handle, InvalidRequest, RunIdentity, Status, TaskState
+from airlaunch.protocol import (
+    AirflowMoments,
+    Handle,
+    InvalidRequest,
+    LauncherMoments,
+    RunIdentity,
+    Status,
+    TaskState,
+    Timeline,
+    utcnow,
+)
 from airlaunch.providers.airflow.hooks.launcher import (
     LauncherError,
     LauncherHook,
@@ -102,6 +112,7 @@ class LaunchedTaskTrigger(BaseTrigger):
         max_xcom_bytes: int | None = None,
         end_from_trigger: bool = True,
         status_queue: str | None = None,
+        launch_requested_at: str | None = None,
     ) -> None:
         super().__init__()
         if handle is None and launch is None:
@@ -120,6 +131,7 @@ class LaunchedTaskTrigger(BaseTrigger):
         self.max_xcom_bytes = max_xcom_bytes or self.settings.max_xcom_bytes
         self.end_from_trigger = end_from_trigger
         self.status_queue = self.settings.status_queue if status_queue is None else status_queue
+        self.launch_requested_at = launch_requested_at
         self._listener: status_notifications.StatusListener | None = None
         self._outage_since: float | None = None
 
@@ -140,6 +152,7 @@ class LaunchedTaskTrigger(BaseTrigger):
                 "max_xcom_bytes": self.max_xcom_bytes,
                 "end_from_trigger": self.end_from_trigger,
                 "status_queue": self.status_queue,
+                "launch_requested_at": self.launch_requested_at,
             },
         )
 
@@ -290,6 +303,7 @@ class LaunchedTaskTrigger(BaseTrigger):
                 spec.include_dag_params,
             )
             self.identity = request.identity  # from now on a kill can stop it, even before the handle comes
+            self.launch_requested_at = utcnow()
             handle = await self.hook.alaunch(request)
         except (InvalidRequest, LauncherError, TypeError, ValueError) as exc:
             detail = f"cannot launch catalog task {spec.task!r}: {exc}"
@@ -319,6 +333,7 @@ class LaunchedTaskTrigger(BaseTrigger):
 
     # -- the end ----------------------------------------------------------------------------------
     async def _finished(self, s3: Any, status: Status, follower: LogFollower) -> TriggerEvent:
+        seen_at = utcnow()
         try:
             await follower.finish(s3)
         except Exception as exc:  # the log is for reading: its loss never fails the task
@@ -336,9 +351,30 @@ class LaunchedTaskTrigger(BaseTrigger):
                     "failed", f"the task succeeded but its result s3://{self.watched.bucket}/{key} {exc}"
                 )
         if status.state is TaskState.SUCCEEDED and self.end_from_trigger and await self._push_xcoms(status, result):
+            await self._record_timeline(s3, seen_at)
             return TaskSuccessEvent()
+        await self._record_timeline(s3, seen_at)
         state, handle = status.state.value, self.watched.to_dict()
         return TriggerEvent({"state": state, "status": status.to_dict(), "result": result, "handle": handle})
+
+    async def _record_timeline(self, s3: Any, seen_at: str) -> None:
+        """timings.json: what Airflow's side and the launcher saw of this try (``airlaunch report``)."""
+        started = getattr(self.task_instance, "start_date", None)
+        timeline = Timeline(
+            airflow=AirflowMoments(
+                task_started_at=started.isoformat(timespec="milliseconds") if started else None,
+                launch_requested_at=self.launch_requested_at,
+                completion_seen_at=seen_at,
+                task_ended_at=utcnow(),
+            ),
+            launcher=LauncherMoments.from_dict(self.watched.timings),
+        )
+        try:
+            layout = self.watched.layout
+            body = timeline.to_json().encode()
+            await s3.put_object(Bucket=layout.bucket, Key=layout.timings_key, Body=body, ContentType="application/json")
+        except Exception as exc:  # timings are for reading: their loss never fails the task
+            self.log.warning("could not record timings.json: %s", exc)
 
     async def _read_result(self, s3: Any, key: str) -> Any:
         body = None
