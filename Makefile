@@ -134,7 +134,7 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 test: ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
 	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
-	  $(MAKE) --no-print-directory setup SETUP_EXTRA="compose-tool registry" && $(MAKE) --no-print-directory lint && \
+	  $(MAKE) --no-print-directory setup SETUP_EXTRA="compose-tool registry build" && $(MAKE) --no-print-directory lint && \
 	  $(PY) -m pytest -p no:cacheprovider -rfE $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
