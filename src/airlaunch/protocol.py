@@ -39,6 +39,7 @@ STATUS_FILE = "status.json"
 STOP_FILE = "stop.json"  # why the launcher stopped this try: written before it signals the container
 LOG_PARTS_DIR = "log"  # the running log, uploaded in parts (log.txt holds it whole at the end)
 TIMINGS_FILE = "timings.json"  # the moments Airflow's side and the launcher saw (Timeline), written at the end
+ECS_TIMES_FILE = "ecs.json"  # ECS's own timestamps of the task (EcsTimes), written when ECS reports it stopped
 
 # Environment the launcher gives every task container (read by the task runtime).
 ENV_BUCKET = "AIRLAUNCH_BUCKET"
@@ -327,6 +328,10 @@ class ResultLayout:
     def timings_key(self) -> str:
         return self.key(TIMINGS_FILE)
 
+    @property
+    def ecs_times_key(self) -> str:
+        return self.key(ECS_TIMES_FILE)
+
     def log_part_key(self, number: int) -> str:
         """The running log, uploaded in parts while the task runs (log.txt holds it whole at the end)."""
         return self.key(f"{LOG_PARTS_DIR}/{number:06d}")
@@ -461,6 +466,9 @@ class EcsTimes:
     @classmethod
     def from_dict(cls, data: Any) -> EcsTimes:
         return _typed_record(cls, data, "usage.ecs")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
 
 
 @dataclass(frozen=True)

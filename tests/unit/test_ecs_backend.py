@@ -441,11 +441,21 @@ def test_a_spot_interruption_is_recorded_in_words(
     event = {
         "source": "aws.ecs",
         "detail-type": "ECS Task State Change",
-        "detail": _stopped_event(aws, handle.task_ref, stopCode="SpotInterruption", stoppedReason="Spot interrupted"),
+        "detail": _stopped_event(
+            aws,
+            handle.task_ref,
+            stopCode="SpotInterruption",
+            stoppedReason="Spot interrupted",
+            createdAt="2026-12-01T10:00:00.000Z",
+            stoppedAt="2026-12-01T10:05:00.000Z",
+        ),
     }
     monkeypatch.setattr(handler, "get_launcher", lambda: launcher)
     answer = handler.handler(event)  # EventBridge delivers the event to the launcher as it is
     assert answer["ok"] and answer["recorded"] == "by the launcher"
+    times = json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=handle.prefix + "ecs.json")["Body"].read())
+    assert times["created_at"] == "2026-12-01T10:00:00.000Z" and times["stopped_at"] == "2026-12-01T10:05:00.000Z"
+    assert times["clock"] == "ECS control plane (UTC)"  # for the report's phases
     status = _status(aws, handle.prefix)
     assert status["reason"] == "platform" and "Fargate Spot reclaimed its capacity" in status["error"]
     assert launcher.task_stopped({"lastStatus": "RUNNING", "startedBy": "al-x"}) == {

@@ -12,6 +12,7 @@ would cost on Fargate.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 from airlaunch.cli.render import human_bytes, human_duration, json_out, table
 from airlaunch.cli.store import EXIT_OK, ResultStore, TaskTry
 from airlaunch.cost import CostError, Platform, PriceTable, TryCost, money, run_cost, s3_requests, try_cost
-from airlaunch.protocol import PARAMS_FILE, TIMINGS_FILE, InvalidRequest, Timeline, Usage
+from airlaunch.protocol import ECS_TIMES_FILE, PARAMS_FILE, TIMINGS_FILE, EcsTimes, InvalidRequest, Timeline, Usage
 
 CONTAINER = "container"
 ECS = "ECS"
@@ -110,13 +111,13 @@ def _at(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
-def phases_of(task_try: TaskTry, timeline: Timeline | None = None) -> list[Span]:
+def phases_of(task_try: TaskTry, timeline: Timeline | None = None, ecs_times: EcsTimes | None = None) -> list[Span]:
     """The spans this try's records allow, in order; a missing moment drops the spans it bounds."""
     status = task_try.status
     usage = status.usage if status else None
     params_written = task_try.files.get(PARAMS_FILE)
     moments: list[tuple[str, datetime | None, str]] = []  # (phase that starts here, moment, clock)
-    ecs = usage.ecs if usage else None
+    ecs = (usage.ecs if usage else None) or ecs_times
     if timeline:  # Airflow's and the launcher's own moments instead of S3's
         airflow, launcher = timeline.airflow, timeline.launcher
         moments += [
@@ -224,7 +225,7 @@ def build(store: ResultStore, dag_id: str, run_id: str, args: Any) -> tuple[list
     base = Platform(region=getattr(store.s3.meta, "region_name", None) or "us-east-1")  # boto3's region
     reports = []
     for task_try in store.run_tries(dag_id, run_id):
-        spans = phases_of(task_try, _timeline(store, task_try))
+        spans = phases_of(task_try, _timeline(store, task_try), _ecs_times(store, task_try))
         cost, note = cost_of(task_try, spans, prices, base, args)
         reports.append(TryReport(task_try, spans, cost, note))
     reports.sort(key=_dominance, reverse=True)
@@ -239,6 +240,16 @@ def _timeline(store: ResultStore, task_try: TaskTry) -> Timeline | None:
         return Timeline.from_json(body) if body else None
     except InvalidRequest:
         return None  # unreadable timings: the phases S3 alone allows
+
+
+def _ecs_times(store: ResultStore, task_try: TaskTry) -> EcsTimes | None:
+    if ECS_TIMES_FILE not in task_try.files:
+        return None
+    body = store.read(task_try.layout.ecs_times_key)
+    try:
+        return EcsTimes.from_dict(json.loads(body)) if body else None
+    except (ValueError, InvalidRequest):
+        return None
 
 
 def _dominance(report: TryReport) -> tuple[Decimal, float]:

@@ -211,6 +211,11 @@ class Launcher:
         if stopped is None:
             return {"ignored": "not the end of an airlaunch task"}
         task, seen = stopped
+        if seen.ecs_times is not None:  # for the report's phases: pull, start, stop, on ECS's clock
+            self.s3.put_object(
+                Bucket=task.layout.bucket, Key=task.layout.ecs_times_key, Body=seen.ecs_times.to_json().encode(),
+                ContentType="application/json",
+            )  # fmt: skip
         status = self.read_status(task.layout)
         if status is not None:
             return {"recorded": "by its runtime", "state": status.state.value}

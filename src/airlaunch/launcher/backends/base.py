@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airlaunch.catalog import TaskSpec
-from airlaunch.protocol import ResultLayout, RunIdentity, StopReason, TaskState
+from airlaunch.protocol import EcsTimes, ResultLayout, RunIdentity, StopReason, TaskState
 
 
 class LaunchError(RuntimeError):
@@ -50,6 +50,7 @@ class BackendState:
     reason: StopReason | None = None  # the same as a code, once it has ended
     log_tail: list[str] = field(default_factory=list)  # its last output lines, where the platform keeps them
     host: str = ""
+    ecs_times: EcsTimes | None = None  # ECS's own timestamps of the task, once it stopped
 
 
 class Backend(Protocol):

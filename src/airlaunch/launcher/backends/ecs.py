@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -33,6 +34,7 @@ from airlaunch.protocol import (
     ENV_PREFIX,
     ENV_RUN_CREDENTIALS,
     ENV_TIMEOUT_SECONDS,
+    EcsTimes,
     ResultLayout,
     RunIdentity,
     StopReason,
@@ -59,6 +61,23 @@ def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
 
 
 PLACEMENT_ATTEMPTS = 3
+_ECS_TIME_KEYS = {
+    "created_at": "createdAt",
+    "pull_started_at": "pullStartedAt",
+    "pull_stopped_at": "pullStoppedAt",
+    "started_at": "startedAt",
+    "stopping_at": "stoppingAt",
+    "stopped_at": "stoppedAt",
+}
+
+
+def _iso_time(value: Any) -> str | None:
+    """An ECS time (a datetime from boto3, or the event's ISO string) as ISO 8601."""
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 ENV_START_ATTEMPT = "AIRLAUNCH_START_ATTEMPT"  # which start of its try a task is (after failed starts)
 
 
@@ -281,7 +300,9 @@ class EcsBackend:
         task = self._live_task(detail)
         if not task.layout.prefix:
             return None
-        return task, self.how_it_ended(detail, self._essential_container(detail))
+        seen = self.how_it_ended(detail, self._essential_container(detail))
+        times = EcsTimes.from_dict({name: _iso_time(detail.get(key)) for name, key in _ECS_TIME_KEYS.items()})
+        return task, replace(seen, ecs_times=times)
 
     @staticmethod
     def failed_to_start(detail: dict[str, Any]) -> int | None:
