@@ -64,7 +64,7 @@ def run_session_tags(identity: RunIdentity) -> list[dict[str, str]]:
     Raises ValueError when an id holds a character session tags cannot carry (Airflow allows
     '~' in run ids; AWS tag values do not), because such a run's prefix cannot be expressed.
     """
-    values = (identity.dag_id, identity.run_id, identity.task_id, str(identity.map_index), str(identity.try_number))
+    values = (identity.dag_id, identity.run_id, identity.task_id, str(identity.map_index), identity.try_key)
     for key, value in zip(RUN_TAG_KEYS, values, strict=True):
         if not _TAG_VALUE_RE.match(value):
             raise ValueError(

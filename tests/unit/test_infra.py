@@ -84,7 +84,9 @@ def test_airflow_may_invoke_the_launcher_and_read_results_and_nothing_else() -> 
     statements = _statements("AirflowRole")
     actions = {a for s in statements for a in _actions(s)}
     hear = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl"}
-    assert actions == {"lambda:InvokeFunction", "s3:GetObject", "s3:ListBucket", *hear}
+    assert actions == {"lambda:InvokeFunction", "s3:GetObject", "s3:ListBucket", "s3:PutObject", *hear}
+    [write] = _granting("AirflowRole", "s3:PutObject")  # timings.json, what Airflow saw of a try, and nothing else
+    assert [_sub(r) for r in _resources(write)] == ["${ResultsBucket.Arn}/${KeyPrefix}/*/timings.json"]
     [sqs] = _granting("AirflowRole", "sqs:ReceiveMessage")
     assert _resources(sqs) == [{"Fn::GetAtt": ["StatusQueue", "Arn"]}]
     assert not [a for a in actions if a.startswith(("ecs:", "iam:", "ecr:"))]
@@ -139,7 +141,8 @@ def test_s3_access_stays_under_the_results_prefix() -> None:
         for statement in _statements(role):
             objects = [a for a in _actions(statement) if a.startswith("s3:") and a != "s3:ListBucket"]
             if objects:
-                assert [_sub(r) for r in _resources(statement)] == ["${ResultsBucket.Arn}/${KeyPrefix}/*"], role
+                for resource in _resources(statement):
+                    assert _sub(resource).startswith("${ResultsBucket.Arn}/${KeyPrefix}/"), role
 
 
 def test_a_task_reaches_only_its_own_run_files_through_the_tagged_run_role() -> None:

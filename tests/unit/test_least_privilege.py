@@ -190,7 +190,8 @@ def recorded(
             }
             monkeypatch.setenv("AIRFLOW_CONN_AIRLAUNCH_IAM", json.dumps(connection))
             hook = LauncherHook(function_name=function, aws_conn_id="airlaunch_iam")
-            identity = RunIdentity(dag_id="iam_dag", run_id="manual__2026-01-01T00:00:00+00:00", task_id="echo")
+            identity = RunIdentity(dag_id="iam_dag", run_id="manual__2026-01-01T00:00:00+00:00", task_id="echo",
+                                   ti_id="01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4")  # fmt: skip
             request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "echo", "message": "iam"})
             handle = hook.launch(request)
             environment = _task_environment(url, handle.task_ref)
