@@ -55,6 +55,8 @@ def trigger_and_watch(cfg: StackConfig, api: AirflowRest, dag_id: str, conf: dic
         except AirflowApiError:
             continue
         print(f"  {ti['task_id']:<16} returned {json.dumps(value)}")
+    say("Where the seconds went, and what it would cost on Fargate (airlaunch report):")
+    cli.main(["report", dag_id, run_id])
     print(
         f"\nOpen the Airflow UI at {cfg.airflow_url} (user admin, password in "
         f"{cfg.airflow_home / 'simple_auth_manager_passwords.json.generated'}).\n"
