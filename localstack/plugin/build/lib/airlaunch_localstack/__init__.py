@@ -1,1 +1,0 @@
-"""airlaunch's LocalStack plugin: durable local results (see durable_s3)."""
