@@ -48,11 +48,11 @@ $(LS_VENV)/.installed: localstack/requirements.lock $(LS_PLUGIN)
 
 .build/aws-lambda-rie:
 	@echo "==> Fetching AWS's Lambda Runtime Interface Emulator (from the aws-sam-cli wheel)"
-	@mkdir -p .build/wheels
-	@pip download -q --no-deps -d .build/wheels aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v "is ignored" || true
-	@python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
-	  .build/wheels/aws_sam_cli-$(SAM_CLI_VERSION)-py3-none-any.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) > $@.tmp
-	@chmod +x $@.tmp && mv $@.tmp $@ && rm -rf .build/wheels
+	@mkdir -p .build && wheels=$$(mktemp -d .build/wheels.XXXXXX) && \
+	  { pip download -q --no-deps -d $$wheels aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v "is ignored" || true; } && \
+	  python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+	    $$wheels/aws_sam_cli-$(SAM_CLI_VERSION)-py3-none-any.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) > $$wheels/rie \
+	  && chmod +x $$wheels/rie && mv $$wheels/rie $@; status=$$?; rm -rf $$wheels; exit $$status
 
 .build/pip-cert.pem:
 	@mkdir -p .build
@@ -91,7 +91,7 @@ compose-tool: ## Make sure a compose tool is installed (Debian's docker-compose 
 	  $(DOCKER_BUILD) --build-arg BASE_IMAGE=$$base -f lambda/Dockerfile -t airlaunch/launcher . > $@.tmp \
 	  && mv $@.tmp $@
 
-images: | engine .build/rootfs-bookworm.tar ## Build the task images and the launcher Lambda image (only what changed)
+images: .build/aws-lambda-rie .build/pip-cert.pem | engine .build/rootfs-bookworm.tar ## Build the task images and the launcher Lambda image (only what changed)
 	@for image in task-runtime reference-tasks launcher; do \
 	  docker image inspect airlaunch/$$image >/dev/null 2>&1 || rm -f .build/images/$$image; done
 	@$(MAKE) --no-print-directory .build/images/reference-tasks .build/images/launcher
