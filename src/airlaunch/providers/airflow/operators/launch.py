@@ -194,6 +194,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         )
         self._handle: Handle | None = None
         self._identity: RunIdentity | None = None
+        self._hook: LauncherHook | None = None
         if start_from_trigger:
             self._start_from_trigger()
 
@@ -231,14 +232,17 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         request = self.build_request(context)
         self._identity = request.identity  # a kill during the launch stops the try by its identity
         requested_at = utcnow()
-        handle = self._handle = self.hook.launch(request)
+        # One hook (and so one resolved connection) for the launch and a stop: a kill's on_kill runs in
+        # a signal handler, where fetching the connection from Airflow again could deadlock.
+        hook = self._hook = self.hook
+        handle = self._handle = hook.launch(request)
         self.log.info(launched_message(self.task, handle))
         cancelled = state_if_cancelled(request.identity)
         if cancelled:
             # Marked failed or cleared while the launch was in flight: this process gets no kill
             # signal before its next heartbeat, and its deferral would be refused, so no trigger
             # would ever watch (or stop) the container.
-            self.hook.call(
+            hook.call(
                 {"action": "stop", "handle": handle.to_dict(), "identity": request.identity.to_dict(),
                  "reason": f"the Airflow task became {cancelled} during its launch"}
             )  # fmt: skip
@@ -262,4 +266,4 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         if self._identity is not None:
             event["identity"] = self._identity.to_dict()
         if len(event) > 2:
-            self.hook.call(event)
+            (self._hook or self.hook).call(event)
