@@ -1,4 +1,4 @@
-"""Checks the platform (action echo), uses resources (burn, allocate, log) or misbehaves: exit, raise, sleep, bad_result."""
+"""Checks the platform (echo), uses resources (burn, allocate, log) or misbehaves: exit, raise, sleep, bad_result."""
 
 import os
 import platform
@@ -13,6 +13,7 @@ print(f"diagnostic action={action} on {platform.node()} python {platform.python_
 if action == "echo":
     task.save_result({"python": platform.python_version(), "uid": os.getuid(), "echo": params.get("message", "ok")})
 elif action == "exit":
+    time.sleep(float(params.get("exit_after", 0)))
     print(f"exiting with code {params.get('code', 3)}", flush=True)
     sys.exit(int(params.get("code", 3)))
 elif action == "raise":
