@@ -29,6 +29,7 @@ TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 # A container stopped on its task's end gets SIGTERM, then SIGKILL after the stop grace (10 s): one that
 # ran on longer than this after its task instance ended counts as left behind.
 ORPHAN_GRACE_SECONDS = 12.0
+MIN_SETTLE_SECONDS = 10.0  # looked at no sooner than this after the task ended
 
 
 def epoch(text: str | None) -> float | None:
@@ -269,6 +270,8 @@ def assess(
     )
     found.task_instances = tis
     ended = max((epoch(ti["end_date"]) or time.time() for ti in tis), default=time.time())
+    # a launch may still be in flight when a task is ended by hand: give it time to show up first
+    time.sleep(max(0.0, ended + MIN_SETTLE_SECONDS - time.time()))
     deadline = time.monotonic() + settle_seconds
     while containers(scope, run_id) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -279,7 +282,7 @@ def assess(
         state = subprocess.run(
             ["docker", "inspect", "-f", "{{.State.Status}} {{.Name}}", container], capture_output=True, text=True
         ).stdout.strip()
-        found.left_detail.append(f"{container[:12]} {state} {settle_seconds:.0f} s after the task ended")
+        found.left_detail.append(f"{container[:12]} {state} {time.time() - ended:.0f} s after the task ended")
     # a container that ran on well after its task instance had ended was an orphan, even if something
     # (the orphan sweep, the reaper) stopped it later
     ends = {ti["id"]: epoch(ti["end_date"]) for ti in tis}

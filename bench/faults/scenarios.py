@@ -14,12 +14,14 @@ to the task's success: what the fault cost.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -307,18 +309,25 @@ def _engine_busy(suite: Suite) -> str:
 
 
 def restart_dockerd() -> float:
-    """SIGTERM to dockerd, then start it again with the same command line; seconds it was away."""
+    """SIGTERM to dockerd, then dockerd started again as it was (command line, folder, log file); the
+    seconds the engine was away. Pid files in FAULTS_DOCKERD_PIDFILES (':'-separated) that named the old
+    dockerd are given the new one's pid."""
     pid = int(subprocess.run(["pgrep", "-xo", "dockerd"], capture_output=True, text=True, check=True).stdout)
-    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-        argv = cmdline.read().rstrip(b"\0").split(b"\0")
-    cwd = subprocess.run(["readlink", f"/proc/{pid}/cwd"], capture_output=True, text=True).stdout.strip() or "/"
+    proc = Path(f"/proc/{pid}")
+    argv = proc.joinpath("cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    cwd = os.readlink(proc / "cwd")
+    out = os.readlink(proc / "fd" / "1")
+    log_file = out if out.startswith("/") and Path(out).is_file() else "/tmp/airlaunch-faults-dockerd.log"
     started = time.monotonic()
-    subprocess.run(["kill", "-TERM", str(pid)], check=True)
-    gone = lambda: subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0  # noqa: E731
-    wait_for(gone, "dockerd to stop", 90)
-    with open("/tmp/airlaunch-faults-dockerd.log", "ab") as log:
-        subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "dockerd to stop", 90)
+    with open(log_file, "ab") as log:
+        new = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for(lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, "dockerd to answer", 90)
+    for name in filter(None, os.environ.get("FAULTS_DOCKERD_PIDFILES", "").split(":")):
+        pid_file = Path(name)
+        if pid_file.is_file() and pid_file.read_text().strip() == str(pid):
+            pid_file.write_text(f"{new.pid}\n")
     return time.monotonic() - started
 
 
