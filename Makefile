@@ -242,3 +242,18 @@ compose-logs: compose-check ## Show the compose stack's logs: make compose-logs 
 
 bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint]
 	@PARTS='$(PARTS)' $(PY) -m bench.run
+
+# -- Fault suite (bench/faults, docs/faults.md) ------------------------------------------------
+# Breaks an embedded stack of its own (.stack-faults; LocalStack 4766, Lambda 9200, Airflow 8280,
+# emulators 19400+), so the stack you work with is left alone; AIRLAUNCH_* in the environment win.
+# The dockerd-restart scenario restarts the Docker engine: it runs only when no other container does.
+FAULTS_STATE_DIR ?= $(CURDIR)/.stack-faults
+FAULTS_BUILD ?= 1
+.PHONY: faults
+
+faults: install $(if $(filter 0,$(FAULTS_BUILD)),,images) ## Break the stack on purpose (kills, OOM, outages, cancels...), print the table, write docs/faults.md: make faults [FAULTS=kill,oom] [FAULTS_SKIP=fan-out-kills]
+	@AIRLAUNCH_STATE_DIR=$${AIRLAUNCH_STATE_DIR:-$(FAULTS_STATE_DIR)} \
+	  AIRLAUNCH_LOCALSTACK_PORT=$${AIRLAUNCH_LOCALSTACK_PORT:-4766} AIRLAUNCH_LAMBDA_PORT=$${AIRLAUNCH_LAMBDA_PORT:-9200} \
+	  AIRLAUNCH_AIRFLOW_PORT=$${AIRLAUNCH_AIRFLOW_PORT:-8280} AIRLAUNCH_RIE_PORT_BASE=$${AIRLAUNCH_RIE_PORT_BASE:-19400} \
+	  AIRLAUNCH_LAUNCHER_CONTAINER=$${AIRLAUNCH_LAUNCHER_CONTAINER:-airlaunch-launcher-faults} \
+	  FAULTS='$(FAULTS)' FAULTS_SKIP='$(FAULTS_SKIP)' $(PY) -m bench.faults

@@ -1,8 +1,9 @@
 """Check the platform from Airflow: one container task whose behaviour the run's conf picks.
 
-Trigger with conf {"action": "echo"} (default), {"action": "exit", "code": 3},
+Trigger with conf {"action": "echo"} (default), {"action": "exit", "code": 3, "exit_after": 0},
 {"action": "raise", "message": "..."}, {"action": "sleep", "seconds": 60}, or use resources
-for `airlaunch report`: {"action": "burn", "cpu_seconds": 2}, {"action": "allocate", "mib": 64}.
+for `airlaunch report`: {"action": "burn", "cpu_seconds": 2}, {"action": "allocate", "mib": 64}
+(past the catalog's 256 MiB the kernel kills it), {"action": "log", "log_mib": 100} (a log burst).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ with DAG(
     catchup=False,
     tags=["airlaunch"],
     params={
-        "action": Param("echo", enum=["echo", "exit", "raise", "sleep", "bad_result", "burn", "allocate"]),
+        "action": Param("echo", enum=["echo", "exit", "raise", "sleep", "bad_result", "burn", "allocate", "log"]),
         "code": Param(3, type="integer"),
+        "exit_after": Param(0, type="number", minimum=0),
         "seconds": Param(60, type="number", minimum=0),
         "message": Param("ok", type="string"),
         "cpu_seconds": Param(1, type="number", minimum=0),
         "mib": Param(64, type="integer", minimum=1),
+        "log_mib": Param(100, type="number", minimum=0),
     },
 ) as dag:
     LaunchContainerOperator(task_id="diagnostic", task="diagnostic", retries=0)

@@ -1,4 +1,4 @@
-"""Checks the platform (action echo), uses resources (burn, allocate) or misbehaves: exit, raise, sleep, bad_result."""
+"""Checks the platform (echo), uses resources (burn, allocate, log) or misbehaves: exit, raise, sleep, bad_result."""
 
 import os
 import platform
@@ -13,6 +13,7 @@ print(f"diagnostic action={action} on {platform.node()} python {platform.python_
 if action == "echo":
     task.save_result({"python": platform.python_version(), "uid": os.getuid(), "echo": params.get("message", "ok")})
 elif action == "exit":
+    time.sleep(float(params.get("exit_after", 0)))
     print(f"exiting with code {params.get('code', 3)}", flush=True)
     sys.exit(int(params.get("code", 3)))
 elif action == "raise":
@@ -35,8 +36,16 @@ elif action == "allocate":  # resident memory, 16 MiB at a time: past the contai
         print(f"allocated {chunk + len(held[-1]) // (1024 * 1024)} MiB", flush=True)
     time.sleep(float(params.get("hold_seconds", 0.5)))
     task.save_result({"allocated_mib": sum(len(b) for b in held) // (1024 * 1024)})
+elif action == "log":  # a log burst: log_mib MiB of numbered 100-byte lines, as fast as it can print them
+    lines = int(float(params.get("log_mib", 100)) * 1024 * 1024) // 100
+    filler = "x" * 78
+    write = sys.stdout.write
+    for number in range(lines):
+        write(f"burst line {number:09d} {filler}\n")
+    sys.stdout.flush()
+    task.save_result({"log_lines": lines})
 elif action == "bad_result":
     with open(os.environ["AIRLAUNCH_RESULT_FILE"], "w") as result:
         result.write("{not json")
 else:
-    raise ValueError(f"unknown action {action!r}: use echo, burn, allocate, exit, raise, sleep or bad_result")
+    raise ValueError(f"unknown action {action!r}: use echo, burn, allocate, log, exit, raise, sleep or bad_result")

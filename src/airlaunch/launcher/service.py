@@ -118,7 +118,9 @@ class Launcher:
             log.info("already finished (or stopped before it started): %s", identity.execution_id)
             return handle("", launched=False)
         for earlier in live:  # a new try never runs beside an old one
-            self.settle(earlier.task_ref, earlier.layout, f"superseded by try {identity.try_key} of the same task")
+            why = f"superseded by try {identity.try_key} of the same task"
+            self.settle(earlier.task_ref, earlier.layout, why)
+            self.backend.stop(earlier.task_ref, why)  # its status.json comes before its exit: wait for that too
 
         self.s3.put_object(
             Bucket=layout.bucket,

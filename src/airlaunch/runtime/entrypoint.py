@@ -281,7 +281,28 @@ class TaskRun:
             return EXIT_STOPPED, self._stop_reason()
         if reason is StopReason.TIMEOUT:
             return EXIT_TIMEOUT, reason
-        return (128 - code if code < 0 else code), reason  # killed by a signal: 128 + signum
+        if code != 0:  # a signal (the runtime lived on) reads as 128 + signum, as a shell reports it
+            return (128 - code if code < 0 else code), self._failure_reason(code)
+        return code, reason
+
+    def _failure_reason(self, returncode: int) -> StopReason:
+        """Why the task's command failed: the kernel's OOM killer (the container's memory cgroup counted
+        an OOM kill: the command, or a process under it such as a notebook's kernel, was killed), another
+        signal, or its own exit; says which in ``stop_detail``."""
+        measured = resources.current_resources()
+        if measured is not None and measured.oom_kills:
+            limit = measured.memory_limit_bytes
+            at = f" at its {limit // 2**20} MiB memory limit" if limit else ""
+            self.stop_detail = f"out of memory: the kernel killed the task{at}"
+            return StopReason.OOM
+        if returncode > 0:
+            return StopReason.EXIT
+        try:
+            name = f" ({signal.Signals(-returncode).name})"
+        except ValueError:
+            name = ""
+        self.stop_detail = f"the task was killed by signal {-returncode}{name}"
+        return StopReason.KILLED
 
     def publish(self, log: LogArchive) -> dict[str, str]:
         """Upload result and notebook; return the keys of everything the task left."""
@@ -378,6 +399,8 @@ def describe_failure(code: int, reason: StopReason, tail: collections.deque[str]
     if reason is StopReason.TIMEOUT:
         return "stopped: timeout reached"
     last = next((line for line in reversed(tail) if line.strip()), "")
+    if reason in (StopReason.OOM, StopReason.KILLED) and stop_detail:
+        return f"{stop_detail} (exit code {code})" + (f"; its last line: {last.strip()}" if last else "")
     return f"exit code {code}" + (f": {last.strip()}" if last else "")
 
 

@@ -57,6 +57,11 @@ def measure(clock: PhaseClock, *, root: Path = CGROUP_ROOT, proc: Path = PROC) -
     return Usage(phases=phases, resources=measured)
 
 
+def current_resources(root: Path = CGROUP_ROOT, proc: Path = PROC) -> Resources | None:
+    """What the container used so far (None when it cannot be read): e.g. whether the kernel OOM-killed in it."""
+    return _guard(lambda: read_resources(root, proc))
+
+
 def _guard(read: Callable[[], _T]) -> _T | None:
     try:
         return read()

@@ -36,6 +36,7 @@ class StackConfig:
     catalog_file: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STACK_CATALOG", ""))
     airflow_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PORT", 8080))
     airflow_parallelism: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", 4))
+    dags_folder: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_DAGS_FOLDER", ""))
 
     @property
     def state_dir(self) -> Path:
@@ -99,7 +100,7 @@ class StackConfig:
         }
         return {
             "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "airflow" / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(self.dags_folder or self.repo / "airflow" / "dags").resolve()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),

@@ -30,26 +30,27 @@ from airlaunch.providers.airflow.triggers.launched_task import (
     HANDLE_XCOM_KEY,
     LAUNCH_ON_WORKER,
     LaunchedTaskTrigger,
+    failure_message,
     xcoms_for,
 )
 
 TRIGGER_CLASSPATH = f"{LaunchedTaskTrigger.__module__}.{LaunchedTaskTrigger.__qualname__}"
 
 
-def failure_message(event: dict[str, Any]) -> str:
-    """One readable message: what ended the task, in words, its exit code and the last lines it printed."""
-    status = event.get("status")
-    if status is None:
-        return f"container task {event.get('state')}: {event.get('detail')}"
-    parsed = Status.from_dict(status)
-    tail = "\n".join(f"    {line}" for line in parsed.log_tail) or "    (none)"
-    recorded = (
-        " (recorded by the launcher: the container left no status.json)" if parsed.written_by == "launcher" else ""
-    )
-    return (
-        f"container task {parsed.state.value} (reason: {parsed.reason.value}, exit code {parsed.exit_code}): "
-        f"{parsed.error}{recorded}\nlast log lines:\n{tail}"
-    )
+def state_if_cancelled(identity: RunIdentity) -> str:
+    """The state a user (or Airflow) moved the running task instance to, e.g. 'failed' or 'restarting';
+    '' while it still runs, or when its state cannot be read."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=identity.dag_id, run_ids=[identity.run_id], task_ids=[identity.task_id]
+        )
+    except Exception:  # e.g. no supervisor to ask (a unit test): assume it runs, as before
+        return ""
+    key = identity.task_id if identity.map_index < 0 else f"{identity.task_id}_{identity.map_index}"
+    state = (states.get(identity.run_id) or {}).get(key, "running")
+    return "" if state == "running" else str(state or "cleared")
 
 
 class WaitsForLaunchedTask:
@@ -193,6 +194,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         )
         self._handle: Handle | None = None
         self._identity: RunIdentity | None = None
+        self._hook: LauncherHook | None = None
         if start_from_trigger:
             self._start_from_trigger()
 
@@ -230,8 +232,21 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         request = self.build_request(context)
         self._identity = request.identity  # a kill during the launch stops the try by its identity
         requested_at = utcnow()
-        handle = self._handle = self.hook.launch(request)
+        # One hook (and so one resolved connection) for the launch and a stop: a kill's on_kill runs in
+        # a signal handler, where fetching the connection from Airflow again could deadlock.
+        hook = self._hook = self.hook
+        handle = self._handle = hook.launch(request)
         self.log.info(launched_message(self.task, handle))
+        cancelled = state_if_cancelled(request.identity)
+        if cancelled:
+            # Marked failed or cleared while the launch was in flight: this process gets no kill
+            # signal before its next heartbeat, and its deferral would be refused, so no trigger
+            # would ever watch (or stop) the container.
+            hook.call(
+                {"action": "stop", "handle": handle.to_dict(), "identity": request.identity.to_dict(),
+                 "reason": f"the Airflow task became {cancelled} during its launch"}
+            )  # fmt: skip
+            raise AirflowException(f"the task became {cancelled} during its launch: its container was stopped")
         context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
         if not self.wait_for_completion:
             return handle.to_dict()
@@ -251,4 +266,4 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         if self._identity is not None:
             event["identity"] = self._identity.to_dict()
         if len(event) > 2:
-            self.hook.call(event)
+            (self._hook or self.hook).call(event)

@@ -25,8 +25,10 @@ What it guarantees:
 * Ending: on success it pushes the XComs itself (through the triggerer's Task SDK comms) and
   ends the task in the triggerer (TaskSuccessEvent), so no worker slot is taken to finish
   it. (Not ``TaskSuccessEvent(xcoms=...)``: Airflow 3.3 stores those JSON-encoded a second
-  time, and downstream tasks would receive strings.) A failure resumes the operator, which
-  raises with the exit code, the cause in words and the last log lines, so retries apply.
+  time, and downstream tasks would receive strings.) A failure ends the task in the triggerer
+  too (TaskFailedEvent: Airflow applies retries and failure callbacks), its log saying the exit
+  code, the cause in words and the last log lines; a worker would take seconds to start just to
+  raise it. Under dag.test() a failure resumes the operator, which raises with the same words.
 * Cancellation: a user's mark-failed or clear runs ``on_kill``, which stops the container, by
   its handle or, while the launch is still in flight, by the try's identity (the launcher
   then refuses to start it, or stops what it just started); past ``deadline`` (the task's
@@ -45,7 +47,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk.execution_time.xcom import XCom
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
 from airlaunch.config import AirflowSettings
 from airlaunch.protocol import (
@@ -78,6 +80,22 @@ from airlaunch.providers.airflow.triggers.log_follower import LogFollower
 
 HANDLE_XCOM_KEY = "airlaunch_handle"
 LAUNCH_ON_WORKER = "launch_on_worker"
+
+
+def failure_message(event: dict[str, Any]) -> str:
+    """One readable message: what ended the task, in words, its exit code and the last lines it printed."""
+    status = event.get("status")
+    if status is None:
+        return f"container task {event.get('state')}: {event.get('detail')}"
+    parsed = Status.from_dict(status)
+    tail = "\n".join(f"    {line}" for line in parsed.log_tail) or "    (none)"
+    recorded = (
+        " (recorded by the launcher: the container left no status.json)" if parsed.written_by == "launcher" else ""
+    )
+    return (
+        f"container task {parsed.state.value} (reason: {parsed.reason.value}, exit code {parsed.exit_code}): "
+        f"{parsed.error}{recorded}\nlast log lines:\n{tail}"
+    )
 
 
 def xcoms_for(handle: Handle, status: Status, result: Any) -> dict[str, Any]:
@@ -191,7 +209,7 @@ class LaunchedTaskTrigger(BaseTrigger):
             notified = self._listener.watch(layout.bucket, layout.status_key)
         with notified as wake:
             async for event in self._watch(s3, wake, follower):
-                yield event
+                yield self._end_failed(event)
                 return
 
     async def _watch(self, s3: Any, wake: asyncio.Event | None, follower: LogFollower) -> AsyncIterator[TriggerEvent]:
@@ -277,6 +295,18 @@ class LaunchedTaskTrigger(BaseTrigger):
 
     def _failure(self, state: str, detail: str) -> TriggerEvent:
         return TriggerEvent({"state": state, "detail": detail, "handle": self.watched.to_dict()})
+
+    def _end_failed(self, event: TriggerEvent) -> TriggerEvent:
+        """A failure (the container failed, timed out, or could not be watched) ends the task here, with
+        the message in its log: resuming it on a worker only to raise would take seconds (a scheduler
+        loop and a new process). Outside a triggerer (dag.test(), a test) it resumes as before."""
+        payload = event.payload
+        if not (self.end_from_trigger and self.task_instance is not None and isinstance(payload, dict)):
+            return event
+        if payload.get("state") not in (TaskState.FAILED.value, "timeout"):
+            return event
+        self.log.error("%s", failure_message(payload))
+        return TaskFailedEvent()
 
     # -- launching from the triggerer -------------------------------------------------------------
     async def _launch(self) -> TriggerEvent | None:

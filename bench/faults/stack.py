@@ -1,0 +1,139 @@
+"""The stack the fault suite breaks, and the ways it breaks it.
+
+The suite runs the embedded stack of ``AIRLAUNCH_STATE_DIR`` (``make faults`` gives it one of its
+own, ``.stack-faults``, on its own ports, so a stack you work with is left alone) with the suite's
+DAGs (bench/faults/dags) and a copy of the task catalog whose image is ``FAULTS_TASK_IMAGE``.
+
+Breaking things is done from the outside, as an operator or the machine would: SIGKILL to a
+process (its pid file), ``docker kill``/``docker stop`` of a container, SIGTERM to dockerd. To keep
+a component down longer than the supervisor lets it stay down, the supervisor is paused
+(SIGSTOP) for that time and resumed (SIGCONT) afterwards; it then restarts what is dead, as
+after any crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from airlaunch.airflow_rest import AirflowRest
+from airlaunch.stack import Stack, StackConfig, supervisor
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "bench" / "faults" / "dags"
+DAG_IDS = ("faults_worker", "faults_trigger", "faults_timeout", "faults_fan")
+
+
+def _catalog(state_dir: Path, image: str) -> Path:
+    """A copy of tasks/catalog.yaml whose tasks run ``image`` (served by the stack's launcher)."""
+    catalog = yaml.safe_load((REPO / "tasks" / "catalog.yaml").read_text())
+    catalog.setdefault("defaults", {})["image"] = image
+    path = state_dir / "faults-catalog" / "catalog.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(catalog, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+class FaultStack:
+    def __init__(self, task_image: str) -> None:
+        state_dir = StackConfig(repo=REPO).state_dir
+        os.environ["AIRLAUNCH_STACK_CATALOG"] = str(_catalog(state_dir, task_image))
+        os.environ["AIRLAUNCH_DAGS_FOLDER"] = str(DAGS)
+        self.cfg = StackConfig(repo=REPO)
+        self.stack = Stack(self.cfg)
+        self.task_image = task_image
+        self._api: AirflowRest | None = None
+
+    # -- up and down ------------------------------------------------------------------------------
+    def up(self) -> list[str]:
+        """Everything up and healthy (started if needed); the suite's DAGs parsed and unpaused."""
+        started = self.stack.up(with_airflow=True)
+        if not self.stack.launcher.serves(self.cfg.catalog):
+            self.stack.restart("launcher")
+        os.environ.update(self.cfg.client_env())
+        api = self.api
+        for dag_id in DAG_IDS:
+            try:
+                api.wait_for_dag(dag_id, timeout=120)
+            except RuntimeError as exc:
+                raise RuntimeError(
+                    f"{exc}: the Airflow of {self.cfg.state_dir} does not load {DAGS}; it was started with "
+                    "other DAGs (stop it, or run the suite with its own AIRLAUNCH_STATE_DIR as make faults does)"
+                ) from exc
+            api.unpause(dag_id)
+        return started
+
+    def down(self) -> None:
+        self.stack.down()
+
+    @property
+    def api(self) -> AirflowRest:
+        if self._api is None:
+            self._api = AirflowRest.for_home(self.cfg.airflow_url, self.cfg.airflow_home)
+        return self._api
+
+    def ready(self, name: str) -> bool:
+        component = self.stack.components[name]
+        return component.alive() and component.healthy()
+
+    def wait_ready(self, name: str, timeout: float = 180) -> float:
+        """Wait until a component is healthy again; the seconds it took."""
+        start = time.monotonic()
+        while not self.ready(name):
+            if time.monotonic() - start > timeout:
+                raise RuntimeError(f"{name} was not healthy again within {timeout:.0f} s")
+            time.sleep(0.2)
+        return time.monotonic() - start
+
+    def all_ready(self, timeout: float = 240) -> None:
+        for name in self.stack.components:
+            self.wait_ready(name, timeout)
+
+    # -- breaking things ----------------------------------------------------------------------------
+    def pid(self, name: str) -> int | None:
+        component = self.stack.components[name]
+        process = getattr(component, "process", None)
+        return process.pid if process is not None and process.alive() else None
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL, group: bool = False) -> int:
+        """Send ``sig`` to a component's process (or its whole process group); the pid hit."""
+        pid = self.pid(name)
+        if pid is None:
+            raise RuntimeError(f"{name} is not running")
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+        return pid
+
+    def wait_dead(self, name: str, timeout: float = 30) -> None:
+        component = self.stack.components[name]
+        deadline = time.monotonic() + timeout
+        while component.alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} still runs {timeout:.0f} s after it was killed")
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def supervisor_paused(self) -> Iterator[None]:
+        """Nothing restarts a dead component meanwhile; afterwards the supervisor restarts it."""
+        pid = supervisor.pid_of(self.cfg)
+        if pid is None:
+            raise RuntimeError("the stack's supervisor is not running")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", *args], capture_output=True, text=True)

@@ -1,0 +1,76 @@
+"""The task runtime says in words why a task's command failed: its own exit, a signal, the OOM killer
+(S3 from moto, the task a real process)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from airlaunch.config import RuntimeSettings
+from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, PARAMS_FILE, STATUS_FILE, Resources, Status, StopReason
+from airlaunch.runtime import resources
+from airlaunch.runtime.entrypoint import TaskRun, parse_args
+
+BUCKET = "runtime-failures"
+PREFIX = "runs/d/r/t/-1/1/"
+KILL_ITSELF = "import os, signal\nprint('about to die', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_object(Bucket=BUCKET, Key=PREFIX + PARAMS_FILE, Body=b"params: {}\nrun: {}\n")
+        yield client
+
+
+def _run(s3: Any, tmp_path: Path, code: str) -> tuple[int, Status]:
+    settings = RuntimeSettings(log_flush_seconds=60, log_tail_lines=5, kill_grace_seconds=1, work_dir=str(tmp_path))
+    run = TaskRun(parse_args(["--", sys.executable, "-c", code]), settings, {ENV_BUCKET: BUCKET, ENV_PREFIX: PREFIX})
+    exit_code = run.run()
+    return exit_code, Status.from_json(s3.get_object(Bucket=BUCKET, Key=PREFIX + STATUS_FILE)["Body"].read())
+
+
+def test_a_command_killed_by_a_signal_is_reported_killed_with_the_signal_named(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resources, "current_resources", lambda: Resources(oom_kills=0))
+    exit_code, status = _run(s3, tmp_path, KILL_ITSELF)
+    assert exit_code == 137 and status.exit_code == 137
+    assert status.reason is StopReason.KILLED
+    assert status.error == "the task was killed by signal 9 (SIGKILL) (exit code 137); its last line: about to die"
+
+
+def test_a_command_the_oom_killer_ended_is_reported_out_of_memory_at_its_limit(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container's memory cgroup counted an OOM kill (here faked: no cgroup limit outside a container)."""
+    counted = Resources(oom_kills=1, memory_limit_bytes=256 * 2**20)
+    monkeypatch.setattr(resources, "current_resources", lambda: counted)
+    _, status = _run(s3, tmp_path, KILL_ITSELF)
+    assert status.reason is StopReason.OOM and status.exit_code == 137
+    assert status.error is not None
+    assert status.error.startswith("out of memory: the kernel killed the task at its 256 MiB memory limit (exit code")
+
+
+def test_an_exit_of_its_own_stays_an_exit_with_its_last_line(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resources, "current_resources", lambda: Resources(oom_kills=0))
+    _, status = _run(s3, tmp_path, "import sys\nprint('giving up')\nsys.exit(4)")
+    assert status.reason is StopReason.EXIT and status.exit_code == 4
+    assert status.error == "exit code 4: giving up"
