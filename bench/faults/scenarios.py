@@ -620,6 +620,7 @@ def recreated_run(suite: Suite) -> Row:
     first = wait_terminal(suite.api, "faults_worker", run_id)
     first_result = suite._xcom("faults_worker", run_id)
     suite.api.wait_for_run("faults_worker", run_id, timeout=120)  # a running run cannot be deleted
+    suite.stack.stack.wait_executor_done("faults_worker", run_id)  # Airflow's own race (Stack.wait_executor_done)
     suite.api.delete_run("faults_worker", run_id)
     suite.trigger("faults_worker", {"action": "echo", "message": "second run"}, run_id)
     found = suite.assess("faults_worker", run_id)

@@ -235,13 +235,14 @@ def test_a_triggerer_killed_right_after_it_launched_a_task_resumes_it_without_a_
 # -- re-runs --------------------------------------------------------------------------------------------------
 
 
-def test_a_recreated_dag_run_gets_fresh_results_not_the_old_runs(airflow_api: AirflowRest) -> None:
+def test_a_recreated_dag_run_gets_fresh_results_not_the_old_runs(airflow_api: AirflowRest, stack: Stack) -> None:
     airflow_api.wait_for_dag(DAG)
     airflow_api.unpause(DAG)
     run_id = f"recreated__{time.time_ns()}"
     airflow_api.trigger(DAG, {"action": "echo", "message": "first"}, run_id)
     assert airflow_api.wait_for_run(DAG, run_id, timeout=180)["state"] == "success"
     first = airflow_api.xcom(DAG, run_id, TASK, "airlaunch")
+    stack.wait_executor_done(DAG, run_id)  # else Airflow's scheduler may fail the new run (see its docstring)
 
     airflow_api.delete_run(DAG, run_id)
     airflow_api.trigger(DAG, {"action": "echo", "message": "second"}, run_id)

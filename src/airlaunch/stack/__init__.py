@@ -196,3 +196,23 @@ class Stack:
             }
             for name, component in self.components.items()
         }
+
+    def wait_executor_done(self, dag_id: str, run_id: str, try_number: int = 1, timeout: float = 120) -> None:
+        """Wait until the scheduler has taken the executor's word that this try's worker ended.
+
+        Airflow keys executor events by (DAG, task, run id, try number), not by task-instance id: a DAG
+        run deleted and triggered again with the same run id before the old worker's event arrived has
+        its new task instance failed by the scheduler ("reported that the task instance finished with
+        state success, but the task instance's state attribute is running"; apache/airflow#71580 is the
+        same race after a deferral). Tests and the fault suite wait for that event first.
+        """
+        needle = f"run_id='{run_id}', try_number={try_number},"
+        log = self.cfg.state_dir / "airflow-scheduler.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if any("Received executor event" in line and f"dag_id='{dag_id}'" in line and needle in line
+                   for line in text.splitlines()):  # fmt: skip
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the scheduler heard no executor event for {dag_id}/{run_id} in {timeout:.0f} s")
