@@ -1,4 +1,5 @@
-"""The results CLI against the running local stack: real task runs, and hand-made layouts for the edge cases."""
+"""The results CLI against the running local stack on real task runs (tests/unit/test_cli.py covers the edge
+cases on hand-made layouts in moto's S3)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airlaunch.cli import main
-from airlaunch.protocol import ResultLayout, RunIdentity, Status, StopReason, TaskState
+from airlaunch.protocol import Status
 from tests.conftest import LauncherClient
 
 DAG = "cli_tests"
@@ -211,197 +211,3 @@ def test_notebook_is_downloaded(
     assert (tmp_path / "report.ipynb").read_bytes() == target.read_bytes()
     code, out, _ = cli(capsys, "notebook", DAG, run, "report", "-o", "-")
     assert code == 0 and json.loads(out) == notebook
-
-
-# -- hand-made layouts -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bucket(s3: Any) -> Iterator[str]:
-    """A bucket of its own, so listings hold exactly what the test put there."""
-    name = f"cli-test-{time.time_ns()}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=obj["Key"])
-    s3.delete_bucket(Bucket=name)
-
-
-def status_json(identity: RunIdentity, state: TaskState, exit_code: int, seconds: float = 65.5) -> str:
-    ended = f"2025-01-01T00:{int(seconds // 60):02d}:{seconds % 60:06.3f}+00:00"
-    return Status(
-        state=state,
-        exit_code=exit_code,
-        reason=StopReason.EXIT,
-        started_at="2025-01-01T00:00:00.000+00:00",
-        ended_at=ended,
-        execution_id=identity.execution_id,
-        error=None if exit_code == 0 else f"exit code {exit_code}: boom",
-        log_tail=["boom"],
-        result_keys={"params": "p", "log": "l"},
-    ).to_json()
-
-
-def put_try(
-    s3: Any,
-    bucket: str,
-    root: str,
-    task: str,
-    map_index: int = -1,
-    try_number: int = 1,
-    *,
-    files: dict[str, str] | None = None,
-) -> None:
-    identity = RunIdentity("d", "r1", task, map_index, try_number)
-    layout = ResultLayout.for_identity(bucket, root, identity)
-    for name, body in {"params.yaml": "params: {}\n", **(files or {})}.items():
-        s3.put_object(Bucket=bucket, Key=layout.key(name), Body=body.encode())
-
-
-@pytest.fixture
-def layout_bucket(s3: Any, bucket: str) -> str:
-    """Run d/r1: a finished try, a running one, one with a broken status.json, a mapped task, and litter."""
-    ok, failed = TaskState.SUCCEEDED, TaskState.FAILED
-    put_try(s3, bucket, "runs", "a", files={"status.json": status_json(RunIdentity("d", "r1", "a"), ok, 0)})
-    put_try(s3, bucket, "runs", "b")
-    put_try(s3, bucket, "runs", "c", files={"status.json": "{not json"})
-    for index in (0, 1, 2):
-        put_try(s3, bucket, "runs", "m", index, files={"status.json": status_json(RunIdentity("d", "r1", "m"), ok, 0)})
-    put_try(
-        s3, bucket, "runs", "m", 1, 2, files={"status.json": status_json(RunIdentity("d", "r1", "m"), failed, 5, 2)}
-    )
-    for litter in ("runs/d/r1/README.txt", "runs/d/r1/a/-1/1/extra/deep.txt", "runs/d/r1/z/x/1/params.yaml"):
-        s3.put_object(Bucket=bucket, Key=litter, Body=b"?")
-    s3.put_object(Bucket=bucket, Key="runs/d/r1/y/-1/1/notes.txt", Body=b"no params, no status: not a try")
-    return bucket
-
-
-def test_tasks_and_runs_read_every_state_and_ignore_litter(
-    layout_bucket: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tries = cli_json(capsys, "tasks", "d", "r1", "--bucket", layout_bucket)["tries"]
-    assert [(t["task_id"], t["map_index"], t["try_number"], t["state"]) for t in tries] == [
-        ("a", -1, 1, "succeeded"),
-        ("b", -1, 1, "running"),
-        ("c", -1, 1, "invalid"),
-        ("m", 0, 1, "succeeded"),
-        ("m", 1, 1, "succeeded"),
-        ("m", 1, 2, "failed"),
-        ("m", 2, 1, "succeeded"),
-    ]
-    assert tries[0]["duration_seconds"] == 65.5 and tries[5]["duration_seconds"] == 2.0
-    assert tries[1]["exit_code"] is None and tries[1]["result_keys"] == {"params": "runs/d/r1/b/-1/1/params.yaml"}
-    assert tries[2]["error"].startswith("unreadable status.json: ")
-
-    code, out, _ = cli(capsys, "--bucket", layout_bucket, "tasks", "d", "r1")
-    assert code == 0
-    rows = {(r[0], r[1], r[2]): r for r in (line.split() for line in out.splitlines()[1:])}
-    assert rows[("a", "-", "1")][3:6] == ["succeeded", "0", "1m05s"]
-    assert rows[("b", "-", "1")][3:5] == ["running", "-"] and rows[("b", "-", "1")][5].endswith("+")
-    assert rows[("m", "1", "2")][3:6] == ["failed", "5", "2.0s"]
-
-    assert cli_json(capsys, "runs", "--bucket", layout_bucket) == [
-        {
-            "dag_id": "d",
-            "run_id": "r1",
-            "tries": 7,
-            "succeeded": 4,
-            "failed": 1,
-            "running": 1,
-            "other": 1,
-            "updated": cli_json(capsys, "runs", "--bucket", layout_bucket, "--dag", "d")[0]["updated"],
-        }
-    ]
-    code, out, _ = cli(capsys, "runs", "--bucket", layout_bucket)
-    assert out.splitlines()[1].split()[:6] == ["d", "r1", "7", "4", "1", "1"]
-
-
-def test_try_selection_errors_say_what_there_is(layout_bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
-    b = ("--bucket", layout_bucket)
-    assert cli(capsys, "show", "d", "r1", "m", *b) == (
-        2,
-        "",
-        "airlaunch: error: task 'm' has no map index -1; choose one with --map-index: 0, 1, 2\n",
-    )
-    shown = cli_json(capsys, "show", "d", "r1", "m", "--map-index", "1", *b)
-    assert (shown["try_number"], shown["state"], shown["exit_code"], shown["result"]) == (2, "failed", 5, None)
-    assert cli(capsys, "show", "d", "r1", "m", "--map-index", "1", "--try", "5", *b)[2] == (
-        "airlaunch: error: task 'm' has no try 5; its tries: 1, 2\n"
-    )
-    assert cli(capsys, "show", "d", "r1", "x", *b)[2] == (
-        "airlaunch: error: run d/r1 has no task 'x'; its tasks: a, b, c, m\n"
-    )
-    assert cli(capsys, "log", "d", "r1", "b", *b) == (
-        2,
-        "",
-        f"airlaunch: error: b try 1 has no log at s3://{layout_bucket}/runs/d/r1/b/-1/1/log.txt; "
-        "it has not logged yet (use --follow)\n",
-    )
-    assert cli(capsys, "notebook", "d", "r1", "a", *b) == (
-        2,
-        "",
-        "airlaunch: error: a try 1 has no output.ipynb (it is not a notebook task, or it failed before)\n",
-    )
-    code, out, err = cli(capsys, "show", "d", "r1", "b", *b)
-    assert code == 0 and "state:       running" in out and "running for:" in out and "result.json" not in out
-    code, out, err = cli(capsys, "wait", "d", "r1", "--timeout", "0.3", "--interval", "0.1", *b)
-    assert code == 124 and err == "airlaunch: error: timed out after 0.3 s; still running: b try 1\n"
-    assert out.splitlines()[0].startswith("d/r1: 5/6 tasks finished (3 succeeded, 1 failed, 1 running, 1 other) [")
-
-
-def test_prefix_from_flag_or_environment(
-    s3: Any, bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    identity = RunIdentity("d", "r1", "a")
-    put_try(s3, bucket, "team/x", "a", files={"status.json": status_json(identity, TaskState.SUCCEEDED, 0)})
-    assert cli_json(capsys, "runs", "--bucket", bucket) == []
-    assert cli(capsys, "runs", "--bucket", bucket) == (0, f"no runs under s3://{bucket}/runs/\n", "")
-    assert [r["run_id"] for r in cli_json(capsys, "runs", "--bucket", bucket, "--prefix", "/team/x/")] == ["r1"]
-    monkeypatch.setenv("AIRLAUNCH_KEY_PREFIX", "team/x")
-    monkeypatch.setenv("AIRLAUNCH_BUCKET", bucket)
-    assert cli_json(capsys, "show", "d", "r1", "a")["uri"] == f"s3://{bucket}/team/x/d/r1/a/-1/1/"
-    assert (
-        cli(capsys, "runs", "--dag", "nope")[2]
-        == f"airlaunch: error: no runs of DAG 'nope' under s3://{bucket}/team/x/nope/\n"
-    )
-
-
-def test_expected_errors_name_the_problem(
-    s3: Any, bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    assert cli(capsys, "tasks", "d", "nothing", "--bucket", bucket) == (
-        2,
-        "",
-        f"airlaunch: error: no such run: nothing under s3://{bucket}/runs/d/nothing/ "
-        "(list runs with `airlaunch runs --dag d`)\n",
-    )
-    code, _, err = cli(capsys, "show", "a/b", "r", "t", "--bucket", bucket)
-    assert code == 2 and err == "airlaunch: error: dag_id: 'a/b' must not contain '/' or '..'\n"
-    code, _, err = cli(capsys, "runs", "--bucket", "airlaunch-no-such-bucket")
-    assert (code, err) == (
-        1,
-        "airlaunch: error: bucket 'airlaunch-no-such-bucket' does not exist (set --bucket or AIRLAUNCH_BUCKET)\n",
-    )
-    code, _, err = cli(capsys, "runs", "--bucket", bucket, "--endpoint-url", "http://127.0.0.1:1")
-    assert code == 1 and err.startswith("airlaunch: error: cannot reach S3: ") and "--endpoint-url" in err
-    status = json.loads(status_json(RunIdentity("d", "r1", "bad"), TaskState.SUCCEEDED, 0))
-    status["result_keys"]["result"] = "runs/d/r1/bad/-1/1/result.json"
-    put_try(s3, bucket, "runs", "bad", files={"status.json": json.dumps(status), "result.json": "{oops"})
-    code, _, err = cli(capsys, "show", "d", "r1", "bad", "--bucket", bucket)
-    assert code == 1 and err.startswith(f"airlaunch: error: s3://{bucket}/runs/d/r1/bad/-1/1/result.json is not JSON: ")
-    with pytest.raises(SystemExit) as bad_interval:
-        main(["wait", "d", "r1", "--interval", "0"])
-    assert bad_interval.value.code == 2 and "'0' is not a positive number of seconds" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as usage:
-        main(["show", "d"])
-    assert usage.value.code == 2 and "the following arguments are required: RUN, TASK" in capsys.readouterr().err
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    code, out, err = cli(capsys, "runs", "--bucket", bucket)
-    assert (code, out) == (1, "")
-    assert err.startswith("airlaunch: error: no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID")

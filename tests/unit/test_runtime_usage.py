@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from airlaunch.config import RuntimeSettings
 from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, PARAMS_FILE, STATUS_FILE, Status, TaskState
@@ -22,19 +19,11 @@ BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() 
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_object(Bucket=BUCKET, Key=PREFIX + PARAMS_FILE, Body=b"params: {}\nrun: {}\n")
-        yield client
+def s3(moto_s3: Any) -> Any:
+    """moto's S3 (tests/unit/conftest.py) with the try's params.yaml in place."""
+    moto_s3.create_bucket(Bucket=BUCKET)
+    moto_s3.put_object(Bucket=BUCKET, Key=PREFIX + PARAMS_FILE, Body=b"params: {}\nrun: {}\n")
+    return moto_s3
 
 
 def test_status_json_carries_phases_in_order_and_the_cpu_the_task_burnt(s3: Any, tmp_path: Path) -> None:

@@ -185,8 +185,9 @@ async def shared_client(hook: AwsGenericHook) -> Any:
         raise
 
 
-async def aread(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
-    """GET one key with an aiobotocore S3 client; None when it does not exist (yet)."""
+async def aget(client: Any, bucket: str, key: str, byte_range: str | None = None) -> tuple[bytes, str] | None:
+    """GET one key (or a byte range of it) with an aiobotocore S3 client: its bytes and Content-Range;
+    None when it does not exist (yet) or the range starts past its end."""
     kwargs = {"Range": byte_range} if byte_range else {}
     try:
         response = await client.get_object(Bucket=bucket, Key=key, **kwargs)
@@ -196,4 +197,10 @@ async def aread(client: Any, bucket: str, key: str, byte_range: str | None = Non
         raise
     async with response["Body"] as stream:
         data: bytes = await stream.read()
-    return data
+    return data, response.get("ContentRange") or ""
+
+
+async def aread(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
+    """GET one key with an aiobotocore S3 client; None when it does not exist (yet)."""
+    got = await aget(client, bucket, key, byte_range)
+    return got[0] if got is not None else None

@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from airlaunch.protocol import ResultLayout
+from airlaunch.providers.airflow.hooks.launcher import aget
 
 _TOTAL_RE = re.compile(r"/(\d+)$")
 
@@ -25,15 +24,11 @@ async def read_range(client: Any, bucket: str, key: str, first: int, last: int |
     """Bytes ``first..last`` (or to the end; negative ``first``: the last -first bytes) and the object's
     size; None when the object does not exist (yet) or the range starts past its end."""
     byte_range = f"bytes={first}" if first < 0 else f"bytes={first}-{'' if last is None else last}"
-    try:
-        response = await client.get_object(Bucket=bucket, Key=key, Range=byte_range)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange", "416"):
-            return None
-        raise
-    async with response["Body"] as stream:
-        data: bytes = await stream.read()
-    match = _TOTAL_RE.search(response.get("ContentRange") or "")
+    got = await aget(client, bucket, key, byte_range)
+    if got is None:
+        return None
+    data, content_range = got
+    match = _TOTAL_RE.search(content_range)
     return data, int(match.group(1)) if match else len(data)
 
 
