@@ -19,7 +19,7 @@ SETUP_JOBS ?= 6
 SRC := $(shell find src/airlaunch -name '*.py' -not -path '*/__pycache__/*')
 LS_PLUGIN := localstack/plugin/pyproject.toml $(wildcard localstack/plugin/airlaunch_localstack/*.py)
 
-.PHONY: help setup install registry engine compose-tool images localstack-up stack-up demo reload trigger results \
+.PHONY: help setup system-packages install registry engine compose-tool images localstack-up stack-up demo reload trigger results \
   logs down reset test lint format clean
 
 help: ## Show the targets
@@ -27,6 +27,14 @@ help: ## Show the targets
 
 setup: ## Install everything and build the images, steps in parallel (what demo and test start with)
 	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) install images $(SETUP_EXTRA)
+
+# The Debian packages a fresh machine lacks, in one apt-get call before any step needs one (one
+# call instead of one each saves a minute: apt runs one at a time). As root on Debian/Ubuntu only;
+# elsewhere each step says what it misses. SETUP_PACKAGES adds more (make test: compose, registry).
+SYSTEM_PACKAGES = $(if $(shell command -v dockerd),,docker.io) \
+  $(if $(wildcard .build/rootfs-bookworm.tar),,$(if $(shell command -v debootstrap),,debootstrap)) $(SETUP_PACKAGES)
+system-packages:
+	@scripts/system-packages.sh --if-root $(SYSTEM_PACKAGES)
 
 install: $(VENV)/.installed $(LS_VENV)/.installed ## Install the Python environments (no Docker needed)
 
@@ -71,16 +79,16 @@ $(LS_VENV)/.installed: localstack/requirements.lock $(LS_PLUGIN) | $(UV)
 
 # A Debian root file system for the base images, made only where no container registry answers
 # (it needs no Docker engine, so it is made while the engine is being installed).
-.build/rootfs-%.tar:
+.build/rootfs-%.tar: | system-packages
 	@scripts/base-rootfs.sh $* $@
 
-registry: ## Install the container registry (Debian's docker-registry) the AWS image test pushes to
+registry: | system-packages ## Install the container registry (Debian's docker-registry) the AWS image test pushes to
 	@command -v docker-registry >/dev/null 2>&1 || scripts/system-packages.sh docker-registry
 
-engine: ## Make sure a Docker engine answers (installs and starts one when missing)
+engine: | system-packages ## Make sure a Docker engine answers (installs and starts one when missing)
 	@scripts/docker-engine.sh ensure
 
-compose-tool: ## Make sure a compose tool is installed (Debian's docker-compose when missing)
+compose-tool: | system-packages ## Make sure a compose tool is installed (Debian's docker-compose when missing)
 	@scripts/compose-tool.sh ensure
 
 # Each image is rebuilt when what it is made of changes (the stamp holds its image id).
@@ -145,8 +153,9 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 test: ## Lint, then run every test on the real stack; starts and afterwards stops what it needs
 	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
-	  $(MAKE) --no-print-directory setup SETUP_EXTRA="compose-tool registry build" && $(MAKE) --no-print-directory lint && \
-	  $(PY) -m pytest -p no:cacheprovider -rfE $(PYTEST_ARGS)
+	  $(MAKE) --no-print-directory setup SETUP_EXTRA="compose-tool registry build" \
+	    SETUP_PACKAGES="$(if $(COMPOSE_BIN),,docker-compose) $(if $(shell command -v docker-registry),,docker-registry)" && $(MAKE) --no-print-directory lint && \
+	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	@echo "==> ruff and mypy"

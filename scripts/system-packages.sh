@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages named that are missing, in one apt-get call:
-#   scripts/system-packages.sh docker.io debootstrap docker-compose
-# Nothing happens when all are installed. Needs root on Debian/Ubuntu; elsewhere it says what to install.
+#   scripts/system-packages.sh [--if-root] docker.io debootstrap docker-compose
+# Nothing happens when all are installed. Needs root on Debian/Ubuntu; elsewhere it says what to
+# install (with --if-root it does nothing there: the step that needs a package says so itself).
 set -euo pipefail
+if [ "${1:-}" = --if-root ]; then
+  shift
+  { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; } || exit 0
+fi
+[ $# -gt 0 ] || exit 0
 # One apt at a time (parallel make jobs may each need a package); re-check once we hold the lock.
 exec 9>/tmp/airlaunch-apt.lock
 flock 9

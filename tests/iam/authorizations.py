@@ -128,6 +128,7 @@ MAPPERS: dict[str, Mapper] = {
     "sqs.DeleteMessage": _queue("sqs:DeleteMessage"),
     "sqs.DeleteMessageBatch": _queue("sqs:DeleteMessage"),
     "sqs.GetQueueUrl": _queue("sqs:GetQueueUrl"),
+    "sqs.ChangeMessageVisibilityBatch": _queue("sqs:ChangeMessageVisibility"),
 }
 
 

@@ -13,17 +13,24 @@ from moto import mock_aws
 from airlaunch.protocol import ResultLayout, RunIdentity, Status, StopReason, TaskState, Usage
 
 
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """boto3 clients made inside the test (the CLI's too) talk to moto: fake credentials, no endpoint."""
+@pytest.fixture(autouse=True)
+def no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests reach no AWS and no LocalStack, whatever the session exported (tests/airflow's
+    conftest points AWS_ENDPOINT_URL at the stack's LocalStack for the whole run): fake credentials,
+    no endpoint, so moto's mock_aws catches every call."""
     for name, value in {
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AIRLAUNCH_BUCKET", "AIRLAUNCH_KEY_PREFIX"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AIRLAUNCH_BUCKET", "AIRLAUNCH_KEY_PREFIX"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[Any]:
+    """boto3 clients made inside the test (the CLI's too) talk to moto."""
     with mock_aws():
         yield boto3.client("s3")
 

@@ -83,7 +83,7 @@ def test_no_role_has_wildcard_actions() -> None:
 def test_airflow_may_invoke_the_launcher_and_read_results_and_nothing_else() -> None:
     statements = _statements("AirflowRole")
     actions = {a for s in statements for a in _actions(s)}
-    hear = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl"}
+    hear = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl"}
     assert actions == {"lambda:InvokeFunction", "s3:GetObject", "s3:ListBucket", "s3:PutObject", *hear}
     [write] = _granting("AirflowRole", "s3:PutObject")  # timings.json, what Airflow saw of a try, and nothing else
     assert [_sub(r) for r in _resources(write)] == ["${ResultsBucket.Arn}/${KeyPrefix}/*/timings.json"]

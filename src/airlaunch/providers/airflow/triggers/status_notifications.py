@@ -11,13 +11,15 @@ The listener lives as long as the triggerer's event loop, not as long as its tas
 long poll stays open at SQS, which hands it the next message, invisible for the visibility
 timeout: with one task at a time every notification was lost that way.)
 
-With several triggerers, a message can reach one that does not watch that key. A listener
-deletes only messages for keys it watches (or that nobody claimed after ``MAX_RECEIVES``
-receives); the rest become visible again after the queue's visibility timeout, for the
-other triggerers. A trigger never depends on a message: it still reads status.json now and
-then, and polls every tick while the listener is ``degraded``. The listener never gives
-up: after an SQS error it wakes every waiting trigger (to poll), then polls SQS again with
-a growing pause (1 s to 30 s), and notifications resume when SQS answers again.
+With several triggerers (or a triggerer and a test), a message can reach one that does not
+watch that key. A listener deletes only messages for keys it watches, and hands the others
+back at once (visibility ``RELEASE_SECONDS``) for the other listeners; a message nobody
+claimed for ``UNCLAIMED_SECONDS`` is deleted. (Deleting after a few receives instead lost
+the notification whenever the wrong listener won every receive: one time in eight with two.)
+A trigger never depends on a message: it still reads status.json now and then, and polls
+every tick while the listener is ``degraded``. The listener never gives up: after an SQS
+error it wakes every waiting trigger (to poll), then polls SQS again with a growing pause
+(1 s to 30 s), and notifications resume when SQS answers again.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +36,8 @@ from urllib.parse import unquote_plus
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
 WAIT_SECONDS = 20
-MAX_RECEIVES = 3
+RELEASE_SECONDS = 1  # an unclaimed message is visible to the other listeners again after this
+UNCLAIMED_SECONDS = 60  # and deleted once nobody claimed it for this long
 Key = tuple[str, str]  # (bucket, key)
 
 log = logging.getLogger(__name__)
@@ -59,8 +63,8 @@ async def receive_written_keys(
     claims: Callable[[Key], bool],
     answered: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Key]:
-    """Yield (bucket, key) for every status.json S3 reports written, forever; delete what ``claims``.
-    ``answered`` is called after every receive SQS answered (with messages or without)."""
+    """Yield (bucket, key) for every status.json S3 reports written, forever; delete what ``claims``,
+    hand the rest back. ``answered`` is called after every receive SQS answered (with messages or without)."""
     hook = SqsHook(aws_conn_id=aws_conn_id, region_name=region_name)
     async with await hook.get_async_conn() as sqs:
         url = queue if "://" in queue else (await sqs.get_queue_url(QueueName=queue))["QueueUrl"]
@@ -69,19 +73,25 @@ async def receive_written_keys(
                 QueueUrl=url,
                 WaitTimeSeconds=WAIT_SECONDS,
                 MaxNumberOfMessages=10,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageSystemAttributeNames=["SentTimestamp"],
             )
             answered()
             done: list[dict[str, str]] = []
+            handed_back: list[dict[str, str | int]] = []
             for message in response.get("Messages", []):
                 keys = written_keys(message.get("Body", ""))
                 for written in keys:
                     yield written
-                receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-                if not keys or receives >= MAX_RECEIVES or any(claims(written) for written in keys):
-                    done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+                sent = int(message.get("Attributes", {}).get("SentTimestamp", "0")) / 1000
+                entry = {"Id": str(len(done) + len(handed_back)), "ReceiptHandle": message["ReceiptHandle"]}
+                if not keys or any(claims(written) for written in keys) or time.time() - sent > UNCLAIMED_SECONDS:
+                    done.append(entry)
+                else:
+                    handed_back.append({**entry, "VisibilityTimeout": RELEASE_SECONDS})
             if done:
                 await sqs.delete_message_batch(QueueUrl=url, Entries=done)
+            if handed_back:
+                await sqs.change_message_visibility_batch(QueueUrl=url, Entries=handed_back)
 
 
 class StatusListener:
