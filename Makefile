@@ -39,10 +39,11 @@ system-packages:
 install: $(VENV)/.installed $(LS_VENV)/.installed ## Install the Python environments (no Docker needed)
 
 # uv installs the locked environments (about 30 s where pip took minutes); the venvs are made by
-# Python itself so that they keep pip (make wheel). uv reads UV_INDEX_URL, not pip.conf.
+# Python itself so that they keep pip (make wheel). uv reads UV_INDEX_URL, not pip.conf. At a
+# lower CPU priority: on a fresh machine the base image (debootstrap) is what the set-up waits for.
 UV_VERSION := 0.13.9
 UV := .build/uv/bin/uv
-UV_INSTALL = $(UV) pip install -q --native-tls --compile-bytecode --no-deps
+UV_INSTALL = nice -n 10 $(UV) pip install -q --native-tls --compile-bytecode --no-deps
 
 $(UV):
 	@echo "==> Installing uv $(UV_VERSION) (the Python package installer) into .build/uv"
