@@ -43,7 +43,7 @@ install: $(VENV)/.installed $(LS_VENV)/.installed ## Install the Python environm
 # lower CPU priority: on a fresh machine the base image (debootstrap) is what the set-up waits for.
 UV_VERSION := 0.13.9
 UV := .build/uv/bin/uv
-UV_INSTALL = nice -n 10 $(UV) pip install -q --native-tls --compile-bytecode --no-deps
+UV_INSTALL = nice -n 10 $(UV) pip install -q --native-tls --no-deps
 
 $(UV):
 	@echo "==> Installing uv $(UV_VERSION) (the Python package installer) into .build/uv"
