@@ -38,7 +38,7 @@ system-packages:
 
 install: $(VENV)/.installed $(LS_VENV)/.installed ## Install the Python environments (no Docker needed)
 
-# uv installs the locked environments (about 30 s where pip took minutes); the venvs are made by
+# uv installs the locked environments (seconds where pip took minutes); the venvs are made by
 # Python itself so that they keep pip (make wheel). uv reads UV_INDEX_URL, not pip.conf. At a
 # lower CPU priority: on a fresh machine the base image (debootstrap) is what the set-up waits for.
 UV_VERSION := 0.13.9
