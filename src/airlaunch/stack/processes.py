@@ -69,7 +69,17 @@ class ManagedProcess:
         recorded = self._recorded()
         return recorded is not None and pid_alive(*recorded)
 
+    def kill_orphans(self) -> None:
+        """Kill what is left of the process's group after its leader died alone (the scheduler killed
+        by itself leaves its LocalExecutor workers idle forever). Its pid is free, so the kernel has
+        not reused it: the group holds only what the leader started."""
+        recorded = self._recorded()
+        if recorded is not None and not Path(f"/proc/{recorded[0]}").exists():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(recorded[0], signal.SIGKILL)
+
     def start(self, env: dict[str, str]) -> int:
+        self.kill_orphans()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
@@ -95,5 +105,6 @@ def stop_processes(processes: Iterable[ManagedProcess], grace: float = 15) -> li
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid or 0, signal.SIGKILL)
     for process in processes:
+        process.kill_orphans()
         process.pid_file.unlink(missing_ok=True)
     return [p.name for p in running]
