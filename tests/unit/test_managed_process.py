@@ -67,3 +67,19 @@ def test_a_stop_after_the_leader_died_kills_its_orphans(tmp_path: Path) -> None:
     assert stop_processes([process], grace=1) == []  # nothing alive to stop by its pid file
     assert _wait_gone(child), "the dead leader's child outlived make down"
     assert not process.pid_file.exists()
+
+
+def test_a_restart_right_after_the_crash_kills_the_orphans_before_anyone_reaped_the_leader(tmp_path: Path) -> None:
+    """The supervisor may restart before it looked: the dead leader is still an unreaped zombie."""
+    process = ManagedProcess("leader", [sys.executable, "-c", LEADER], tmp_path)
+    leader = process.start(dict(os.environ))
+    child = _started_child(process)
+    os.kill(leader, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{leader}/stat").read_text().split()[2] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    process.log.unlink()
+    process.start(dict(os.environ))
+    assert _wait_gone(child), "the zombie leader's child outlived the restart"
+    stop_processes([process], grace=5)

@@ -71,10 +71,13 @@ class ManagedProcess:
 
     def kill_orphans(self) -> None:
         """Kill what is left of the process's group after its leader died alone (the scheduler killed
-        by itself leaves its LocalExecutor workers idle forever). Its pid is free, so the kernel has
-        not reused it: the group holds only what the leader started."""
+        by itself leaves its LocalExecutor workers idle forever). The leader is gone or a zombie, so
+        the kernel has not given its pid to another group: the group holds only what it started."""
         recorded = self._recorded()
-        if recorded is not None and not Path(f"/proc/{recorded[0]}").exists():
+        if recorded is None or pid_alive(*recorded):  # (pid_alive also reaps the leader if it is our child)
+            return
+        fields = _stat(recorded[0])
+        if fields is None or (fields[0] in ("Z", "X") and fields[19] == recorded[1]):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(recorded[0], signal.SIGKILL)
 
