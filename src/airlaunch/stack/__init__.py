@@ -206,13 +206,17 @@ class Stack:
         state success, but the task instance's state attribute is running"; apache/airflow#71580 is the
         same race after a deferral). Tests and the fault suite wait for that event first.
         """
-        needle = f"run_id='{run_id}', try_number={try_number},"
-        log = self.cfg.state_dir / "airflow-scheduler.log"
+        needle = f"TaskInstanceKey(dag_id='{dag_id}', task_id="
+        key = f"run_id='{run_id}', try_number={try_number},"
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            if any("Received executor event" in line and f"dag_id='{dag_id}'" in line and needle in line
-                   for line in text.splitlines()):  # fmt: skip
-                return
-            time.sleep(0.5)
+        with (self.cfg.state_dir / "airflow-scheduler.log").open(errors="replace") as log:
+            partial = ""  # a line the scheduler had not finished writing at the last look
+            while time.monotonic() < deadline:
+                for line in log:  # what the log gained since the last look (the scheduler appends)
+                    line, partial = partial + line, ""
+                    if not line.endswith("\n"):
+                        partial = line
+                    elif "Received executor event" in line and needle in line and key in line:
+                        return
+                time.sleep(0.5)
         raise TimeoutError(f"the scheduler heard no executor event for {dag_id}/{run_id} in {timeout:.0f} s")
