@@ -12,17 +12,11 @@ import boto3
 import docker
 from botocore.config import Config
 
-from airlaunch.airflow_rest import AirflowApiError
-from airlaunch.protocol import run_prefix
 from airlaunch.stack import LocalStack, StackConfig
 from bench.harness import (
     STATE_DIR,
     BenchAirflow,
     DockerStarts,
-    MemorySampler,
-    RequestCounter,
-    background_request_rate,
-    cpu_seconds,
     load,
     parse_time,
     percentiles,
@@ -186,17 +180,18 @@ def mapped_span(tis: list[dict[str, Any]], task_id: str) -> float:
     return max(parse_time(ti["end_date"]) for ti in mapped) - first
 
 
-def phases(s3: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
+def phases(dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
     """Where an airlaunch fan-out's wall time goes: launching, the containers' runs, the end."""
-    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), dag_id, run_id) + "launch/"
+    from bench.scale import store
+
+    statuses = [t.status for t in store().run_tries(dag_id, run_id) if t.identity.task_id == "launch" and t.status]
     mapped = [ti for ti in tis if ti["task_id"] == "launch"]
-    statuses = [read_status(s3, CFG.bucket, f"{prefix}{ti['map_index']}/1/") for ti in mapped]
     first_start = min(parse_time(ti["start_date"]) for ti in mapped)
     return {
-        "first_ti_start_to_last_runtime_start": max(parse_time(s["started_at"]) for s in statuses) - first_start,
-        "runtime_seconds_max": max(parse_time(s["ended_at"]) - parse_time(s["started_at"]) for s in statuses),
+        "first_ti_start_to_last_runtime_start": max(parse_time(s.started_at) for s in statuses) - first_start,
+        "runtime_seconds_max": max(parse_time(s.ended_at) - parse_time(s.started_at) for s in statuses),
         "last_ended_at_to_last_ti_end": max(parse_time(ti["end_date"]) for ti in mapped)
-        - max(parse_time(s["ended_at"]) for s in statuses),
+        - max(parse_time(s.ended_at) for s in statuses),
     }
 
 
@@ -244,7 +239,7 @@ def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, A
         tis = api.task_instances(dag_id, run_id)
         wall = mapped_span(tis, task_id)
         results[way] = {
-            **(phases(s3_client(), dag_id, run_id, tis) if way.startswith("airlaunch") else {}),
+            **(phases(dag_id, run_id, tis) if way.startswith("airlaunch") else {}),
             "count": n,
             "state": run["state"],
             "wall_seconds": wall,
@@ -254,97 +249,6 @@ def slots(airflow: BenchAirflow, count: int, blocking_count: int) -> dict[str, A
             "extrapolated": n != count,
             "load": [load_before, load()],
         }
-    return results
-
-
-# -- scale ------------------------------------------------------------------------------------
-
-
-def mapped_xcom(api: Any, run_id: str, index: int) -> float | None:
-    try:
-        return api.xcom("bench_fan_out", run_id, "launch", map_index=index)["sleep_seconds"]
-    except AirflowApiError:
-        return None
-
-
-def verify(api: Any, s3: Any, run_id: str, tis: list[dict[str, Any]], count: int) -> dict[str, Any]:
-    """Every mapped task left status.json (succeeded) and result.json in S3, and its value reached XCom."""
-    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), "bench_fan_out", run_id) + "launch/"
-    keys: set[str] = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=CFG.bucket, Prefix=prefix):
-        keys.update(obj["Key"] for obj in page.get("Contents", []))
-    from_s3: list[float | None] = []
-    for index in range(count):
-        base = f"{prefix}{index}/1/"
-        ok = {base + "status.json", base + "result.json"} <= keys
-        if ok and read_status(s3, CFG.bucket, base)["state"] == "succeeded":
-            body = s3.get_object(Bucket=CFG.bucket, Key=base + "result.json")["Body"].read()
-            from_s3.append(json.loads(body)["sleep_seconds"])
-        else:
-            from_s3.append(None)
-    try:
-        from_xcom = api.xcom("bench_fan_out", run_id, "collect")  # collect() read every mapped XCom
-    except AirflowApiError:  # collect did not run (a mapped task failed): read each mapped XCom
-        from_xcom = [mapped_xcom(api, run_id, index) for index in range(count)]
-    mapped_ok = sum(ti["state"] == "success" for ti in tis if ti["task_id"] == "launch")
-    return {
-        "tasks_succeeded": mapped_ok,
-        "results_in_s3": sum(v is not None for v in from_s3),
-        "results_in_xcom": sum(v is not None for v in from_xcom),
-        "xcom_equals_s3": from_xcom == from_s3,
-    }
-
-
-def completion_latencies(s3: Any, run_id: str, tis: list[dict[str, Any]]) -> list[float]:
-    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), "bench_fan_out", run_id) + "launch/"
-    latencies = []
-    for ti in tis:
-        if ti["task_id"] == "launch" and ti["state"] == "success":
-            status = read_status(s3, CFG.bucket, f"{prefix}{ti['map_index']}/1/")
-            latencies.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
-    return latencies
-
-
-def scale(airflow: BenchAirflow, sizes: list[int], max_seconds: float) -> dict[str, Any]:
-    """Fan-outs of short tasks: time, scheduler/triggerer CPU, S3 requests, memory, every result checked."""
-    api, s3 = airflow.api(), s3_client()
-    background_before = background_request_rate()
-    results: dict[str, Any] = {"parallelism": airflow.cfg.airflow_parallelism}
-    warm_up(api)
-    for count in sizes:
-        load_before = load()
-        cpu_before = {c: cpu_seconds(airflow.pid(c), with_children=False) for c in ("scheduler", "triggerer")}
-        executor_before = cpu_seconds(airflow.pid("scheduler"))
-        requests = RequestCounter()
-        with MemorySampler(airflow) as memory:
-            start = time.monotonic()
-            run_id, run = run_dag(api, "bench_fan_out", {"count": count, "max_seconds": max_seconds}, 600 + 3 * count)
-            took = time.monotonic() - start
-        by_operation = requests.count()
-        total_requests = sum(by_operation.values())
-        tis = api.task_instances("bench_fan_out", run_id)
-        results[str(count)] = {
-            "state": run["state"],
-            "seconds": took,
-            "run_seconds": parse_time(run["end_date"]) - parse_time(run["start_date"]),
-            "mapped_span_seconds": mapped_span(tis, "launch"),
-            "cpu_seconds": {c: cpu_seconds(airflow.pid(c), with_children=False) - cpu_before[c] for c in cpu_before},
-            "scheduler_with_executor_cpu_seconds": cpu_seconds(airflow.pid("scheduler")) - executor_before,
-            "s3_requests": dict(by_operation),
-            "s3_requests_total": total_requests,
-            "completion_latency": percentiles(completion_latencies(s3, run_id, tis)),
-            "peak_memory_mib": memory.peak,
-            "verified": verify(api, s3, run_id, tis, count),
-            "load": [load_before, load()],
-        }
-    # Others (the shared Airflow, tests) use the same LocalStack: subtract their rate, measured
-    # before and after, from what was counted during each run.
-    background = (background_before + background_request_rate()) / 2
-    results["background_requests_per_second"] = background
-    for count in sizes:
-        s = results[str(count)]
-        s["s3_requests_per_task"] = (s["s3_requests_total"] - background * s["seconds"]) / count
-        s["s3_requests_per_task_raw"] = s["s3_requests_total"] / count
     return results
 
 

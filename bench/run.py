@@ -24,13 +24,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
-from bench import measure, report
+from bench import measure, report, scale
 from bench.harness import REPO, BenchAirflow, load
 
+SCALE_ROW_PREFIXES = ("Scale:", "Completion latency at", "Stack peak memory at")
 PARTS = ("footprint", "launch", "latency", "scale", "slots")
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+SCALE_BEGIN, SCALE_END = "<!-- bench-scale:begin -->", "<!-- bench-scale:end -->"
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,33 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def write_docs(table: str, results: dict[str, Any]) -> None:
-    sizes = results["settings"]
-    block = (
-        f"{BEGIN}\nMeasured {results['finished']} on {results['machine']}, settings {json.dumps(sizes)}; "
-        f"load average (1, 5, 15 min) at start {results['load_start']}, at end {results['load_end']}.\n\n"
-        f"{table}\n{END}"
+def write_block(begin: str, end: str, body: str) -> None:
+    """Replace what stands between the markers in docs/benchmarks.md (appended when they are missing)."""
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    DOCS.write_text(f"{head}{begin}\n{body}\n{end}{tail}")
+
+
+def measured_line(results: dict[str, Any]) -> str:
+    return (
+        f"Measured {results['finished']} on {results['machine']}, settings {json.dumps(results['settings'])}; "
+        f"load average (1, 5, 15 min) at start {results['load_start']}, at end {results['load_end']}."
     )
-    text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOCS.write_text(head + block + tail)
+
+
+def write_docs(table: list[report.Row], results: dict[str, Any]) -> None:
+    """The scale part has a block of its own, so each block is rewritten only by a run that measured it."""
+    scale_rows = [row for row in table if row[0].startswith(SCALE_ROW_PREFIXES)]
+    other_rows = [row for row in table if row not in scale_rows]
+    if "scale" in results:
+        grids = "\n\n".join(report.grid_markdown(*grid) for grid in report.scale_tables(results["scale"]))
+        body = f"{measured_line(results)}\n\n{report.markdown_table(scale_rows)}\n\n{grids}"
+        write_block(SCALE_BEGIN, SCALE_END, body)
+    if other_rows:
+        write_block(BEGIN, END, f"{measured_line(results)}\n\n{report.markdown_table(other_rows)}")
 
 
 def main() -> int:
@@ -106,9 +124,7 @@ def main() -> int:
             results.update({k: v for k, v in sampled.items() if k in parts or k not in ("launch", "latency")})
         if "scale" in parts:
             say(f"==> scale: fan-outs of {settings.scale}")
-            results["scale"] = measure.scale(airflow, settings.scale, settings.scale_max_seconds)
-            biggest = str(max(settings.scale))
-            results.setdefault("footprint", {})["under_load_mib"] = results["scale"][biggest]["peak_memory_mib"]
+            results["scale"] = scale.scale(airflow, settings.scale, settings.scale_max_seconds)
         if "slots" in parts:
             say(f"==> slot efficiency: {settings.slots_n} x 10 s tasks at parallelism 2")
             airflow = BenchAirflow(2)
@@ -125,10 +141,13 @@ def main() -> int:
     report.chart(results, RESULTS / "latest.png")
     table = report.rows(results)
     print(report.text_table(table))
+    if "scale" in results:
+        for grid in report.scale_tables(results["scale"]):
+            print(f"\n{report.grid_text(*grid)}")
     print(f"\nload average at start {results['load_start']}, at end {results['load_end']}")
     print(f"saved {RESULTS / 'latest.json'}, {RESULTS / 'latest.png'}")
     if os.environ.get("BENCH_DOCS", "1") != "0":
-        write_docs(report.markdown_table(table), results)
+        write_docs(table, results)
         print(f"wrote the table to {DOCS.relative_to(REPO)}")
     return 1 if any(row[3] == "FAIL" for row in table) else 0
 

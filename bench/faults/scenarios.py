@@ -735,16 +735,23 @@ def fan_out_with_kills(suite: Suite, count: int = 200, kills: int = 20) -> Row:
     starts = {e.container: e for e in suite.events.of_run(run_id, "start")}
     index_of = {c: int(e.labels.get("airlaunch.map_index", "-1")) for c, e in starts.items()}
     tis = {ti["map_index"]: ti for ti in found.task_instances}
-    detections, wrong = [], []
+    detections, wrong, too_late = [], [], []
     for container, at in killed.items():
         ti = tis.get(index_of.get(container, -2))
         if ti is None:
             wrong.append(f"{container[:12]}: no task instance")
             continue
+        status = suite.status_of(ti, found) or {}
+        ended = epoch(status.get("ended_at"))
+        if status.get("state") == "succeeded" and ended is not None and ended <= at:
+            too_late.append(ti["map_index"])  # it had finished (status.json written) when the kill came
+            continue
         if ti["state"] != "failed":
             wrong.append(f"[{ti['map_index']}] killed but {ti['state']}")
         detections.append((epoch(ti["end_date"]) or at) - at)
-    others = [ti for index, ti in tis.items() if index not in {index_of.get(c) for c in killed}]
+    if too_late:
+        row.notes.append(f"killed after their status.json (so rightly succeeded): {too_late}")
+    others = [ti for index, ti in tis.items() if index not in {index_of.get(c) for c in killed} - set(too_late)]
     not_ok = [f"[{ti['map_index']}] {ti['state']}" for ti in others if ti["state"] != "success"]
     detections.sort()
     if detections:

@@ -70,6 +70,9 @@ class FaultStack:
                     "other DAGs (stop it, or run the suite with its own AIRLAUNCH_STATE_DIR as make faults does)"
                 ) from exc
             api.unpause(dag_id)
+            for run_id in api.unfinished_runs(dag_id):  # an interrupted suite's runs would load this one
+                print(f"==> {dag_id} {run_id}: left running by an earlier suite; marking it failed", flush=True)
+                api.set_run_state(dag_id, run_id, "failed")
         return started
 
     def down(self) -> None:

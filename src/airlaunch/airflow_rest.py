@@ -89,6 +89,14 @@ class AirflowRest:
     def delete_run(self, dag_id: str, run_id: str) -> None:
         self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
 
+    def unfinished_runs(self, dag_id: str) -> list[str]:
+        """The run ids of the DAG's queued and running runs (the first 100)."""
+        runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running&limit=100")
+        return [run["dag_run_id"] for run in runs["dag_runs"]]
+
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": state})
+
     def clear_task(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Clear one task instance of a run, whatever its state (a running one is restarted)."""
         body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False}

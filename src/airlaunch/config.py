@@ -105,6 +105,11 @@ class AirflowSettings:
     outage_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_OUTAGE_SECONDS", "900")))
     """AIRLAUNCH_OUTAGE_SECONDS: how long the trigger keeps watching through an S3/Lambda outage before it
     stops the container and fails the task."""
+    triggerer_reads_per_second: float = field(
+        default_factory=lambda: float(_env("AIRLAUNCH_TRIGGERER_READS_PER_SECOND", "20"))
+    )
+    """AIRLAUNCH_TRIGGERER_READS_PER_SECOND: the periodic reads (log parts, safety-net status reads, launcher
+    checks) one triggerer makes for all its tasks together; with more tasks each reads less often."""
     sweep_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_SWEEP_SECONDS", "15")))
     """AIRLAUNCH_SWEEP_SECONDS: how often each triggerer stops containers whose Airflow task is no longer running."""
     log_read_bytes: int = field(default_factory=lambda: int(_env("AIRLAUNCH_LOG_READ_BYTES", "65536")))

@@ -67,7 +67,10 @@ def _follow(objects: dict[str, bytes], steps: int, read_bytes: int, caplog: pyte
 
 
 def _shown(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [record.getMessage().removeprefix("[container] ") for record in caplog.records]
+    """The container's lines as the task log shows them (a part's lines come in one log event)."""
+    lines = [line for record in caplog.records for line in record.getMessage().split("\n")]
+    assert all(line.startswith("[container] ") for line in lines)
+    return [line.removeprefix("[container] ") for line in lines]
 
 
 def test_parts_are_shown_as_whole_lines_then_the_rest_from_log_txt(caplog: pytest.LogCaptureFixture) -> None:
@@ -87,6 +90,7 @@ def test_a_huge_burst_costs_bounded_reads_and_says_what_it_skipped(caplog: pytes
     s3 = _follow(objects, steps=2, read_bytes=4096, caplog=caplog)
     shown = _shown(caplog)
     assert len(shown) <= 2 * 50 + 2  # at most max_lines per read, plus the markers
+    assert len(caplog.records) <= 2 * 2 + 1  # one log event per read, plus the markers
     for _, asked in s3.asked:  # never more than read_bytes at once
         first, _, last = asked.removeprefix("bytes=").partition("-")
         assert (first == "" and last == "4096") or (last != "" and int(last) - int(first) + 1 <= 4096), asked

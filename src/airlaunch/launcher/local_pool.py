@@ -7,6 +7,11 @@ environments: N emulators, each with its own awslambdaric runtime, behind one en
 hands every invocation to an idle one (and queues when all are busy, as a Lambda with
 reserved concurrency N would throttle). Standard library only.
 
+``GET /health`` tells a busy pool from a hung one: with invocations in flight or waiting it is
+healthy while they make progress (one ended within HANG_SECONDS); idle, it pings an execution
+environment. A supervisor that pinged through the queue instead restarted a launcher that was
+only busy (200 launches queued), failing the launches in flight.
+
 Environment: AIRLAUNCH_RIE_ADDRESS (front endpoint, default 127.0.0.1:9000),
 AIRLAUNCH_LAMBDA_CONCURRENCY (default 4), AIRLAUNCH_RIE_PORT_BASE (default 19100: emulator
 i listens on base+i and its runtime API on base+100+i).
@@ -15,6 +20,7 @@ i listens on base+i and its runtime API on base+100+i).
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import queue
@@ -26,6 +32,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 log = logging.getLogger("airlaunch.local_pool")
 
+HANG_SECONDS = 60.0  # invocations in flight and none ended for this long: the pool is hung
+PING = b'{"action": "ping"}'
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 _FORWARDED_HEADERS = ("X-Amz-Function-Error", "X-Amz-Log-Result", "X-Amz-Executed-Version", "Content-Type")
 
 
@@ -66,11 +75,42 @@ class Pool:
         self.environments = environments
         self.idle: queue.Queue[Environment] = queue.Queue()
         self.timeout = timeout
+        self.lock = threading.Lock()
+        self.pending = 0  # invocations in flight or waiting for an environment
+        self.last_progress = time.monotonic()  # when one last ended, or the pool went from idle to busy
         for environment in environments:
             environment.ensure_running()
             self.idle.put(environment)
 
     def invoke(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            if self.pending == 0:
+                self.last_progress = time.monotonic()
+            self.pending += 1
+        try:
+            return self._invoke(path, body)
+        finally:
+            with self.lock:
+                self.pending -= 1
+                self.last_progress = time.monotonic()
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """Busy and progressing, or idle and answering a ping: see the module's docstring."""
+        with self.lock:
+            pending, stalled = self.pending, time.monotonic() - self.last_progress
+        state: dict[str, object] = {"pending": pending, "environments": len(self.environments)}
+        if pending:
+            state["seconds_since_progress"] = round(stalled, 1)
+            return stalled < HANG_SECONDS, state
+        status, _, payload = self.invoke(INVOKE_PATH, PING)
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            answer = {"ok": False, "error": payload.decode(errors="replace")[:200]}
+        state["ping"] = answer
+        return status == 200 and isinstance(answer, dict) and answer.get("ok") is True, state
+
+    def _invoke(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         environment = self.idle.get()
         try:
             for attempt in range(50):  # an emulator that is still starting refuses connections
@@ -91,7 +131,16 @@ def serve(address: str, pool: Pool) -> None:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, headers, payload = pool.invoke(self.path, body)
+            self.answer(*pool.invoke(self.path, body))
+
+        def do_GET(self) -> None:
+            if self.path != "/health":
+                self.answer(404, {"Content-Type": "application/json"}, b'{"errorMessage": "not found"}')
+                return
+            ok, state = pool.health()
+            self.answer(200 if ok else 503, {"Content-Type": "application/json"}, json.dumps(state).encode())
+
+        def answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -131,13 +131,11 @@ class LauncherLambda:
         return self._inspect("{{.State.Running}}") == "true"
 
     def healthy(self) -> bool:
-        """The emulator answers an invocation only once the runtime inside is up."""
-        request = urllib.request.Request(
-            f"{self.cfg.lambda_url}/2015-03-31/functions/function/invocations", data=b'{"action": "ping"}'
-        )
+        """The local pool's health: idle, an execution environment answers a ping; busy, its
+        invocations make progress (a long queue of launches is not a hang)."""
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return bool(json.loads(response.read()).get("ok"))
+            with urllib.request.urlopen(f"{self.cfg.lambda_url}/health", timeout=5) as response:
+                return response.status == 200
         except (urllib.error.URLError, OSError, ValueError):
             return False
 

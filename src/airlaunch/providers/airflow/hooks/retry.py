@@ -3,8 +3,9 @@
 A connection refused or reset, a timeout, throttling and 5xx answers are *transient*: the
 same call can succeed a moment later (LocalStack restarting, Lambda throttled, S3 slowing
 down). Everything else (access denied, a missing bucket, a refused request) is not, and is
-raised at once. botocore's own retries count attempts; these count seconds, so an outage of
-a minute is ridden out whatever the attempts cost.
+raised at once. botocore's own retries count attempts; these count seconds from the first
+failure, so an outage of a minute is ridden out whatever the attempts cost, and a first
+attempt that waited long (a launch queued behind hundreds) does not eat the budget.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from botocore.exceptions import (
     HTTPClientError,
     ReadTimeoutError,
 )
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_exponential
+from tenacity.stop import stop_base
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,26 @@ def is_transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False))  # e.g. a launch the platform may accept a moment later
 
 
+class StopAfterOutage(stop_base):
+    """Stop once the failures have lasted ``budget`` seconds, counted from the first one."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.first_failure: float | None = None
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        now = retry_state.outcome_timestamp or 0.0
+        if self.first_failure is None:
+            self.first_failure = now
+        return now - self.first_failure >= self.budget
+
+
 def _policy(budget: float, cap: float, what: str) -> dict[str, Any]:
     def before_sleep(state: Any) -> None:
         log.warning("%s failed (%s); retrying in %.1f s", what, state.outcome.exception(), state.next_action.sleep)
 
     return {
-        "stop": stop_after_delay(budget),
+        "stop": StopAfterOutage(budget),
         "wait": wait_exponential(multiplier=0.5, max=cap),
         "retry": retry_if_exception(is_transient),
         "before_sleep": before_sleep,

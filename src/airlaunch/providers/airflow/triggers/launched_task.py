@@ -12,7 +12,10 @@ What it guarantees:
   log instead (``log_follower``: bounded per request, however much the task prints). While
   notifications arrive, status.json is read only when one says so, and otherwise once per
   ``log_every`` ticks as a safety net. Every ``describe_every`` ticks it also asks the
-  launcher about the container, the fallback for an end no event reported.
+  launcher about the container, the fallback for an end no event reported. These periodic
+  reads are spread further apart when a triggerer watches many tasks, so that all of its
+  tasks together make about AIRLAUNCH_TRIGGERER_READS_PER_SECOND of them: 200 tasks showing
+  their logs every 5 s would otherwise cost a 2-core machine's triggerer most of a core.
 * Outages: an S3 or Lambda error that passes (connection refused, throttling, 5xx) never
   fails the task while its container may still run: the trigger keeps watching for up to
   ``outage_seconds`` (AIRLAUNCH_OUTAGE_SECONDS); past that it stops the container first,
@@ -40,7 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
@@ -80,6 +85,10 @@ from airlaunch.providers.airflow.triggers.log_follower import LogFollower
 
 HANDLE_XCOM_KEY = "airlaunch_handle"
 LAUNCH_ON_WORKER = "launch_on_worker"
+# The triggers watching a container, per event loop (one per triggerer): what spreads their periodic reads.
+_WATCHING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[LaunchedTaskTrigger]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def failure_message(event: dict[str, Any]) -> str:
@@ -207,10 +216,15 @@ class LaunchedTaskTrigger(BaseTrigger):
         if self.status_queue:
             self._listener = status_notifications.listener(self.status_queue, self.aws_conn_id, self.region_name)
             notified = self._listener.watch(layout.bucket, layout.status_key)
-        with notified as wake:
-            async for event in self._watch(s3, wake, follower):
-                yield self._end_failed(event)
-                return
+        watching = _WATCHING.setdefault(asyncio.get_running_loop(), weakref.WeakSet())
+        watching.add(self)
+        try:
+            with notified as wake:
+                async for event in self._watch(s3, wake, follower):
+                    yield self._end_failed(event)
+                    return
+        finally:
+            watching.discard(self)
 
     async def _watch(self, s3: Any, wake: asyncio.Event | None, follower: LogFollower) -> AsyncIterator[TriggerEvent]:
         """Tick every poll_interval: GET status.json, or on every log_every-th tick the next log part.
@@ -222,16 +236,17 @@ class LaunchedTaskTrigger(BaseTrigger):
         woke = False
         while True:
             polling = wake is None or (self._listener is not None and self._listener.degraded)
-            log_tick = tick % self.log_every == self.log_every - 1
+            stretch = self._stretch()
+            every = self.log_every * stretch
             try:
-                if log_tick and not woke:
+                if tick % every == every - 1 and not woke:
                     await follower.step(s3)
-                elif woke or polling or tick % self.log_every == 0:
+                elif woke or polling or tick % every == 0:
                     status = await self._read_status(s3)
                     if status is not None:
                         yield await self._finished(s3, status, follower)
                         return
-                if tick % self.describe_every == self.describe_every - 1:
+                if tick % (self.describe_every * stretch) == self.describe_every * stretch - 1:
                     status = await self._ended_unrecorded()
                     if status is not None:
                         yield await self._finished(s3, status, follower)
@@ -252,6 +267,13 @@ class LaunchedTaskTrigger(BaseTrigger):
                 return
             tick += 1
             woke = await self._sleep(wake)
+
+    def _stretch(self) -> int:
+        """How many times further apart this trigger's periodic reads go: the triggerer's watched tasks
+        together make about triggerer_reads_per_second of them (two per log_every ticks each)."""
+        watching = len(_WATCHING.get(asyncio.get_running_loop(), ()))
+        per_second = 2 * watching / (self.log_every * self.poll_interval)
+        return max(1, math.ceil(per_second / self.settings.triggerer_reads_per_second))
 
     async def _read_status(self, s3: Any) -> Status | None:
         body = await aread(s3, self.watched.bucket, self.watched.layout.status_key)

@@ -86,8 +86,8 @@ class LogFollower:
         hidden = skipped + len(whole) - sum(len(line) + 1 for line in shown)
         if hidden > 0 and newest:
             self._marker(hidden)
-        for line in shown:
-            self.log.info("[container] %s", line.decode("utf-8", "replace"))
+        if shown:  # one log event per part, not per line: a chatty task costs the triggerer one call per read
+            self.log.info("%s", "\n".join(f"[container] {line.decode('utf-8', 'replace')}" for line in shown))
         if hidden > 0 and not newest:
             self._marker(hidden)
 
