@@ -94,6 +94,9 @@ class BenchAirflow(AirflowServers):
 
 def run_dag(api: AirflowRest, dag_id: str, conf: dict[str, Any], timeout: float) -> tuple[str, dict[str, Any]]:
     api.wait_for_dag(dag_id)
+    for run_id in api.unfinished_runs(dag_id):  # an interrupted benchmark's run would load this one
+        print(f"==> {dag_id} {run_id}: left running by an earlier benchmark; marking it failed", flush=True)
+        api.set_run_state(dag_id, run_id, "failed")
     api.unpause(dag_id)
     run_id = api.trigger(dag_id, conf)
     return run_id, api.wait_for_run(dag_id, run_id, timeout=timeout)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.faults.scenarios import DETECTION_GOAL, Row
+from bench.faults.scenarios import DETECTION_GOAL, SCENARIOS, Row
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "faults.md"
@@ -66,10 +66,29 @@ def machine() -> dict[str, Any]:
     }
 
 
+def with_earlier_rows(rows: list[Row], measured: str) -> list[Row]:
+    """This run's rows, and for the scenarios it did not run, their rows from the latest earlier run
+    (marked with when they were measured), in the suite's order: a partial run updates its rows only."""
+    for row in rows:
+        row.details["measured"] = measured
+    earlier: dict[str, Row] = {}
+    for path in sorted(RESULTS.glob("faults-*.json")):
+        document = json.loads(path.read_text())
+        for data in document["rows"]:
+            row = Row(**data)
+            row.details.setdefault("measured", document["started"][:16].replace("T", " "))
+            earlier[row.name] = row
+    ran = {row.name for row in rows}
+    merged = rows + [row for name, row in earlier.items() if name not in ran and name in SCENARIOS]
+    order = list(SCENARIOS)
+    return sorted(merged, key=lambda row: order.index(row.name) if row.name in order else len(order))
+
+
 def explanations(rows: list[Row]) -> str:
     parts = []
     for row in rows:
-        lines = [f"- **{row.title}** ({row.outcome}, {row.seconds:.0f} s). Goal: {row.goal or '—'}."]
+        when = f", measured {row.details['measured']}" if row.details.get("measured") else ""
+        lines = [f"- **{row.title}** ({row.outcome}, {row.seconds:.0f} s{when}). Goal: {row.goal or '—'}."]
         lines += [f"  {note[0].upper() + note[1:]}." for note in row.notes]
         if row.missed:
             lines.append("  Goals missed: " + "; ".join(row.missed) + ".")
@@ -91,14 +110,17 @@ def save(rows: list[Row], started: datetime, settings: dict[str, Any], load_at_s
         "rows": [row.to_dict() for row in rows],
     }
     path.write_text(json.dumps(document, indent=1, default=str))
+    ran = len(rows)
+    rows = with_earlier_rows(rows, started.strftime("%Y-%m-%d %H:%M"))
     passed = sum(row.outcome == "pass" for row in rows)
+    earlier = "" if ran == len(rows) else f" This run measured {ran} of the rows; the others are from earlier runs."
     block = "\n".join(
         [
             BEGIN,
             f"Measured {started.strftime('%Y-%m-%d %H:%M')} to {finished.strftime('%H:%M')} UTC on {about['host']} "
             f"({about['cores']} cores, {about['memory_gib']} GiB), load average (1, 5, 15 min) "
             f"{load_at_start} at the start and {about['load']} at the end; {passed} of {len(rows)} rows pass. "
-            f"Raw results: `bench/results/{path.name}`.",
+            f"Raw results: `bench/results/{path.name}`.{earlier}",
             "",
             markdown_table(rows),
             "",

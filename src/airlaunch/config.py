@@ -42,6 +42,10 @@ class LauncherSettings:
     docker_scope: str = field(default_factory=lambda: _env("AIRLAUNCH_DOCKER_SCOPE", "default"))
     """AIRLAUNCH_DOCKER_SCOPE: labels this launcher's task containers; it finds, watches and reaps only those
     (so several stacks can share one Docker engine)."""
+    docker_cpu_shares: int = field(default_factory=lambda: int(_env("AIRLAUNCH_DOCKER_CPU_SHARES", "256")))
+    """AIRLAUNCH_DOCKER_CPU_SHARES: task containers' CPU weight (Docker's default is 1024). Low, so that when
+    tasks saturate the machine the launcher, LocalStack and Airflow (which launch, watch and end them) still
+    get the CPU; it only matters under contention. (The launcher's own container runs at 4096.)"""
     task_endpoint_url: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_TASK_AWS_ENDPOINT_URL", ""))
     """AIRLAUNCH_TASK_AWS_ENDPOINT_URL: AWS endpoint as task containers reach it (LocalStack); empty on AWS."""
     stop_grace_seconds: int = field(default_factory=lambda: int(_env("AIRLAUNCH_STOP_GRACE_SECONDS", "10")))

@@ -158,6 +158,16 @@ def test_same_identity_starts_one_container(launcher: LauncherClient, identity: 
     launcher.wait_status(retry)
 
 
+def test_list_shows_each_live_task_with_its_results_prefix(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    """What the orphan sweep sees: one listing (labels, no inspect per container) names where each try writes."""
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 4})
+    before = time.time()
+    [listed] = [t for t in launcher.invoke({"action": "list"})["tasks"] if t["task_ref"] == handle.task_ref]
+    assert (listed["bucket"], listed["prefix"]) == (handle.bucket, handle.prefix)
+    assert before - 30 < listed["started_at"] <= before + 1
+    launcher.wait_status(handle)
+
+
 BAD_REQUESTS = [
     ({"task": "no_such_task"}, "task", "not in the task catalog"),
     ({"task": "task_one", "params": ["not", "a", "mapping"]}, "params", "expected dict"),

@@ -52,7 +52,10 @@ def make_backend(settings: LauncherSettings) -> Backend:
         from airlaunch.launcher.backends.docker import DockerBackend
 
         return DockerBackend(
-            network=settings.docker_network, stop_grace_seconds=settings.stop_grace_seconds, scope=settings.docker_scope
+            network=settings.docker_network,
+            stop_grace_seconds=settings.stop_grace_seconds,
+            scope=settings.docker_scope,
+            cpu_shares=settings.docker_cpu_shares,
         )
     if settings.backend == "ecs":
         from airlaunch.launcher.backends.ecs import EcsBackend

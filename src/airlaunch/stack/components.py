@@ -170,7 +170,8 @@ class LauncherLambda:
             "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
             **{k: v for k, v in self.cfg.client_env().items() if k != "AIRLAUNCH_LAMBDA_ENDPOINT_URL"},
         }
-        command = ["docker", "run", "-d", "--name", self.container, "--network", "host"]
+        # the control plane before the tasks: under contention it gets 16 times a task container's CPU
+        command = ["docker", "run", "-d", "--name", self.container, "--network", "host", "--cpu-shares", "4096"]
         command += ["--group-add", str(socket_gid), "-v", f"{self.cfg.docker_socket}:/var/run/docker.sock"]
         # the catalog's folder, not the file: an editor that saves by rename would leave a file mount stale
         command += ["-v", f"{catalog.parent}:{CATALOG_MOUNT}:ro", "--label", "airlaunch.stack=launcher"]

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 _PENDING_STATES = {"created", "restarting"}
 _LIVE_STATES = _PENDING_STATES | {"running"}
+# Where a container's results go and its timeout, as labels too: a listing shows labels, not the environment.
+BUCKET_LABEL, PREFIX_LABEL, TIMEOUT_LABEL = "airlaunch.bucket", "airlaunch.prefix", "airlaunch.timeout"
 LOG_TAIL_LINES = 20
 
 
@@ -79,9 +81,15 @@ class DockerBackend:
     name = "docker"
 
     def __init__(
-        self, network: str, stop_grace_seconds: int, scope: str = "default", client: docker.DockerClient | None = None
+        self,
+        network: str,
+        stop_grace_seconds: int,
+        scope: str = "default",
+        client: docker.DockerClient | None = None,
+        cpu_shares: int = 256,
     ) -> None:
         self.network = network
+        self.cpu_shares = cpu_shares
         self.stop_grace_seconds = stop_grace_seconds
         self.scope = scope  # the label that tells this launcher's containers from another stack's
         self.client = client or docker.from_env()
@@ -91,21 +99,41 @@ class DockerBackend:
         return f"airlaunch.scope={self.scope}"
 
     def _list(self, label: str, live_only: bool = True) -> list[Container]:
+        """One listing, no inspect per container (sparse): what a LiveTask needs is in the labels. A
+        container without them (started by an older launcher) is inspected; one gone meanwhile is left out."""
         try:
-            found = self.client.containers.list(all=True, filters={"label": [label, self.scope_label]})
+            found = self.client.containers.list(all=True, sparse=True, filters={"label": [label, self.scope_label]})
         except DockerException as exc:
             raise LaunchError(f"cannot list containers on the Docker engine: {exc}", retryable=True) from exc
-        return [c for c in found if c.status in _LIVE_STATES] if live_only else found
+        listed = []
+        for container in found:
+            if PREFIX_LABEL not in (container.attrs.get("Labels") or {}):
+                try:
+                    container.reload()
+                except NotFound:
+                    continue
+                except DockerException as exc:
+                    raise LaunchError(f"cannot inspect container {container.id}: {exc}", retryable=True) from exc
+            listed.append(container)
+        return [c for c in listed if c.status in _LIVE_STATES] if live_only else listed
 
     @staticmethod
     def _live_task(container: Container) -> LiveTask:
-        env = dict(item.split("=", 1) for item in container.attrs.get("Config", {}).get("Env") or [] if "=" in item)
-        timeout = env.get(ENV_TIMEOUT_SECONDS)
+        """From a listing (labels, Created) or an inspect (labels or environment, State.StartedAt)."""
+        attrs = container.attrs
+        config = attrs.get("Config") or {}
+        labels = attrs.get("Labels") or config.get("Labels") or {}
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        timeout = labels.get(TIMEOUT_LABEL) or env.get(ENV_TIMEOUT_SECONDS)
+        state = attrs.get("State")
         return LiveTask(
             task_ref=container.id or "",
-            digest=container.labels.get("airlaunch.identity", ""),
-            layout=ResultLayout(bucket=env.get(ENV_BUCKET, ""), prefix=env.get(ENV_PREFIX, "")),
-            started_at=_epoch(container.attrs.get("State", {}).get("StartedAt", "")),
+            digest=labels.get("airlaunch.identity", ""),
+            layout=ResultLayout(
+                bucket=labels.get(BUCKET_LABEL) or env.get(ENV_BUCKET, ""),
+                prefix=labels.get(PREFIX_LABEL) or env.get(ENV_PREFIX, ""),
+            ),
+            started_at=_epoch(state.get("StartedAt", "")) if isinstance(state, dict) else attrs.get("Created"),
             timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
         )
 
@@ -135,13 +163,20 @@ class DockerBackend:
                 spec.image,
                 command=spec.runtime_args(),
                 name=container_name(identity),
-                labels={**labels_for(spec, identity), "airlaunch.scope": self.scope},
+                labels={
+                    **labels_for(spec, identity),
+                    "airlaunch.scope": self.scope,
+                    BUCKET_LABEL: env.get(ENV_BUCKET, ""),
+                    PREFIX_LABEL: env.get(ENV_PREFIX, ""),
+                    TIMEOUT_LABEL: env.get(ENV_TIMEOUT_SECONDS, ""),
+                },
                 environment=env,
                 detach=True,
                 network=self.network,
                 mem_limit=f"{spec.memory_mib}m",
                 memswap_limit=f"{spec.memory_mib}m",
                 nano_cpus=int(spec.cpu * 1e9),
+                cpu_shares=self.cpu_shares,
                 pids_limit=512,
                 privileged=False,
                 cap_drop=["ALL"],
