@@ -171,7 +171,10 @@ async def shared_client(hook: AwsGenericHook) -> Any:
     the triggerer restarts.
     """
     clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    key = (hook.client_type, hook.aws_conn_id, hook.region_name)
+    # Keyed by what the hook was asked for, not hook.region_name: that reads the Airflow connection,
+    # through the triggerer's supervisor, for every new hook (two per trigger): 500 triggers
+    # starting together queued for tens of seconds behind those lookups.
+    key = (hook.client_type, hook.aws_conn_id, vars(hook).get("_region_name"))
     if key not in clients:  # one creation however many triggers ask at once
 
         async def open_client() -> Any:

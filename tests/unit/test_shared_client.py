@@ -1,0 +1,43 @@
+"""One aiobotocore client per triggerer loop and connection, found without reading the connection again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from airlaunch.providers.airflow.hooks.launcher import shared_client
+
+
+class Client:
+    async def __aenter__(self) -> Client:
+        return self
+
+
+class Hook:
+    """Like AwsGenericHook: region_name reads the Airflow connection (through the triggerer's supervisor)."""
+
+    client_type = "s3"
+    aws_conn_id = "airlaunch_aws"
+
+    def __init__(self, opened: list[Client]) -> None:
+        self._region_name = None
+        self.opened = opened
+
+    @property
+    def region_name(self) -> str:
+        raise AssertionError("looked the connection up again")
+
+    async def get_async_conn(self) -> Any:
+        client = Client()
+        self.opened.append(client)
+        return client
+
+
+def test_every_trigger_gets_the_loop_s_one_client_without_a_connection_lookup() -> None:
+    opened: list[Client] = []
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(shared_client(Hook(opened)) for _ in range(50)))
+
+    clients = asyncio.run(main())
+    assert len(opened) == 1 and all(client is opened[0] for client in clients)
