@@ -97,7 +97,8 @@ class LauncherHook(LambdaHook):
 
     @cached_property
     def s3_hook(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=CLIENT_CONFIG)
+        # the region this hook was asked for: self.region_name would read the connection (see shared_client)
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=requested_region(self), config=CLIENT_CONFIG)
 
     def _payload(self, event: dict[str, Any]) -> bytes:
         return json.dumps(event).encode()
@@ -162,6 +163,12 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, .
 )
 
 
+def requested_region(hook: AwsGenericHook) -> str | None:
+    """The region a hook was created with (None: the connection's), without reading the connection."""
+    region: str | None = vars(hook).get("_region_name")
+    return region
+
+
 async def shared_client(hook: AwsGenericHook) -> Any:
     """The hook's aiobotocore client, opened once per event loop, connection and service, and kept.
 
@@ -174,7 +181,7 @@ async def shared_client(hook: AwsGenericHook) -> Any:
     # Keyed by what the hook was asked for, not hook.region_name: that reads the Airflow connection,
     # through the triggerer's supervisor, for every new hook (two per trigger): 500 triggers
     # starting together queued for tens of seconds behind those lookups.
-    key = (hook.client_type, hook.aws_conn_id, vars(hook).get("_region_name"))
+    key = (hook.client_type, hook.aws_conn_id, requested_region(hook))
     if key not in clients:  # one creation however many triggers ask at once
 
         async def open_client() -> Any:
