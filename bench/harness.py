@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import psutil
 
-from airlaunch.airflow_rest import AirflowRest
+from airlaunch.airflow_rest import AirflowApiError, AirflowRest
 from airlaunch.stack import AirflowServers, StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,6 +81,9 @@ class BenchAirflow(AirflowServers):
         self.down()
         start = time.monotonic()
         self.up()
+        if fail_leftover_runs(self.api(), BENCH_DAG_IDS, "benchmark"):
+            self.down()  # a fresh triggerer: see fail_leftover_runs
+            self.up()
         (STATE_DIR / "bench-parallelism").write_text(str(self.cfg.airflow_parallelism))
         return time.monotonic() - start
 
@@ -92,11 +95,29 @@ class BenchAirflow(AirflowServers):
         return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
 
 
+BENCH_DAG_IDS = ("bench_single", "bench_fan_out", "bench_fan_out_triggerer", "bench_python", "bench_docker")
+
+
+def fail_leftover_runs(api: AirflowRest, dag_ids: Iterable[str], who: str) -> bool:
+    """Mark failed the runs an interrupted benchmark or suite left running (they would load the next one);
+    True if there were any. Restart the triggerer after: with SQLite, the ids of their deleted triggers
+    are given to the next new triggers, and a triggerer that saw the old ones re-creates the new ones
+    every two seconds without running them."""
+    failed = False
+    for dag_id in dag_ids:
+        try:
+            run_ids = api.unfinished_runs(dag_id)
+        except AirflowApiError:  # not parsed yet, or not in this Airflow
+            continue
+        for run_id in run_ids:
+            print(f"==> {dag_id} {run_id}: left running by an earlier {who}; marking it failed", flush=True)
+            api.set_run_state(dag_id, run_id, "failed")
+            failed = True
+    return failed
+
+
 def run_dag(api: AirflowRest, dag_id: str, conf: dict[str, Any], timeout: float) -> tuple[str, dict[str, Any]]:
     api.wait_for_dag(dag_id)
-    for run_id in api.unfinished_runs(dag_id):  # an interrupted benchmark's run would load this one
-        print(f"==> {dag_id} {run_id}: left running by an earlier benchmark; marking it failed", flush=True)
-        api.set_run_state(dag_id, run_id, "failed")
     api.unpause(dag_id)
     run_id = api.trigger(dag_id, conf)
     return run_id, api.wait_for_run(dag_id, run_id, timeout=timeout)

@@ -124,7 +124,12 @@ def main() -> int:
             results.update({k: v for k, v in sampled.items() if k in parts or k not in ("launch", "latency")})
         if "scale" in parts:
             say(f"==> scale: fan-outs of {settings.scale}")
-            results["scale"] = scale.scale(airflow, settings.scale, settings.scale_max_seconds)
+
+            def keep(done: dict[str, Any]) -> None:
+                results["scale"] = done
+                say(f"    fan-out of {max(int(k) for k in done if k.isdigit())} measured")
+
+            results["scale"] = scale.scale(airflow, settings.scale, settings.scale_max_seconds, keep)
         if "slots" in parts:
             say(f"==> slot efficiency: {settings.slots_n} x 10 s tasks at parallelism 2")
             airflow = BenchAirflow(2)

@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -198,14 +199,18 @@ def one_size(airflow: BenchAirflow, count: int, max_seconds: float) -> dict[str,
     }
 
 
-def scale(airflow: BenchAirflow, sizes: list[int], max_seconds: float) -> dict[str, Any]:
-    """Every size in turn, after a small warm-up fan-out (a triggerer's first triggers import and connect)."""
+def scale(
+    airflow: BenchAirflow, sizes: list[int], max_seconds: float, keep: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Every size in turn, after a small warm-up fan-out (a triggerer's first triggers import and connect);
+    ``keep`` saves what was measured after each size, should a later one fail or be interrupted."""
     api = airflow.api()
     background_before = background_request_rate()
     run_dag(api, DAG_ID, {"count": 2, "max_seconds": 0}, timeout=300)
     results: dict[str, Any] = {"dag_id": DAG_ID, "max_seconds": max_seconds}
     for count in sizes:
         results[str(count)] = one_size(airflow, count, max_seconds)
+        keep(results)
     # Others (the shared Airflow, tests) use the same LocalStack: subtract their rate.
     background = (background_before + background_request_rate()) / 2
     results["background_requests_per_second"] = background

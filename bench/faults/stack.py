@@ -25,6 +25,7 @@ import yaml
 
 from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import Stack, StackConfig, supervisor
+from bench.harness import fail_leftover_runs
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "bench" / "faults" / "dags"
@@ -70,9 +71,8 @@ class FaultStack:
                     "other DAGs (stop it, or run the suite with its own AIRLAUNCH_STATE_DIR as make faults does)"
                 ) from exc
             api.unpause(dag_id)
-            for run_id in api.unfinished_runs(dag_id):  # an interrupted suite's runs would load this one
-                print(f"==> {dag_id} {run_id}: left running by an earlier suite; marking it failed", flush=True)
-                api.set_run_state(dag_id, run_id, "failed")
+        if fail_leftover_runs(api, DAG_IDS, "fault suite"):
+            self.stack.restart("airflow-triggerer")
         return started
 
     def down(self) -> None:
