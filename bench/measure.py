@@ -12,6 +12,7 @@ import boto3
 import docker
 from botocore.config import Config
 
+from airlaunch.cli.store import ResultStore
 from airlaunch.stack import LocalStack, StackConfig
 from bench.harness import (
     STATE_DIR,
@@ -36,6 +37,11 @@ def s3_client() -> Any:
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
+
+
+def store() -> ResultStore:
+    """The benchmark's results as `airlaunch report` reads them (every try, its files and status)."""
+    return ResultStore(s3_client(), CFG.bucket, os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"))
 
 
 def read_status(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:
@@ -186,8 +192,6 @@ def mapped_span(tis: list[dict[str, Any]], task_id: str) -> float:
 
 def phases(dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> dict[str, float]:
     """Where an airlaunch fan-out's wall time goes: launching, the containers' runs, the end."""
-    from bench.scale import store
-
     statuses = [t.status for t in store().run_tries(dag_id, run_id) if t.identity.task_id == "launch" and t.status]
     mapped = [ti for ti in tis if ti["task_id"] == "launch"]
     first_start = min(parse_time(ti["start_date"]) for ti in mapped)

@@ -18,7 +18,6 @@ task reading every XCom) and reports
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections import defaultdict
@@ -30,7 +29,6 @@ import psutil
 
 from airlaunch.airflow_rest import AirflowApiError
 from airlaunch.cli.report import build
-from airlaunch.cli.store import ResultStore
 from airlaunch.protocol import Status
 from airlaunch.stack import StackConfig
 from bench.harness import (
@@ -45,21 +43,13 @@ from bench.harness import (
     percentiles,
     run_dag,
 )
+from bench.measure import store
 
 DAG_ID = "bench_fan_out_triggerer"
 TASK_ID = "launch"
 AIRFLOW_PARTS = ("scheduler", "triggerer", "api-server", "dag-processor")
 ENGINE_NAMES = ("dockerd", "containerd")
 REPORT_ARGS = SimpleNamespace(cpu=None, memory_mib=None, region=None, arch=None, spot=False)
-TARGET_SECONDS = {500: 120.0}
-
-
-def store() -> ResultStore:
-    from bench.measure import CFG, s3_client
-
-    return ResultStore(s3_client(), CFG.bucket, os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"))
-
-
 # -- CPU by part of the machine ---------------------------------------------------------------
 
 

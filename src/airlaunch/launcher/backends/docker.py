@@ -86,7 +86,8 @@ class DockerBackend:
         stop_grace_seconds: int,
         scope: str = "default",
         client: docker.DockerClient | None = None,
-        cpu_shares: int = 256,
+        *,
+        cpu_shares: int,  # LauncherSettings.docker_cpu_shares (AIRLAUNCH_DOCKER_CPU_SHARES)
     ) -> None:
         self.network = network
         self.cpu_shares = cpu_shares
