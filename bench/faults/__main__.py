@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench.faults import report
+from bench.faults import compose, report  # noqa: F401  (compose registers the Celery worker's scenario)
 from bench.faults.scenarios import SCENARIOS, Suite, run_one
 from bench.faults.stack import FaultStack
 

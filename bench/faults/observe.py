@@ -253,6 +253,7 @@ def assess(
     run_id: str,
     settle_seconds: float = 75.0,
     task_id: str = "task",
+    orphan_grace: float = ORPHAN_GRACE_SECONDS,
 ) -> Assessment:
     """Wait until the run's task instances ended and its containers are gone (up to ``settle_seconds``:
     the orphan sweep may need its interval plus its grace), then count orphans, lost results and
@@ -293,7 +294,7 @@ def assess(
             continue
         outlived = died.get(start.container, time.time()) - ti_end
         found.outlived[start.container] = round(outlived, 2)
-        if outlived > ORPHAN_GRACE_SECONDS:
+        if outlived > orphan_grace:
             found.containers_left += 1
             found.left_detail.append(f"{start.container[:12]} ran on {outlived:.0f} s after its task ended")
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from airlaunch.catalog import FargateSizeError, fargate_size
+from airlaunch.config import RuntimeSettings
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 ARCHITECTURES = ("x86_64", "arm64")
@@ -191,10 +192,12 @@ def run_cost(costs: Iterable[TryCost]) -> Decimal:
     return sum((c.total for c in costs), Decimal(0))
 
 
-def s3_requests(files_written: int, code_seconds: float | None, log_flush_seconds: float = 2) -> tuple[int, int]:
+def s3_requests(
+    files_written: int, code_seconds: float | None, runtime: RuntimeSettings | None = None
+) -> tuple[int, int]:
     """PUTs and GETs of one try: every file it wrote plus status.json, and at most one interim log
-    upload per flush interval; GETs of params (runtime), status.json and result (trigger)."""
-    interim_logs = math.ceil((code_seconds or 0) / log_flush_seconds)
+    upload per flush (the runtime's schedule); GETs of params (runtime), status.json and result (trigger)."""
+    interim_logs = (runtime or RuntimeSettings()).interim_log_uploads(code_seconds or 0)
     return files_written + 1 + interim_logs, 3
 
 

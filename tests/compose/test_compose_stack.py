@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ FROM_TRIGGERER = {"test_docker", "do_task_one", "do_task_two"}  # start_from_tri
 CONTAINER_TASKS = ("test_docker", "do_task_one", "do_task_two", "do_task_three", "report")
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 STACK_MEMORY_LIMIT_MIB = 3 * 1024
+HEARTBEAT_TIMEOUT_S = 45  # Airflow's default is 300 s: a worker-killed test would wait that long
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(1500)]
 
@@ -65,6 +67,7 @@ class ComposeStack:
             "AIRFLOW_PORT": str(self.ports["airflow"]),
             "LOCALSTACK_PORT": str(self.ports["localstack"]),
             "LAUNCHER_PORT": str(self.ports["launcher"]),
+            "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         }
 
     def make(self, target: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -222,6 +225,69 @@ def test_reference_pipeline_runs_on_the_celery_worker_and_leaves_results_in_s3(c
     compose_stack.figures["memory_total_mib"] = round(sum(memory.values()))
     assert sum(memory.values()) < STACK_MEMORY_LIMIT_MIB, memory
     compose_stack.figures["run_id"] = run_id
+
+
+def test_a_celery_worker_killed_mid_launch_leaves_no_container_running(compose_stack: ComposeStack) -> None:
+    """The worker dies while its task's launch is in flight (at the container's create event): the
+    container still starts, nobody will defer to watch it. Airflow fails the task once its heartbeat
+    is missing; the triggerer's orphan sweep (running since the pipeline above deferred there) then
+    stops the container, and the runtime records the stop in the try's status.json."""
+    api, dag_id = compose_stack.api(), "airlaunch_diagnostic"
+    api.wait_for_dag(dag_id)
+    api.unpause(dag_id)
+    since = time.time()
+    run_id = api.trigger(dag_id, {"action": "sleep", "seconds": 600})
+    label = ["--filter", f"label=airlaunch.run_id={run_id}"]
+
+    def created() -> list[str]:
+        return subprocess.run(["docker", "ps", "-aq", *label], capture_output=True, text=True).stdout.split()
+
+    deadline = time.monotonic() + 180
+    while not created():
+        assert time.monotonic() < deadline, "no task container created within 180 s"
+        time.sleep(0.05)
+    [worker] = compose_stack.containers("airflow-worker")
+    subprocess.run(["kill", "-9", compose_stack.inspect(worker, "{{.State.Pid}}")], check=True)
+    killed = time.time()
+
+    deadline = time.monotonic() + HEARTBEAT_TIMEOUT_S + 180
+    while (ti := api.task_instance(dag_id, run_id, "diagnostic"))["state"] not in ("failed", "success"):
+        assert time.monotonic() < deadline, f"the task is still {ti['state']} {time.time() - killed:.0f} s after"
+        time.sleep(1)
+    assert ti["state"] == "failed", ti
+    ended = datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
+    compose_stack.figures["worker_killed_to_task_failed_s"] = round(ended - killed, 1)
+    deadline = time.monotonic() + 90  # the sweep's 15 s, the runtime's stop, Docker's 10 s grace
+    while subprocess.run(["docker", "ps", "-q", *label], capture_output=True, text=True).stdout.split():
+        assert time.monotonic() < deadline, "the killed worker's container still runs 90 s after its task failed"
+        time.sleep(0.5)
+    compose_stack.figures["task_failed_to_container_gone_s"] = round(time.time() - ended, 1)
+    events = subprocess.run(
+        [
+            "docker",
+            "events",
+            "--since",
+            str(int(since) - 1),
+            "--until",
+            str(int(time.time()) + 1),
+            *label,
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.ID}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(events) == 1, f"one container for the try, not {events}"
+    assert compose_stack.inspect(worker, "{{.State.Status}} {{.RestartCount}}") == "running 1"  # restarted
+
+    s3 = compose_stack.s3()
+    prefix = f"runs/{dag_id}/{run_id}/diagnostic/-1/1-{ti['id']}/"
+    status = json.loads(s3.get_object(Bucket="airlaunch-results", Key=f"{prefix}status.json")["Body"].read())
+    assert status["state"] == "failed" and status["reason"] == "stopped", status
+    assert "orphan sweep: its Airflow task instance is failed" in status["error"], status["error"]
 
 
 def test_results_and_airflow_runs_survive_make_down_and_up(compose_stack: ComposeStack) -> None:

@@ -151,8 +151,9 @@ def test_report_json_has_phases_resources_and_costs_that_match_the_price_table(
     )
     assert cost["fargate"] == float((D(1) * D("0.04048") + D(2) * D("0.004445")) * 96 / 3600)
     assert cost["lambda"] == float(D("0.0000002") + D("0.25") * D("0.5") * D("0.0000166667"))
-    # PUTs: params, result, log, status and one interim log upload per 2 s of code; GETs: params, status, result.
-    assert cost["s3"] == float(((3 + 1 + 30) * D("0.005") + 3 * D("0.0004")) / 1000)
+    # PUTs: params, result, log, status and the interim log uploads of 60 s of code (every 2 s for 20 s,
+    # then a tenth of the task's age: 10 + 11); GETs: params, status, result.
+    assert cost["s3"] == float(((3 + 1 + 21) * D("0.005") + 3 * D("0.0004")) / 1000)
     assert fargate["cost_note"] == "requested size 1 vCPU/2048 MiB, ECS pull to stop"
 
     local = tries["local"]

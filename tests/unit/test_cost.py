@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from airlaunch.config import RuntimeSettings
 from airlaunch.cost import ARCHITECTURES, CostError, Platform, PriceTable, money, run_cost, s3_requests, try_cost
 
 TABLE = PriceTable.load()
@@ -56,13 +57,13 @@ def test_architecture_region_and_spot_change_the_rate() -> None:
 
 
 def test_launcher_lambda_and_s3_requests_are_added() -> None:
-    puts, gets = s3_requests(files_written=4, code_seconds=3.5)  # params, result, log, notebook; 2 interim logs
-    assert (puts, gets) == (7, 3)
+    puts, gets = s3_requests(files_written=4, code_seconds=3.5)  # params, result, log, notebook; 1 interim log
+    assert (puts, gets) == (6, 3)
     cost = try_cost(TABLE, Platform(), cpu=0.5, memory_mib=1024, seconds=90, puts=puts, gets=gets)
     # One launch: a request and 0.5 s at 256 MB (0.25 GB) x86_64.
     assert cost.launcher == D("0.0000002") + D("0.25") * D("0.5") * D("0.0000166667") == D("0.0000022833375")
-    assert cost.s3 == (7 * D("0.005") + 3 * D("0.0004")) / 1000 == D("0.0000362")
-    assert cost.total == D("0.000617125") + D("0.0000022833375") + D("0.0000362")
+    assert cost.s3 == (6 * D("0.005") + 3 * D("0.0004")) / 1000 == D("0.0000312")
+    assert cost.total == D("0.000617125") + D("0.0000022833375") + D("0.0000312")
     assert cost.to_dict()["total"] == float(cost.total) and cost.to_dict()["billed_seconds"] == 90
 
 
@@ -71,3 +72,11 @@ def test_a_run_costs_the_sum_of_its_tries() -> None:
     assert run_cost(tries) == tries[0].total + tries[1].total
     assert run_cost([]) == 0
     assert money(D("0.000617125")) == "$0.000617" and money(D("12.345")) == "$12.35" and money(None) == "-"
+
+
+def test_the_running_log_is_uploaded_less_often_as_the_task_ages() -> None:
+    runtime = RuntimeSettings(log_flush_seconds=2, log_flush_max_seconds=15)
+    assert [runtime.log_flush_interval(age) for age in (0, 20, 60, 150, 3600)] == [2, 2, 6, 15, 15]
+    assert runtime.interim_log_uploads(1.9) == 0 and runtime.interim_log_uploads(2) == 1
+    assert 250 <= runtime.interim_log_uploads(3600) <= 270  # 1,800 at a fixed 2 s
+    assert s3_requests(0, 3600, runtime)[0] == 1 + runtime.interim_log_uploads(3600)

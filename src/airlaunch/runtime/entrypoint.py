@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,7 +55,7 @@ EXIT_RUNTIME_ERROR = 70  # EX_SOFTWARE
 class LogArchive:
     """Tees the task's output to stdout and a file, keeps the last lines, uploads it while it grows.
 
-    Every ``flush_seconds`` what is new goes up as the next numbered part (``log/000000``,
+    At each flush (``flush_interval(age)`` apart) what is new goes up as the next numbered part (``log/000000``,
     ``log/000001``...; at most ``part_bytes`` each, cut after a newline where there is one), so
     each byte is uploaded once while the task runs, however long the log gets. A part whose
     upload fails is tried again at the next flush: nothing is skipped. log.txt, the whole log,
@@ -62,7 +63,12 @@ class LogArchive:
     """
 
     def __init__(
-        self, path: Path, tail_lines: int, upload_part: Any, flush_seconds: float, part_bytes: int = 1 << 20
+        self,
+        path: Path,
+        tail_lines: int,
+        upload_part: Any,
+        flush_interval: Callable[[float], float],
+        part_bytes: int = 1 << 20,
     ) -> None:
         self.path = path
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -70,7 +76,7 @@ class LogArchive:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._upload_part = upload_part
-        self._flush_seconds = flush_seconds
+        self._flush_interval = flush_interval
         self._part_bytes = part_bytes
         self.parts = 0
         self.uploaded = 0  # bytes of the file already uploaded as parts
@@ -97,7 +103,8 @@ class LogArchive:
         return thread
 
     def _upload_loop(self) -> None:
-        while not self._done.wait(self._flush_seconds):
+        started = time.monotonic()
+        while not self._done.wait(self._flush_interval(time.monotonic() - started)):
             self.flush()
 
     def flush(self) -> None:
@@ -329,7 +336,7 @@ class TaskRun:
             self.work / "log.txt",
             self.settings.log_tail_lines,
             self._upload_log_part,
-            self.settings.log_flush_seconds,
+            self.settings.log_flush_interval,
             self.settings.log_part_bytes,
         )
         error: str | None = None
@@ -430,4 +437,13 @@ def main(argv: list[str]) -> int:
 
 
 def cli() -> None:
-    sys.exit(main(sys.argv[1:]))
+    """Run, then leave at once: status.json was the try's last word.
+
+    The interpreter's teardown (thousands of modules, boto3's) is CPU a finished container no
+    longer needs; among 200 others at a low CPU weight it kept finished containers alive for
+    tens of seconds after Airflow had ended their task.
+    """
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
