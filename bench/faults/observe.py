@@ -185,6 +185,7 @@ class Try:
     ti_id: str
     keys: set[str] = field(default_factory=set)
     status: dict[str, Any] | None = None
+    status_written: float | None = None  # status.json's LastModified (S3 gives whole seconds)
 
 
 def tries(s3: Any, bucket: str, dag_id: str, run_id: str) -> list[Try]:
@@ -200,6 +201,8 @@ def tries(s3: Any, bucket: str, dag_id: str, run_id: str) -> list[Try]:
             prefix = f"{root}{task_id}/{map_index}/{try_key}/"
             number, _, ti_id = try_key.partition("-")
             found.setdefault(prefix, Try(prefix, int(map_index), int(number), ti_id)).keys.add(name)
+            if name == "status.json":
+                found[prefix].status_written = item["LastModified"].timestamp()
     for item in found.values():
         if "status.json" in item.keys:
             body = s3.get_object(Bucket=bucket, Key=item.prefix + "status.json")["Body"].read()
