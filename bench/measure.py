@@ -24,6 +24,7 @@ from bench.harness import (
     run_dag,
     stack_memory,
 )
+from bench.report import LAUNCH_STEPS
 
 IMAGE = "airlaunch/reference-tasks:latest"
 CFG = StackConfig()
@@ -112,19 +113,30 @@ def bare_docker_run(samples: int, starts: DockerStarts) -> dict[str, Any]:
 
 def single_runs(
     api: Any, s3: Any, starts: DockerStarts, count: int, conf: dict[str, Any]
-) -> tuple[list[float], list[float], list[str]]:
-    """Launch overhead and completion latency of `count` bench_single runs, run one after another."""
+) -> tuple[list[float], list[float], list[str], dict[str, list[float]]]:
+    """Launch overhead and completion latency of `count` bench_single runs, run one after another;
+    and the launch's steps from each try's timings.json (Airflow's clock, then the launcher's)."""
     run_ids = [api.trigger("bench_single", conf) for _ in range(count)]  # max_active_runs=1 runs them in turn
     overhead, latency, states = [], [], []
+    steps: dict[str, list[float]] = {name: [] for name in LAUNCH_STEPS}  # report.py labels them
     for run_id in run_ids:
         run = api.wait_for_run("bench_single", run_id, timeout=120 + 10 * count)
         states.append(run["state"])
         ti = api.task_instances("bench_single", run_id)[0]
         where = api.xcom("bench_single", run_id, "launch", "airlaunch")
         status = read_status(s3, where["bucket"], where["prefix"])
-        overhead.append(starts.wait_for(where["task_ref"]).at - parse_time(ti["start_date"]))
+        started = starts.wait_for(where["task_ref"]).at
+        overhead.append(started - parse_time(ti["start_date"]))
         latency.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
-    return overhead, latency, states
+        timings = json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "timings.json")["Body"].read())
+        requested, received = (
+            parse_time(timings["airflow"]["launch_requested_at"]),
+            parse_time(timings["launcher"]["received_at"]),
+        )
+        steps["task_start_to_requested"].append(requested - parse_time(ti["start_date"]))
+        steps["requested_to_received"].append(received - requested)
+        steps["received_to_started"].append(started - received)
+    return overhead, latency, states, steps
 
 
 def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
@@ -150,8 +162,8 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
         # second, so tasks of a fixed length can end at about the same point of the runner's loop every
         # time, and a run's p50 then depends on that phase (0.29 s in one run, 0.90 s in another);
         # spread over a second, the samples cover the whole loop.
-        overhead, latency, states = single_runs(api, s3, starts, samples, {"min_seconds": 3, "max_seconds": 4})
-        _, pickup_bound, pickup_states = single_runs(api, s3, starts, 5, {"min_seconds": 0, "max_seconds": 0})
+        overhead, latency, states, steps = single_runs(api, s3, starts, samples, {"min_seconds": 3, "max_seconds": 4})
+        _, pickup_bound, pickup_states, _ = single_runs(api, s3, starts, 5, {"min_seconds": 0, "max_seconds": 0})
         states += pickup_states
         inexact = sum(not s.exact for s in starts.started.values())
         lag = percentiles(starts.event_lag)["p50"]
@@ -163,6 +175,7 @@ def launch_and_latency(airflow: BenchAirflow, samples: int) -> dict[str, Any]:
             "airlaunch": {"seconds": overhead, **airlaunch},
             "bare_docker_run": bare,
             "lambda_launch": via_lambda,
+            "steps": {name: percentiles(values) for name, values in steps.items()},
             "overhead_p50": airlaunch["p50"] - bare["p50"],
             "overhead_p95": airlaunch["p95"] - bare["p95"],
             "ratio_p50": airlaunch["p50"] / bare["p50"],

@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# the worker's launch, step by step (bench_single's timings.json; Airflow's clock, then the launcher's)
+LAUNCH_STEPS = {
+    "task_start_to_requested": "TI start → launch requested (Airflow starts the task: DAG file parse, operator)",
+    "requested_to_received": "launch requested → launcher received (connection, boto3 client, invoke)",
+    "received_to_started": "launcher received → container StartedAt (launcher, Docker)",
+}
+
 Row = tuple[str, str, str, str]  # measurement, value, target, verdict
 SCALE_TARGET_SECONDS = {500: 120.0}
 PEAK_MEMORY_TARGET_MIB = 1536
@@ -34,6 +41,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
             out.append(("Lambda launch invoke → StartedAt", value, "", ""))
         out.append(("TI start → container StartedAt", f"p50 {a['p50']:.3f} s, p95 {a['p95']:.3f} s", "", ""))
+        for name, step in r.get("steps", {}).items():
+            out.append((f"  {LAUNCH_STEPS[name]}", f"p50 {step['p50']:.3f} s, p95 {step['p95']:.3f} s", "", ""))
         ok = r["overhead_p50"] <= LAUNCH_OVERHEAD_TARGET
         value = f"+{r['overhead_p50']:.3f} s p50, +{r['overhead_p95']:.3f} s p95 (x{r['ratio_p50']:.1f})"
         out.append(("Launch overhead over bare docker run", value, f"≤ +{LAUNCH_OVERHEAD_TARGET} s", verdict(ok)))
