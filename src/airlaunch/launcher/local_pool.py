@@ -119,7 +119,8 @@ class Pool:
                 except ConnectionRefusedError:
                     environment.ensure_running()
                     time.sleep(0.1 * (attempt + 1) if attempt < 10 else 1)
-            return 502, {}, b'{"errorMessage": "execution environment did not start", "errorType": "PoolError"}'
+            error = b'{"errorMessage": "execution environment did not start", "errorType": "PoolError"}'
+            return 502, {"X-Amz-Function-Error": "Unhandled", "Content-Type": "application/json"}, error
         finally:
             self.idle.put(environment)
 

@@ -56,9 +56,13 @@ def parse_response(payload: bytes, function_error: str | None) -> dict[str, Any]
         body = json.loads(payload or b"null")
     except ValueError as exc:
         raise LauncherError(f"the launcher answered with non-JSON: {payload[:200]!r}") from exc
-    if function_error:
+    if function_error or (isinstance(body, dict) and "errorMessage" in body and "ok" not in body):
+        # Lambda's error shape: the handler raised or timed out, or the runtime (the local pool's
+        # PoolError) could not run it. Every launcher action is idempotent (a launch by its try's
+        # identity), so it is retried within the budget like any transient failure.
+        kind = function_error or (body.get("errorType") if isinstance(body, dict) else None) or "error"
         message = body.get("errorMessage") if isinstance(body, dict) else body
-        raise LauncherError(f"the launcher Lambda failed ({function_error}): {message}")
+        raise LauncherError(f"the launcher Lambda failed ({kind}): {message}", retryable=True)
     if not isinstance(body, dict) or not body.get("ok"):
         error = (body or {}).get("error") or {}
         field = f" [{error.get('field')}]" if error.get("field") else ""
