@@ -125,15 +125,15 @@ def single_runs(
         ti = api.task_instances("bench_single", run_id)[0]
         where = api.xcom("bench_single", run_id, "launch", "airlaunch")
         status = read_status(s3, where["bucket"], where["prefix"])
-        started = starts.wait_for(where["task_ref"]).at
-        overhead.append(started - parse_time(ti["start_date"]))
+        started, ti_start = starts.wait_for(where["task_ref"]).at, parse_time(ti["start_date"])
+        overhead.append(started - ti_start)
         latency.append(parse_time(ti["end_date"]) - parse_time(status["ended_at"]))
         timings = json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "timings.json")["Body"].read())
         requested, received = (
             parse_time(timings["airflow"]["launch_requested_at"]),
             parse_time(timings["launcher"]["received_at"]),
         )
-        steps["task_start_to_requested"].append(requested - parse_time(ti["start_date"]))
+        steps["task_start_to_requested"].append(requested - ti_start)
         steps["requested_to_received"].append(received - requested)
         steps["received_to_started"].append(started - received)
     return overhead, latency, states, steps

@@ -10,7 +10,6 @@ it down with its volumes afterwards.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -102,11 +101,6 @@ def celery_worker_killed(suite: Suite) -> Row:
         status = next((t.status for t in found.tries if t.ti_id == ti["id"]), None) or {}
         ended = epoch(ti["end_date"])
         row.detection = round(ended - killed, 2) if ended else None
-        row.containers_left, row.results_lost, row.duplicates = (
-            found.containers_left,
-            found.results_lost,
-            found.duplicates,
-        )
         row.message = f"status.json: {status.get('error') or status.get('state')}"
         row.details.update(run_id=run_id, ti=ti.get("state"), status=status, assessment=found.to_dict())
         died = [e.at for e in events.of_run(run_id, "die")]
@@ -120,11 +114,7 @@ def celery_worker_killed(suite: Suite) -> Row:
             row.missed.append(f"the task ended {ti['state']}, expected failed")
         if "orphan sweep: its Airflow task instance is failed" not in row.message:
             row.missed.append("status.json does not say the orphan sweep stopped it because its task failed")
-        for count, what in ((found.containers_left, "container(s) left"), (found.results_lost, "result(s) lost")):
-            if count:
-                row.missed.append(f"{count} {what}: {json.dumps(found.to_dict())[:300]}")
-        if found.duplicates:
-            row.missed.append(f"duplicates: {'; '.join(found.duplicate_detail)}")
+        row.count(found)
         if not restarts.startswith("running"):
             row.missed.append(f"the worker did not come back: {restarts}")
     finally:

@@ -63,6 +63,20 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def count(self, found: Assessment, most: int | None = None) -> None:
+        """Take the assessment's counts, and say each goal it missed (with ``most`` of its details)."""
+        self.containers_left, self.results_lost, self.duplicates = (
+            found.containers_left,
+            found.results_lost,
+            found.duplicates,
+        )
+        if found.containers_left:
+            self.missed.append(f"{found.containers_left} container(s) left: {', '.join(found.left_detail[:most])}")
+        if found.results_lost:
+            self.missed.append(f"results lost: {'; '.join(found.lost_detail[:most])}")
+        if found.duplicates:
+            self.missed.append(f"duplicates: {'; '.join(found.duplicate_detail[:most])}")
+
 
 class Suite:
     """The running stack, the observers, and the steps every scenario shares."""
@@ -148,11 +162,6 @@ class Suite:
         found = found or self.assess(dag_id, run_id)
         ti = next(ti for ti in found.task_instances if ti["task_id"] == "task")
         status = self.status_of(ti, found)
-        row.containers_left, row.results_lost, row.duplicates = (
-            found.containers_left,
-            found.results_lost,
-            found.duplicates,
-        )
         row.message = self.message(dag_id, run_id, ti, status)
         end = epoch(ti["end_date"])
         if fault_at is not None and end is not None:
@@ -162,12 +171,7 @@ class Suite:
         )
         if ti["state"] != expect:
             row.missed.append(f"the task ended {ti['state']}, expected {expect}")
-        if found.containers_left:
-            row.missed.append(f"{found.containers_left} container(s) left: {', '.join(found.left_detail)}")
-        if found.results_lost:
-            row.missed.append(f"results lost: {'; '.join(found.lost_detail)}")
-        if found.duplicates:
-            row.missed.append(f"duplicates: {'; '.join(found.duplicate_detail)}")
+        row.count(found)
         missing = [word for word in cause if word not in row.message]
         if missing:
             row.missed.append(f"the message does not say {' / '.join(missing)!r}")
@@ -737,7 +741,6 @@ def fan_out_with_kills(suite: Suite, count: int = 200, kills: int = 20) -> Row:
         suite.stack.docker("kill", victim)
         time.sleep(rng.uniform(0.2, 1.5))
     found = suite.assess("faults_fan", run_id, task_id="sleep")
-    row.containers_left, row.results_lost, row.duplicates = found.containers_left, found.results_lost, found.duplicates
     starts = {e.container: e for e in suite.events.of_run(run_id, "start")}
     index_of = {c: int(e.labels.get("airlaunch.map_index", "-1")) for c, e in starts.items()}
     tis = {ti["map_index"]: ti for ti in found.task_instances}
@@ -788,12 +791,7 @@ def fan_out_with_kills(suite: Suite, count: int = 200, kills: int = 20) -> Row:
         row.missed.append(f"killed tasks not failed: {', '.join(wrong[:5])}")
     if not_ok:
         row.missed.append(f"tasks not killed that did not succeed: {', '.join(not_ok[:5])}")
-    if found.containers_left:
-        row.missed.append(f"{found.containers_left} container(s) left")
-    if found.results_lost:
-        row.missed.append(f"results lost: {'; '.join(found.lost_detail[:5])}")
-    if found.duplicates:
-        row.missed.append(f"duplicates: {'; '.join(found.duplicate_detail[:5])}")
+    row.count(found, most=5)
     if not detections or detections[-1] > DETECTION_GOAL:
         row.missed.append(f"detection up to {row.detection} s, over the {DETECTION_GOAL:g} s goal")
     if "killed by signal 9" not in row.message:

@@ -241,33 +241,35 @@ def test_a_celery_worker_killed_mid_launch_leaves_no_container_running(compose_s
          "--format", '{{index .Actor.Attributes "airlaunch.run_id"}}'],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    run_id = api.trigger(dag_id, {"action": "sleep", "seconds": 600})
-    label = ["--filter", f"label=airlaunch.run_id={run_id}"]
+    try:
+        run_id = api.trigger(dag_id, {"action": "sleep", "seconds": 600})
+        label = ["--filter", f"label=airlaunch.run_id={run_id}"]
 
-    def created() -> list[str]:
-        return subprocess.run(["docker", "ps", "-aq", *label], capture_output=True, text=True).stdout.split()
+        def created() -> list[str]:
+            return subprocess.run(["docker", "ps", "-aq", *label], capture_output=True, text=True).stdout.split()
 
-    deadline = time.monotonic() + 180
-    while not created():
-        assert time.monotonic() < deadline, "no task container created within 180 s"
-        time.sleep(0.05)
-    [worker] = compose_stack.containers("airflow-worker")
-    subprocess.run(["kill", "-9", compose_stack.inspect(worker, "{{.State.Pid}}")], check=True)
-    killed = time.time()
+        deadline = time.monotonic() + 180
+        while not created():
+            assert time.monotonic() < deadline, "no task container created within 180 s"
+            time.sleep(0.05)
+        [worker] = compose_stack.containers("airflow-worker")
+        subprocess.run(["kill", "-9", compose_stack.inspect(worker, "{{.State.Pid}}")], check=True)
+        killed = time.time()
 
-    deadline = time.monotonic() + HEARTBEAT_TIMEOUT_S + 180
-    while (ti := api.task_instance(dag_id, run_id, "diagnostic"))["state"] not in ("failed", "success"):
-        assert time.monotonic() < deadline, f"the task is still {ti['state']} {time.time() - killed:.0f} s after"
-        time.sleep(1)
-    assert ti["state"] == "failed", ti
-    ended = datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
-    compose_stack.figures["worker_killed_to_task_failed_s"] = round(ended - killed, 1)
-    deadline = time.monotonic() + 90  # the sweep's 15 s, the runtime's stop, Docker's 10 s grace
-    while subprocess.run(["docker", "ps", "-q", *label], capture_output=True, text=True).stdout.split():
-        assert time.monotonic() < deadline, "the killed worker's container still runs 90 s after its task failed"
-        time.sleep(0.5)
-    compose_stack.figures["task_failed_to_container_gone_s"] = round(time.time() - ended, 1)
-    creates.terminate()
+        deadline = time.monotonic() + HEARTBEAT_TIMEOUT_S + 180
+        while (ti := api.task_instance(dag_id, run_id, "diagnostic"))["state"] not in ("failed", "success"):
+            assert time.monotonic() < deadline, f"the task is still {ti['state']} {time.time() - killed:.0f} s after"
+            time.sleep(1)
+        assert ti["state"] == "failed", ti
+        ended = datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
+        compose_stack.figures["worker_killed_to_task_failed_s"] = round(ended - killed, 1)
+        deadline = time.monotonic() + 90  # the sweep's 15 s, the runtime's stop, Docker's 10 s grace
+        while subprocess.run(["docker", "ps", "-q", *label], capture_output=True, text=True).stdout.split():
+            assert time.monotonic() < deadline, "the killed worker's container still runs 90 s after its task failed"
+            time.sleep(0.5)
+        compose_stack.figures["task_failed_to_container_gone_s"] = round(time.time() - ended, 1)
+    finally:
+        creates.terminate()  # also when an assertion above failed: no `docker events` left running
     events = [line for line in creates.communicate()[0].splitlines() if line == run_id]
     assert len(events) == 1, f"one container for the try, not {len(events)}"
     assert compose_stack.inspect(worker, "{{.State.Status}} {{.RestartCount}}") == "running 1"  # restarted
