@@ -272,7 +272,7 @@ FAULTS_STATE_DIR ?= $(CURDIR)/.stack-faults
 FAULTS_BUILD ?= 1
 .PHONY: faults
 
-faults: install $(if $(filter 0,$(FAULTS_BUILD)),,images) ## Break the stack on purpose (kills, OOM, outages, cancels...), print the table, write docs/faults.md: make faults [FAULTS=kill,oom] [FAULTS_SKIP=fan-out-kills]
+faults: install $(if $(filter 0,$(FAULTS_BUILD)),engine,images) ## Break the stack on purpose (kills, OOM, outages, cancels...), print the table, write docs/faults.md: make faults [FAULTS=kill,oom] [FAULTS_SKIP=fan-out-kills]
 	@AIRLAUNCH_STATE_DIR=$${AIRLAUNCH_STATE_DIR:-$(FAULTS_STATE_DIR)} \
 	  AIRLAUNCH_LOCALSTACK_PORT=$${AIRLAUNCH_LOCALSTACK_PORT:-4766} AIRLAUNCH_LAMBDA_PORT=$${AIRLAUNCH_LAMBDA_PORT:-9200} \
 	  AIRLAUNCH_AIRFLOW_PORT=$${AIRLAUNCH_AIRFLOW_PORT:-8280} AIRLAUNCH_RIE_PORT_BASE=$${AIRLAUNCH_RIE_PORT_BASE:-19400} \

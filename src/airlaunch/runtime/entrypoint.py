@@ -108,13 +108,15 @@ class LogArchive:
             self.flush()
 
     def flush(self) -> None:
-        """Upload what was written since the last upload, part by part."""
+        """Upload what was written before this flush began, part by part.
+
+        Only up to the size the log had at the start: what the task prints during a slow upload
+        waits for the next flush, or a busy S3 would make each flush run on, a PUT after another."""
         with self._flush_lock, self.path.open("rb") as source:
-            while True:
+            end = os.fstat(source.fileno()).st_size
+            while self.uploaded < end:
                 source.seek(self.uploaded)
-                data = source.read(self._part_bytes)
-                if not data:
-                    return
+                data = source.read(min(self._part_bytes, end - self.uploaded))
                 cut = data.rfind(b"\n") + 1
                 if 0 < cut < len(data):
                     data = data[:cut]
