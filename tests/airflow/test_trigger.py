@@ -105,6 +105,24 @@ def test_a_container_gone_without_status_fails_with_the_launchers_record(
     assert status["reason"] in ("killed", "lost") and "no status.json from the task" in status["error"]
 
 
+def test_a_describe_the_launcher_is_slow_to_answer_does_not_hold_up_the_watch(
+    launcher: LauncherClient, identity: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a fan-out the launcher answers a describe only after the launches queued before it (minutes):
+    meanwhile the task's own status.json must still end the watch."""
+    asked = []
+
+    async def queued_for_ever(self: LaunchedTaskTrigger) -> None:
+        asked.append(time.monotonic())
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(LaunchedTaskTrigger, "_ended_unrecorded", queued_for_ever)
+    handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 3})
+    event = _first_event(_trigger(handle, identity, poll_interval=0.2, describe_every=2), timeout=30)
+    assert event.payload["state"] == "succeeded" and event.payload["result"] == {"slept": 3.0}
+    assert asked, "the trigger never asked the launcher"
+
+
 def test_trigger_round_trips_through_serialize(launcher: LauncherClient, identity: dict[str, Any]) -> None:
     handle = launcher.launch("diagnostic", identity, {"action": "echo"})
     classpath, kwargs = _trigger(handle, identity, deadline=time.time() + 600).serialize()

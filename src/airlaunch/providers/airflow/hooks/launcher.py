@@ -149,7 +149,9 @@ class LauncherHook(LambdaHook):
         what = f"launcher {event.get('action')}"
         async for attempt in aretrying(self.retry_seconds if budget is None else budget, self.retry_cap, what):
             with attempt:
-                client = await shared_client(self)
+                # Launches wait for their containers (behind one another in a fan-out): a stop or a describe
+                # must not wait for a free connection behind them.
+                client = await shared_client(self, pool="launch" if event.get("action") == "launch" else "")
                 response = await client.invoke(
                     FunctionName=self.function_name, InvocationType="RequestResponse", Payload=self._payload(event)
                 )
@@ -173,19 +175,20 @@ def requested_region(hook: AwsGenericHook) -> str | None:
     return region
 
 
-async def shared_client(hook: AwsGenericHook) -> Any:
-    """The hook's aiobotocore client, opened once per event loop, connection and service, and kept.
+async def shared_client(hook: AwsGenericHook, pool: str = "") -> Any:
+    """The hook's aiobotocore client, opened once per event loop, connection, service and ``pool``, and kept.
 
     A new client costs a botocore session and SSL contexts (tens of milliseconds of CPU);
     opened per request, that was most of the triggerer's CPU with a few dozen tasks. The
     credentials refresh inside the client; a changed Airflow connection is picked up when
-    the triggerer restarts.
+    the triggerer restarts. Each client has its own connections (ten): a ``pool`` of its own
+    keeps other calls from queueing behind slow ones (a fan-out's launches).
     """
     clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
     # Keyed by what the hook was asked for, not hook.region_name: that reads the Airflow connection,
     # through the triggerer's supervisor, for every new hook (two per trigger): 500 triggers
     # starting together queued for tens of seconds behind those lookups.
-    key = (hook.client_type, hook.aws_conn_id, requested_region(hook))
+    key = (hook.client_type, hook.aws_conn_id, requested_region(hook), pool)
     if key not in clients:  # one creation however many triggers ask at once
 
         async def open_client() -> Any:

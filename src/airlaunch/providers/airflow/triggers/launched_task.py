@@ -46,8 +46,8 @@ import json
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from functools import cached_property
 from typing import Any
 
@@ -220,53 +220,67 @@ class LaunchedTaskTrigger(BaseTrigger):
         watching.add(self)
         try:
             with notified as wake:
-                async for event in self._watch(s3, wake, follower):
-                    yield self._end_failed(event)
-                    return
+                async with aclosing(self._watch(s3, wake, follower)) as events:
+                    async for event in events:
+                        yield self._end_failed(event)
+                        return
         finally:
             watching.discard(self)
 
-    async def _watch(self, s3: Any, wake: asyncio.Event | None, follower: LogFollower) -> AsyncIterator[TriggerEvent]:
+    async def _watch(
+        self, s3: Any, wake: asyncio.Event | None, follower: LogFollower
+    ) -> AsyncGenerator[TriggerEvent, None]:
         """Tick every poll_interval: GET status.json, or on every log_every-th tick the next log part.
 
         While notifications arrive (``wake``), status.json is read when one says it was
-        written, and otherwise only every log_every-th tick, as a safety net.
+        written, and otherwise only every log_every-th tick, as a safety net. Every
+        describe_every-th tick the launcher is asked about the container, without waiting for it.
         """
         tick = 0
         woke = False
-        while True:
-            polling = wake is None or (self._listener is not None and self._listener.degraded)
-            stretch = self._stretch()
-            every = self.log_every * stretch
-            try:
-                if tick % every == every - 1 and not woke:
-                    await follower.step(s3)
-                elif woke or polling or tick % every == 0:
-                    status = await self._read_status(s3)
-                    if status is not None:
-                        yield await self._finished(s3, status, follower)
-                        return
-                if tick % (self.describe_every * stretch) == self.describe_every * stretch - 1:
-                    status = await self._ended_unrecorded()
-                    if status is not None:
-                        yield await self._finished(s3, status, follower)
-                        return
-                self._outage_since = None
-            except InvalidRequest as exc:  # a malformed status.json: fail with what is wrong, not a traceback
-                yield self._failure("failed", f"{exc}")
-                return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                gave_up = await self._ride_out(exc)
-                if gave_up is not None:
-                    yield gave_up
+        describing: asyncio.Task[Status | None] | None = None
+        try:
+            while True:
+                polling = wake is None or (self._listener is not None and self._listener.degraded)
+                stretch = self._stretch()
+                every = self.log_every * stretch
+                try:
+                    if tick % every == every - 1 and not woke:
+                        await follower.step(s3)
+                    elif woke or polling or tick % every == 0:
+                        status = await self._read_status(s3)
+                        if status is not None:
+                            yield await self._finished(s3, status, follower)
+                            return
+                    if describing is not None and describing.done():
+                        asked, describing = describing, None
+                        status = asked.result()
+                        if status is not None:
+                            yield await self._finished(s3, status, follower)
+                            return
+                    elif describing is None and (tick + 1) % (self.describe_every * stretch) == 0:
+                        # In the background: behind a queue of launches (a fan-out's) the answer can take
+                        # minutes, and meanwhile this task's notification and status reads must still count.
+                        describing = asyncio.ensure_future(self._ended_unrecorded())
+                    self._outage_since = None
+                except InvalidRequest as exc:  # a malformed status.json: fail with what is wrong, not a traceback
+                    yield self._failure("failed", f"{exc}")
                     return
-            if self.deadline is not None and time.time() > self.deadline:
-                yield await self._timed_out(s3, follower)
-                return
-            tick += 1
-            woke = await self._sleep(wake)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    gave_up = await self._ride_out(exc)
+                    if gave_up is not None:
+                        yield gave_up
+                        return
+                if self.deadline is not None and time.time() > self.deadline:
+                    yield await self._timed_out(s3, follower)
+                    return
+                tick += 1
+                woke = await self._sleep(wake)
+        finally:
+            if describing is not None:
+                describing.cancel()
 
     def _stretch(self) -> int:
         """How many times further apart this trigger's periodic reads go: the triggerer's watched tasks
