@@ -139,6 +139,31 @@ def test_relaunch_of_the_same_identity_finds_the_running_task(backend: EcsBacken
     assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, "launcher credentials leaked into the task"
 
 
+def test_a_start_that_failed_after_the_platform_took_it_keeps_the_task_and_its_params(
+    backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform started the task but the answer was lost (a timeout): the launch takes that task, and
+    its params.yaml stays (deleting it, as for a start that failed, made the task fail reading it)."""
+    launcher = Launcher(backend.settings, CATALOG, backend, aws["s3"], {"AWS_REGION": REGION})
+    identity = _identity("lost_answer")
+    real_start, calls = backend.start, []
+
+    def start_then_time_out(*args: Any) -> Any:
+        started = real_start(*args)
+        calls.append(started.task_ref)
+        if len(calls) == 1:
+            raise TimeoutError("read timed out")
+        return started
+
+    monkeypatch.setattr(backend, "start", start_then_time_out)
+    handle = launcher.launch(LaunchRequest(task="task_two", identity=identity, params={"n": 2}))
+
+    assert handle.task_ref == calls[0] == backend.find(identity)
+    assert aws["ecs"].list_tasks(cluster="airlaunch-test", startedBy=started_by(identity))["taskArns"] == calls[:1]
+    params = yaml.safe_load(aws["s3"].get_object(Bucket=handle.bucket, Key=handle.layout.params_key)["Body"].read())
+    assert params["params"] == {"n": 2}
+
+
 def test_stop_stops_the_task_and_describe_reports_why(backend: EcsBackend) -> None:
     identity = _identity("stop")
     ref = backend.start(CATALOG.get("diagnostic"), identity, {}).task_ref

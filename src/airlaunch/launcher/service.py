@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
-from airlaunch.catalog import Catalog, CatalogFile
+from airlaunch.catalog import Catalog, CatalogFile, TaskSpec
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, BackendState, LiveTask, Started
 from airlaunch.protocol import (
@@ -139,13 +139,25 @@ class Launcher:
         if self.settings.task_endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.settings.task_endpoint_url
         try:
-            started = self.backend.start(spec, identity, env)
+            started = self._start(spec, identity, env)
         except BaseException:  # no params.yaml without a container: it would read as a try still running
             self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
             raise
         if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
             self.backend.stop(started.task_ref, "stopped during its launch")
         return handle(started.task_ref, started.launched, started)
+
+    def _start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
+        """Start the try's container. A start can fail after the platform took it (an answer lost to a
+        timeout): if a container of this try runs, it is the one, and its params.yaml must stay."""
+        try:
+            return self.backend.start(spec, identity, env)
+        except Exception:
+            mine = [task for task in self.backend.live(identity) if task.digest == identity.digest]
+            if not mine:
+                raise
+            log.warning("starting %s failed, but its container runs: taking that one", identity.execution_id)
+            return Started(task_ref=mine[0].task_ref, launched=True)
 
     # -- describe, stop, settle -------------------------------------------------------------------
     def describe(self, handle: Handle) -> Description:

@@ -19,6 +19,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
+from requests.exceptions import RequestException
 
 from airlaunch.catalog import TaskSpec
 from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
@@ -190,16 +191,18 @@ class DockerBackend:
             ) from exc
         except APIError as exc:
             if exc.status_code == 409:  # the name is taken: this identity is already running
-                try:
-                    existing = self.client.containers.get(container_name(identity))
-                except NotFound as gone:  # it ended and was removed in between: the caller looks again
+                existing = self._existing(identity)
+                if existing is None:  # it ended and was removed in between: the caller looks again
                     raise LaunchError(
                         f"container for {identity.execution_id} vanished during the launch", retryable=True
-                    ) from gone
-                log.info("container for %s already exists: %s", identity.execution_id, existing.id)
-                return Started(task_ref=existing.id or "", launched=False)
+                    ) from exc
+                return existing
             raise LaunchError(f"Docker refused to start task {spec.name!r}: {exc.explanation or exc}") from exc
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
+            # A timeout can come after the engine created (and maybe started) the container: take that one.
+            existing = self._existing(identity) if isinstance(exc, RequestException) else None
+            if existing is not None:
+                return existing
             raise LaunchError(
                 f"cannot reach the Docker engine to start task {spec.name!r}: {exc}", retryable=True
             ) from exc
@@ -213,6 +216,22 @@ class DockerBackend:
             created_at=_iso(container.attrs.get("Created", "")),
             started_at=_iso(state.get("StartedAt", "")),
         )
+
+    def _existing(self, identity: RunIdentity) -> Started | None:
+        """The container an earlier start of this try left (its name is the try's), started if it was only
+        created (a start that failed half-way); None if there is none."""
+        try:
+            existing = self.client.containers.get(container_name(identity))
+            if existing.status == "created":
+                existing.start()
+                log.info("started container %s for %s, created earlier", existing.id, identity.execution_id)
+                return Started(task_ref=existing.id or "", launched=True)
+        except NotFound:
+            return None
+        except (DockerException, RequestException) as exc:
+            raise LaunchError(f"cannot reach the Docker engine: {exc}", retryable=True) from exc
+        log.info("container for %s already exists: %s", identity.execution_id, existing.id)
+        return Started(task_ref=existing.id or "", launched=False)
 
     def _get(self, task_ref: str) -> Container | None:
         try:
