@@ -1,7 +1,7 @@
 """`make bench`: launch overhead, completion latency, slot efficiency, scale and footprint.
 
-Runs against the shared LocalStack and launcher Lambda (started if down) and an Airflow of its
-own (.stack-bench/, port 8180, DAGs from bench/dags), which it stops at the end. Prints a table
+Runs against the shared LocalStack and launcher Lambda (started if down, and then stopped at the
+end) and an Airflow of its own (.stack-bench/, port 8180, DAGs from bench/dags), which it stops too. Prints a table
 with PASS/FAIL per target, saves JSON and a chart under bench/results/, and writes the table
 into docs/benchmarks.md between its markers.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
 from bench import measure, report, scale
-from bench.harness import REPO, BenchAirflow, load
+from bench.harness import REPO, SHARED_STATE_DIR, BenchAirflow, load
 
 SCALE_ROW_PREFIXES = ("Scale:", "Completion latency at", "Stack peak memory at")
 PARTS = ("footprint", "launch", "latency", "scale", "slots")
@@ -95,7 +95,8 @@ def main() -> int:
         parallelism=int(os.environ.get("BENCH_PARALLELISM", "4")),
     )
     os.environ.update(StackConfig(repo=REPO).client_env())
-    Stack(StackConfig(repo=REPO)).up()  # the shared LocalStack and Lambda: started only if down
+    shared = Stack(StackConfig(repo=REPO))
+    started = shared.up()  # the shared LocalStack and Lambda: started only if down, and then stopped at the end
     results: dict[str, Any] = {
         "settings": asdict(settings),
         "machine": f"{platform.node()} ({os.cpu_count()} cores)",
@@ -138,6 +139,9 @@ def main() -> int:
     finally:
         if os.environ.get("BENCH_KEEP_AIRFLOW") != "1":
             airflow.down()
+            if started:  # left running, a later `make test` would join a stack started with the bench's settings
+                os.environ["AIRLAUNCH_STATE_DIR"] = str(SHARED_STATE_DIR)  # BenchAirflow pointed it at its own
+                shared.down(only=started)
     results["load_end"] = load()
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
