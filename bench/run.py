@@ -25,7 +25,7 @@ from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
 from bench import measure, report, scale
-from bench.harness import REPO, SHARED_STATE_DIR, BenchAirflow, load
+from bench.harness import REPO, BenchAirflow, load
 
 SCALE_ROW_PREFIXES = ("Scale:", "Completion latency at", "Stack peak memory at")
 PARTS = ("footprint", "launch", "latency", "scale", "slots")
@@ -96,6 +96,7 @@ def main() -> int:
     )
     os.environ.update(StackConfig(repo=REPO).client_env())
     shared = Stack(StackConfig(repo=REPO))
+    shared_state_dir = shared.cfg.state_dir  # read from the environment, which BenchAirflow changes
     started = shared.up()  # the shared LocalStack and Lambda: started only if down, and then stopped at the end
     results: dict[str, Any] = {
         "settings": asdict(settings),
@@ -140,7 +141,7 @@ def main() -> int:
         if os.environ.get("BENCH_KEEP_AIRFLOW") != "1":
             airflow.down()
             if started:  # left running, a later `make test` would join a stack started with the bench's settings
-                os.environ["AIRLAUNCH_STATE_DIR"] = str(SHARED_STATE_DIR)  # BenchAirflow pointed it at its own
+                os.environ["AIRLAUNCH_STATE_DIR"] = str(shared_state_dir)
                 shared.down(only=started)
     results["load_end"] = load()
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
