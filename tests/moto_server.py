@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -47,3 +48,34 @@ def moto_server(log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # a busy machine: it had its chance to stop cleanly
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def moto_in_process() -> Iterator[str]:
+    """moto's server in this process (a thread) on a free loopback port: a test can then make a task end as
+    Fargate would (``end_task_as_fargate``), which no ECS API call of a client can do."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def end_task_as_fargate(task_arn: str, account: str, region: str, **attrs: Any) -> None:
+    """End a task of the in-process moto as Fargate would: STOPPED, with the stop code, reasons and times
+    given as moto's attribute names (``stop_code``, ``stopped_reason``, ``started_at``...);
+    ``container_reason`` is the essential container's reason."""
+    from moto.ecs.models import ecs_backends
+
+    cluster = task_arn.split(":task/")[1].split("/")[0]
+    task = ecs_backends[account][region].tasks[cluster][task_arn]
+    task.last_status, task.desired_status = "STOPPED", "STOPPED"
+    container_reason = attrs.pop("container_reason", None)
+    if container_reason:
+        task.containers[0].reason = container_reason
+    for name, value in attrs.items():
+        setattr(task, name, value)

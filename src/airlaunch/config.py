@@ -68,6 +68,17 @@ class LauncherSettings:
     """AIRLAUNCH_ECS_FAMILY_PREFIX: catalog task ``t`` runs task definition family ``<prefix>-t`` (the stack name)."""
     run_role_arn: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_RUN_ROLE_ARN", ""))
     """AIRLAUNCH_RUN_ROLE_ARN: role whose per-run sessions give an ECS task its own run's files; empty: none."""
+    launch_budget_seconds: float = field(default_factory=lambda: float(_env("AIRLAUNCH_LAUNCH_BUDGET_SECONDS", "20")))
+    """AIRLAUNCH_LAUNCH_BUDGET_SECONDS: how long one invocation retries RunTask while ECS throttles or has no capacity
+    or quota just now; then the launch fails as retryable and Airflow tries it again. Well under the function's
+    timeout (60 s on AWS), which must also cover the launch's other calls."""
+    ecs_run_task_rate: float = field(default_factory=lambda: float(_env("AIRLAUNCH_ECS_RUN_TASK_RATE", "20")))
+    """AIRLAUNCH_ECS_RUN_TASK_RATE: RunTask calls a second that all the launcher's execution environments together
+    may make (Fargate's sustained task launch rate, 20 a second per account and Region)."""
+    launcher_concurrency: int = field(default_factory=lambda: int(_env("AIRLAUNCH_LAUNCHER_CONCURRENCY", "10")))
+    """AIRLAUNCH_LAUNCHER_CONCURRENCY: how many execution environments of the launcher may run at once (the
+    function's reserved concurrency, LauncherConcurrency in infra/template.yaml). Each environment spaces its
+    RunTask calls by concurrency / AIRLAUNCH_ECS_RUN_TASK_RATE seconds, so that together they stay within it."""
 
 
 @dataclass(frozen=True)

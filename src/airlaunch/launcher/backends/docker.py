@@ -22,7 +22,7 @@ from docker.models.containers import Container
 from requests.exceptions import RequestException
 
 from airlaunch.catalog import TaskSpec
-from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
+from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, StoppedTask, labels_for
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_PREFIX,
@@ -273,15 +273,9 @@ class DockerBackend:
             return False
         return True
 
-    def stopped_task(self, detail: dict[str, Any]) -> tuple[LiveTask, BackendState] | None:
+    def stopped_task(self, task_ref: str) -> StoppedTask | None:
         """Docker's ends come through the event watcher (docker_events), not through the handler."""
         return None
-
-    def failed_to_start(self, detail: dict[str, Any]) -> int | None:
-        return None
-
-    def start_again(self, detail: dict[str, Any], attempt: int) -> str:
-        raise LaunchError("the Docker backend does not start a task again")
 
     def forget(self, task_ref: str) -> None:
         container = self._get(task_ref)

@@ -14,20 +14,33 @@ credentials are never passed into a task's environment.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import threading
 import time
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from airlaunch import catalog
 from airlaunch.aws_names import CONTAINER_NAME, task_family
 from airlaunch.catalog import TaskSpec
-from airlaunch.config import ADAPTIVE_RETRIES, LauncherSettings
+from airlaunch.config import LauncherSettings
 from airlaunch.launcher import run_credentials
-from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, labels_for
+from airlaunch.launcher.backends.base import (
+    ENV_START_ATTEMPT,
+    BackendState,
+    LaunchError,
+    LiveTask,
+    Started,
+    StoppedTask,
+    labels_for,
+)
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_EXECUTION_ID,
@@ -60,7 +73,10 @@ def fargate_size(cpu: float, memory_mib: int) -> tuple[int, int]:
         raise LaunchError(str(exc)) from exc
 
 
-PLACEMENT_ATTEMPTS = 3
+# The launcher's own loop (``_run_task``) owns RunTask's retries and their budget, so botocore
+# only retries a call a few times (standard mode): adaptive mode's client-side rate limiter
+# paces one process, and every Lambda execution environment is a process of its own.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
 _ECS_TIME_KEYS = {
     "created_at": "createdAt",
     "pull_started_at": "pullStartedAt",
@@ -72,13 +88,22 @@ _ECS_TIME_KEYS = {
 
 
 def _iso_time(value: Any) -> str | None:
-    """An ECS time (a datetime from boto3, or the event's ISO string) as ISO 8601."""
+    """An ECS time (a datetime from boto3, or an ISO string as in ECS's events) as ISO 8601."""
     if value is None:
         return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-ENV_START_ATTEMPT = "AIRLAUNCH_START_ATTEMPT"  # which start of its try a task is (after failed starts)
+def _epoch(value: Any) -> float | None:
+    """An ECS time as epoch seconds: boto3 gives datetimes, ECS's events ISO-8601 strings ("...Z")."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
 
 
 def _environment(task: dict[str, Any]) -> dict[str, str]:
@@ -90,15 +115,69 @@ def _environment(task: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _throttled(exc: ClientError | BotoCoreError) -> bool:
+def _transient(exc: ClientError | BotoCoreError) -> bool:
+    """Throttling, ECS's own 5xx, or no answer: the same call may pass a moment later. A request
+    botocore refused to send (bad parameters, no credentials) never will."""
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return exc.response.get("Error", {}).get("Code") in ("ThrottlingException", "ServerException") or status >= 500
-    return True  # a connection error: may pass
+    return isinstance(exc, BotoConnectionError | HTTPClientError)
+
+
+# RunTask failures[] that started nothing and may pass: no capacity or agent just now (RESOURCE:*,
+# AGENT; "Capacity is unavailable at this time...", AWS Knowledge Center ecs-fargate-runtask-capacity),
+# and the account's concurrent Fargate vCPU (formerly task count) quota, which frees up as tasks end
+# ("You've reached the limit on the number of vCPUs you can run concurrently"; ECS service quotas).
+_PASSING_FAILURES = re.compile(r"^(RESOURCE:|AGENT)|capacity is unavailable|reached the limit on the number of", re.I)
+
+
+def _may_pass(failure: dict[str, Any]) -> bool:
+    return bool(_PASSING_FAILURES.search(str(failure.get("reason", ""))))
 
 
 def started_by(identity: RunIdentity) -> str:
     return f"al-{identity.slot}"
+
+
+def _client_token(identity: RunIdentity, start_attempt: str) -> str:
+    """RunTask's idempotency token: the try's digest, so a retried launch gets its task back from ECS;
+    a start after failed starts has a token of its own (the failed start's would return that task)."""
+    return identity.digest if start_attempt == "1" else f"{identity.digest[:40]}-start-{start_attempt}"
+
+
+_clock, _sleep = time.monotonic, time.sleep  # module attributes, so that tests can run a budget on a fake clock
+
+
+def _pause(attempt: int, deadline: float) -> bool:
+    """Sleep before retry ``attempt + 1`` (full jitter); False, without sleeping, once the budget is spent."""
+    pause = random.uniform(0, min(5.0, 0.5 * 2**attempt))
+    if _clock() + pause >= deadline:
+        return False
+    _sleep(pause)
+    return True
+
+
+class RunTaskPacer:
+    """Spaces one execution environment's RunTask calls (retries included) ``interval`` seconds apart.
+
+    Lambda runs each invocation of an execution environment alone, and at most the function's reserved
+    concurrency of them at once, so environments that each keep concurrency / rate seconds between their
+    calls stay together within ``rate`` calls a second: Fargate's sustained task launch rate, whatever the
+    size of the fan-out. Nothing has to be shared between environments for that.
+    """
+
+    def __init__(self, settings: LauncherSettings) -> None:
+        self.interval = max(1, settings.launcher_concurrency) / max(settings.ecs_run_task_rate, 0.001)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = _clock()
+            turn = max(now, self._next)
+            self._next = turn + self.interval
+        if turn > now:
+            _sleep(turn - now)
 
 
 # stopCode -> how the task ended (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-errors.html)
@@ -129,9 +208,10 @@ class EcsBackend:
     def __init__(self, settings: LauncherSettings, client: Any = None, sts: Any = None) -> None:
         self.settings = settings
         self.cluster = settings.ecs_cluster
-        self.client = client or boto3.client("ecs", config=ADAPTIVE_RETRIES)
+        self.client = client or boto3.client("ecs", config=CLIENT_CONFIG)
         self._sts = sts
         self._essential: dict[str, set[str]] = {}  # task definition ARN -> essential container names
+        self._pacer = RunTaskPacer(settings)
 
     def _describe_tasks(self, arns: list[str]) -> list[dict[str, Any]]:
         tasks: list[dict[str, Any]] = []
@@ -144,13 +224,12 @@ class EcsBackend:
     def _live_task(task: dict[str, Any]) -> LiveTask:
         env = _environment(task)
         tags = {tag["key"]: tag["value"] for tag in task.get("tags") or []}
-        started = task.get("startedAt")
         timeout = env.get(ENV_TIMEOUT_SECONDS, "")
         return LiveTask(
             task_ref=task["taskArn"],
             digest=tags.get("airlaunch.identity") or digest_of(env.get(ENV_EXECUTION_ID, "")),
             layout=ResultLayout(bucket=env.get(ENV_BUCKET, ""), prefix=env.get(ENV_PREFIX, "")),
-            started_at=started.timestamp() if started is not None else None,
+            started_at=_epoch(task.get("startedAt")),
             timeout_seconds=int(timeout) if timeout.isdigit() else None,
         )
 
@@ -196,7 +275,7 @@ class EcsBackend:
             "taskDefinition": task_family(self.settings.ecs_family_prefix, spec.name),
             "count": 1,
             "startedBy": started_by(identity),
-            "clientToken": identity.digest,
+            "clientToken": _client_token(identity, env.get(ENV_START_ATTEMPT, "1")),
             "networkConfiguration": self._network(),
             "overrides": {
                 "cpu": str(cpu),
@@ -238,7 +317,7 @@ class EcsBackend:
     @property
     def sts(self) -> Any:
         if self._sts is None:
-            self._sts = boto3.client("sts", config=ADAPTIVE_RETRIES)
+            self._sts = boto3.client("sts", config=CLIENT_CONFIG)
         return self._sts
 
     def run_credentials(self, identity: RunIdentity) -> dict[str, str]:
@@ -262,23 +341,34 @@ class EcsBackend:
         return Started(task_ref=task_ref, launched=True, created_at=created)
 
     def _run_task(self, params: dict[str, Any], what: str) -> tuple[str, str | None]:
-        """RunTask, tried again (PLACEMENT_ATTEMPTS, a second apart) when ECS has no capacity or agent just now.
+        """RunTask, tried again within the launch budget (LauncherSettings.launch_budget_seconds) while
+        ECS throttles, answers 5xx or not at all, or places nothing for a reason that may pass.
 
-        A placement failure starts nothing, so each retry carries a new clientToken: the first
-        one's cached answer would be the same failure.
+        Every attempt waits its turn (RunTaskPacer), so that the launcher as a whole stays within
+        Fargate's launch rate. The budget keeps every retry inside one invocation well short of the
+        function's timeout (60 s in infra/template.yaml); once it is spent the error is ``retryable``
+        and Airflow's hook tries the whole launch again later, which finds this try's task if one started.
+        Pauses are exponential with full jitter (0.5 s doubling, at most 5 s), so that a fan-out's
+        launches spread out instead of coming back together. An error may hide a started task,
+        so a retry after one keeps the clientToken (ECS answers with that task); a placement
+        failure started nothing, so its retry carries a new token (the old one's answer would be
+        the same failure).
         """
-        for attempt in range(PLACEMENT_ATTEMPTS):
-            if attempt:
-                time.sleep(attempt)
-                params = {**params, "clientToken": f"{params['clientToken'][:40]}-{time.time_ns()}"}
+        deadline = _clock() + self.settings.launch_budget_seconds
+        for attempt in range(1, 1000):
+            self._pacer.wait()
             try:
                 response = self.client.run_task(**params)
             except (ClientError, BotoCoreError) as exc:
-                raise LaunchError(
+                transient = _transient(exc)
+                message = (
                     f"ECS refused to run {what} (task definition {params['taskDefinition']!r}, "
-                    f"cluster {self.cluster!r}): {_client_error(exc)}",
-                    retryable=_throttled(exc),
-                ) from exc
+                    f"cluster {self.cluster!r}): {_client_error(exc)}"
+                )
+                if not transient or not _pause(attempt, deadline):
+                    raise LaunchError(message, retryable=transient) from exc
+                log.warning("%s; trying again (attempt %d)", message, attempt + 1)
+                continue
             failures = response.get("failures") or []
             if response.get("tasks") and not failures:
                 task = response["tasks"][0]
@@ -286,69 +376,47 @@ class EcsBackend:
                 created = task.get("createdAt")
                 return task["taskArn"], created.isoformat(timespec="milliseconds") if created else None
             reasons = "; ".join(f"{f.get('reason')} {f.get('detail') or ''} ({f.get('arn', '')})" for f in failures)
-            # no capacity or agent just now (RESOURCE:*, AGENT, Capacity is unavailable): may pass
-            passing = any(str(f.get("reason", "")).startswith(("RESOURCE:", "AGENT", "Capacity")) for f in failures)
-            if not passing:
-                break
-        raise LaunchError(f"ECS could not place {what}: {reasons or 'no task returned'}", passing)
+            passing = bool(failures) and all(_may_pass(f) for f in failures)
+            message = f"ECS could not place {what}: {reasons or 'no task returned'}"
+            if not passing or not _pause(attempt, deadline):
+                raise LaunchError(message, passing)
+            log.warning("%s; trying again (attempt %d)", message, attempt + 1)
+            params = {**params, "clientToken": f"{params['clientToken'][:40]}-{time.time_ns()}"}
+        raise AssertionError("unreachable")
 
     # -- ECS task state change events (EventBridge -> the launcher) -----------------------------
-    def stopped_task(self, detail: dict[str, Any]) -> tuple[LiveTask, BackendState] | None:
-        """An airlaunch task's STOPPED event: the task and how it ended; None for any other event."""
-        if detail.get("lastStatus") != "STOPPED" or not str(detail.get("startedBy", "")).startswith("al-"):
+    def stopped_task(self, task_ref: str) -> StoppedTask | None:
+        """The task an event names, as ECS describes it in this launcher's cluster: how it ended, and
+        whether it failed to start for a reason that may pass (an image pull or the ENI failing now and
+        then, about 1% of Fargate starts). None unless ECS says it is a stopped airlaunch task here.
+        Nothing of the event itself is used (airlaunch.launcher.platform_events says why)."""
+        if task_ref.split(":task/", 1)[-1].split("/", 1)[0] != self.cluster.rsplit("/", 1)[-1]:
+            return None  # another cluster's task: not ours to describe
+        try:
+            tasks = self.client.describe_tasks(cluster=self.cluster, tasks=[task_ref], include=["TAGS"])["tasks"]
+        except (ClientError, BotoCoreError) as exc:
+            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}", _transient(exc)) from exc
+        task = tasks[0] if tasks else {}
+        if task.get("lastStatus") != "STOPPED" or not str(task.get("startedBy", "")).startswith("al-"):
             return None
-        task = self._live_task(detail)
-        if not task.layout.prefix:
+        live = self._live_task(task)
+        if not live.layout.prefix:
             return None
-        seen = self.how_it_ended(detail, self._essential_container(detail))
-        times = EcsTimes.from_dict({name: _iso_time(detail.get(key)) for name, key in _ECS_TIME_KEYS.items()})
-        return task, replace(seen, ecs_times=times)
-
-    @staticmethod
-    def failed_to_start(detail: dict[str, Any]) -> int | None:
-        """How many starts this try has had, if this task failed to start for a reason that may pass
-        (an image pull or the ENI failing now and then, about 1% of Fargate starts); else None."""
-        if detail.get("stopCode") != "TaskFailedToStart":
-            return None
-        env = _environment(detail)
-        return int(env.get(ENV_START_ATTEMPT, "1"))
-
-    def start_again(self, detail: dict[str, Any], attempt: int) -> str:
-        """Run the failed task again as it was (same definition, overrides, startedBy, network)."""
-        overrides = detail.get("overrides") or {}
-        containers = [
-            {
-                **override,
-                "environment": [e for e in override.get("environment") or [] if e["name"] != ENV_START_ATTEMPT]
-                + [{"name": ENV_START_ATTEMPT, "value": str(attempt)}],
-            }
-            for override in overrides.get("containerOverrides") or []
-        ]
-        params: dict[str, Any] = {
-            "cluster": self.cluster,
-            "taskDefinition": detail["taskDefinitionArn"],
-            "count": 1,
-            "startedBy": detail["startedBy"],
-            "clientToken": f"{detail['startedBy'][3:35]}-start-{attempt}-{detail['taskArn'][-12:]}",
-            "networkConfiguration": self._network(),
-            "overrides": {
-                **{k: v for k, v in overrides.items() if k != "containerOverrides"},
-                "containerOverrides": containers,
-            },
-            "tags": [{"key": t["key"], "value": t["value"]} for t in detail.get("tags") or []],
-            "enableECSManagedTags": True,
-            "propagateTags": "TASK_DEFINITION",
-        }
-        if not params["tags"]:
-            del params["tags"]
-        self._strategy(params)
-        return self._run_task(params, f"again the task that failed to start ({detail['taskArn']})")[0]
+        seen = self.how_it_ended(task, self._essential_container(task))
+        times = EcsTimes.from_dict({name: _iso_time(task.get(key)) for name, key in _ECS_TIME_KEYS.items()})
+        attempt = _environment(task).get(ENV_START_ATTEMPT, "1")
+        return StoppedTask(
+            task=live,
+            seen=replace(seen, ecs_times=times),
+            start_attempt=int(attempt) if attempt.isdigit() else 1,
+            may_start_again=task.get("stopCode") == "TaskFailedToStart",
+        )
 
     def describe(self, task_ref: str) -> BackendState:
         try:
             response = self.client.describe_tasks(cluster=self.cluster, tasks=[task_ref])
         except (ClientError, BotoCoreError) as exc:
-            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}") from exc
+            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}", _transient(exc)) from exc
         if not response.get("tasks"):
             reason = "; ".join(str(f.get("reason")) for f in response.get("failures") or []) or "not found"
             return BackendState(TaskState.LOST, detail=f"ECS no longer knows task {task_ref} ({reason})")
