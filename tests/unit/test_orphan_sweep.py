@@ -36,11 +36,21 @@ def test_only_containers_whose_task_instance_no_longer_runs_are_stopped() -> Non
     retried = RunIdentity("dag", "run1", "retried", -1, 1, TI)
     deleted_run = RunIdentity("dag", "gone", "t", -1, 1, TI)
     young = RunIdentity("dag", "run1", "young", -1, 1, TI)
+    young_retried = RunIdentity("dag", "run1", "young_retried", -1, 1, TI)
     foreign = RunIdentity("other_airflows_dag", "run1", "t", -1, 1, TI)
     launcher = FakeLauncher(
-        [_task(i, now - 60) for i in (running, failed, retried, deleted_run, foreign)] + [_task(young, now - 5)]
+        [_task(i, now - 60) for i in (running, failed, retried, deleted_run, foreign)]
+        + [_task(i, now - 5) for i in (young, young_retried)]
     )
-    states = {"run1": {"running": "deferred", "failed_2": "failed", "retried": "up_for_retry", "young": None}}
+    states = {
+        "run1": {
+            "running": "deferred",
+            "failed_2": "failed",
+            "retried": "up_for_retry",
+            "young": None,
+            "young_retried": "up_for_retry",
+        }
+    }
 
     async def states_of(dag_id: str, run_ids: list[str], task_ids: list[str]) -> dict[str, Any] | None:
         return states if dag_id == "dag" else None  # this Airflow has no runs of the other DAG
@@ -58,3 +68,22 @@ def test_a_prefix_gives_back_its_try() -> None:
     assert identity_of_prefix(ResultLayout.for_identity("b", "a/deep/root", identity).prefix) == identity
     assert identity_of_prefix("runs/too/short/") is None
     assert identity_of_prefix("runs/d/r/t/-1/not-a-try/") is None
+
+
+def test_a_young_container_whose_task_instance_was_marked_failed_is_stopped_at_once() -> None:
+    """Marked failed (or success) as it defers, before its trigger ran: no on_kill, so the sweep stops it at
+    its next round, not after the grace that covers task instances not yet shown as running (it took 37 s
+    against the 15 s the README promises)."""
+    now = 10_000.0
+    marked = RunIdentity("dag", "run1", "marked", -1, 1, TI)
+    succeeded = RunIdentity("dag", "run1", "succeeded", -1, 1, TI)
+    starting = RunIdentity("dag", "run1", "starting", -1, 1, TI)
+    launcher = FakeLauncher([_task(i, now - 2) for i in (marked, succeeded, starting)])
+    states = {"run1": {"marked": "failed", "succeeded": "success", "starting": "queued"}}
+
+    async def states_of(dag_id: str, run_ids: list[str], task_ids: list[str]) -> dict[str, Any] | None:
+        return states
+
+    stopped = asyncio.run(sweep_once(launcher, states_of, now))  # type: ignore[arg-type]
+
+    assert sorted(stopped) == sorted(i.execution_id for i in (marked, succeeded))

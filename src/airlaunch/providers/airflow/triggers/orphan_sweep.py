@@ -8,9 +8,12 @@ their task instances, and stops each container whose task instance is neither ru
 about to (finished, up for retry, or its run deleted); the launcher records why in the
 try's status.json. So an orphan lives at most about one interval past its task instance.
 
-It leaves alone containers younger than ``GRACE_SECONDS`` (their task instance may not
-show as running yet) and those of DAGs this Airflow has no runs of (another Airflow's, or
-a launch made outside Airflow).
+A container younger than ``GRACE_SECONDS`` is stopped only when its task instance has ended
+for good (success, failed, skipped...): a task marked failed at the moment it defers, before
+its trigger runs, is stopped at the next sweep, not a grace later. Otherwise a young one is
+left alone (its task instance may not show as running yet, or its run not be visible), and
+so are those of DAGs this Airflow has no runs of (another Airflow's, or a launch made
+outside Airflow).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from airlaunch.providers.airflow.hooks.launcher import LauncherHook
 log = logging.getLogger(__name__)
 
 ALIVE = {"running", "deferred", "queued", "scheduled", "restarting", "up_for_reschedule"}
+# Ended for good: no later try can be running yet (up_for_retry can turn into the next try at any moment).
+ENDED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 GRACE_SECONDS = 30.0
 
 _SWEEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
@@ -75,10 +80,13 @@ async def sweep_once(hook: LauncherHook, states_of: Any = None, now: float | Non
     now = now or time.time()
     tasks = (await hook.acall({"action": "list"}, budget=0))["tasks"]
     by_dag: dict[str, list[RunIdentity]] = {}
+    young: set[RunIdentity] = set()
     for task in tasks:
         identity = identity_of_prefix(task.get("prefix") or "")
-        if identity is not None and now - (task.get("started_at") or now) >= GRACE_SECONDS:
+        if identity is not None:
             by_dag.setdefault(identity.dag_id, []).append(identity)
+            if now - (task.get("started_at") or now) < GRACE_SECONDS:
+                young.add(identity)
     stopped = []
     for dag_id, identities in by_dag.items():
         states = await states_of(
@@ -89,7 +97,7 @@ async def sweep_once(hook: LauncherHook, states_of: Any = None, now: float | Non
         for identity in identities:
             key = identity.task_id if identity.map_index < 0 else f"{identity.task_id}_{identity.map_index}"
             state = (states.get(identity.run_id) or {}).get(key)
-            if state in ALIVE:
+            if state in ALIVE or (identity in young and state not in ENDED):
                 continue
             why = f"its Airflow task instance is {state}" if state else "its Airflow task instance or run is gone"
             await hook.acall({"action": "stop", "identity": identity.to_dict(), "reason": f"orphan sweep: {why}"})
