@@ -144,3 +144,22 @@ def test_a_deploy_that_cannot_work_stops_before_building(
     err = capsys.readouterr().err
     assert "is public" in err and "AssignPublicIp is false" in err and "Traceback" not in err
     assert not [c for c in account["docker"].commands if c[:2] == ["docker", "build"]]
+
+
+def test_vpc_endpoints_get_one_subnet_per_zone(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two of the tasks' subnets share a zone: the interface endpoints get only the first (one per zone)."""
+    sent: list[dict[str, str]] = []
+    monkeypatch.setattr(cloudformation, "deploy", lambda cfn, name, params, *args: sent.append(params) or {})
+    ec2 = boto3.client("ec2", region_name=REGION)
+    a, b = ec2.describe_subnets(SubnetIds=account["subnets"])["Subnets"]
+    twin = ec2.create_subnet(VpcId=a["VpcId"], CidrBlock="172.31.200.0/24", AvailabilityZone=a["AvailabilityZone"])
+    subnets = [a["SubnetId"], twin["Subnet"]["SubnetId"], b["SubnetId"]]
+    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [a["VpcId"]]}])["RouteTables"]
+    params = [f"Subnets={','.join(subnets)}", f"SecurityGroups={account['group']}", "AssignPublicIp=true",
+              "VpcEndpoints=true", f"VpcId={a['VpcId']}", f"RouteTableIds={tables[0]['RouteTableId']}"]  # fmt: skip
+    assert cli.main(["deploy", "--stack-name", "dev", *[x for p in params for x in ("--param", p)]]) == 0
+    assert sent[0]["EndpointSubnets"] == f"{a['SubnetId']},{b['SubnetId']}"
+    out = capsys.readouterr().out
+    assert f"interface endpoints go into {a['SubnetId']}, {b['SubnetId']} (one subnet per Availability Zone)" in out

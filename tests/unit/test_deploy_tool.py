@@ -189,6 +189,7 @@ def test_a_private_subnet_with_nat_is_enough(vpc: dict[str, Any]) -> None:
 def test_an_isolated_subnet_needs_the_endpoints(vpc: dict[str, Any]) -> None:
     with pytest.raises(DeployError, match=r"lacks endpoints for s3, ecr.api, ecr.dkr, logs, sts.*VpcEndpoints=true"):
         account.check_network(vpc["ec2"], _plan(vpc, "isolated"))
+    vpc["ec2"].modify_vpc_attribute(VpcId=vpc["vpc"], EnableDnsHostnames={"Value": True})  # private DNS needs it
     [line] = account.check_network(vpc["ec2"], _plan(vpc, "isolated", create_endpoints=True))
     assert "through the VPC endpoints this stack creates" in line
     ec2, (subnet, table) = vpc["ec2"], vpc["subnets"]["isolated"]
@@ -199,6 +200,110 @@ def test_an_isolated_subnet_needs_the_endpoints(vpc: dict[str, Any]) -> None:
                                 VpcEndpointType="Interface", SubnetIds=[subnet], PrivateDnsEnabled=True)  # fmt: skip
     with pytest.raises(DeployError, match="lacks endpoints for sts"):
         account.check_network(ec2, _plan(vpc, "isolated"))
+
+
+def _existing_endpoints(vpc: dict[str, Any], kind: str) -> None:
+    ec2, (subnet, table) = vpc["ec2"], vpc["subnets"][kind]
+    ec2.create_vpc_endpoint(VpcId=vpc["vpc"], ServiceName=f"com.amazonaws.{REGION}.s3", RouteTableIds=[table],
+                            VpcEndpointType="Gateway")  # fmt: skip
+    for service in account.INTERFACE_ENDPOINTS:
+        ec2.create_vpc_endpoint(VpcId=vpc["vpc"], ServiceName=f"com.amazonaws.{REGION}.{service}",
+                                VpcEndpointType="Interface", SubnetIds=[subnet], PrivateDnsEnabled=True)  # fmt: skip
+
+
+def test_endpoints_need_the_vpcs_dns_support_and_hostnames(vpc: dict[str, Any]) -> None:
+    """A new VPC has DNS hostnames off (as on AWS): the endpoints' private DNS would not work there."""
+    ec2, vpc_id = vpc["ec2"], vpc["vpc"]
+    fix = f"aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --enable-dns-hostnames '{{\"Value\":true}}'"
+    with pytest.raises(DeployError) as created:
+        account.check_network(ec2, _plan(vpc, "isolated", create_endpoints=True))
+    assert str(created.value).startswith(f"VPC {vpc_id} has enableDnsHostnames off, but VpcEndpoints=true creates")
+    assert str(created.value).endswith(f"Turn it on: {fix}")
+    _existing_endpoints(vpc, "isolated")  # the VPC's own endpoints, relied on by a subnet with no other way out
+    with pytest.raises(DeployError, match=r"has enableDnsHostnames off, but subnets \['subnet-.*own endpoints"):
+        account.check_network(ec2, _plan(vpc, "isolated"))
+    [line] = account.check_network(ec2, _plan(vpc, "nat"))  # a subnet with a NAT relies on no private DNS
+    assert "out through nat-" in line
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": False})
+    with pytest.raises(DeployError) as both:
+        account.check_network(ec2, _plan(vpc, "isolated"))
+    assert "has enableDnsSupport and enableDnsHostnames off" in str(both.value)
+    assert str(both.value).endswith(f"--enable-dns-support '{{\"Value\":true}}'; then {fix}")  # support first
+    for attribute in ("EnableDnsSupport", "EnableDnsHostnames"):
+        ec2.modify_vpc_attribute(VpcId=vpc_id, **{attribute: {"Value": True}})
+    [line] = account.check_network(ec2, _plan(vpc, "isolated"))
+    assert "through the VPC's existing endpoints" in line
+
+
+def test_the_interface_endpoints_get_one_subnet_per_zone() -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc_id = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+        zones = ("eu-west-1b", "eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1a")
+        subnets = tuple(
+            ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.2.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+            for i, zone in enumerate(zones)
+        )
+        assert account.one_subnet_per_zone(ec2, subnets) == (subnets[0], subnets[1], subnets[3])
+
+
+def test_a_transit_gateway_peering_or_firewall_route_is_a_way_out(vpc: dict[str, Any]) -> None:
+    """The check cannot see past these (another VPC, a firewall), so it accepts them and says so."""
+    ec2, vpc_id = vpc["ec2"], vpc["vpc"]
+    [subnet, table] = vpc["subnets"]["isolated"]
+    other = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    service = f"com.amazonaws.vpce.{REGION}.vpce-svc-0f1a2b3c4d5e6f708"  # a firewall's endpoint service
+    firewall = ec2.create_vpc_endpoint(VpcId=vpc_id, VpcEndpointType="GatewayLoadBalancer", SubnetIds=[subnet],
+                                       ServiceName=service)  # fmt: skip
+    tgw = ec2.create_transit_gateway()["TransitGateway"]["TransitGatewayId"]
+    targets = {
+        "transit gateway tgw-": {"TransitGatewayId": tgw},
+        "VPC peering connection pcx-": {"VpcPeeringConnectionId": ec2.create_vpc_peering_connection(
+            VpcId=vpc_id, PeerVpcId=other)["VpcPeeringConnection"]["VpcPeeringConnectionId"]},
+        "firewall (Gateway Load Balancer) endpoint vpce-": {"VpcEndpointId": firewall["VpcEndpoint"]["VpcEndpointId"]},
+    }  # fmt: skip
+    for words, target in targets.items():
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", **target)
+        [line] = account.check_network(ec2, _plan(vpc, "isolated"))
+        assert f"private subnet, out through {words}" in line and "this check cannot see beyond it" in line
+        ec2.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")
+
+
+def test_a_default_route_to_a_deleted_target_is_no_way_out() -> None:
+    """A NAT gateway deleted under its route leaves the route as a blackhole (EC2 API Reference, Route.State)."""
+    ec2 = boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    route = {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": "nat-0abc", "State": "blackhole"}
+    table = {"RouteTableId": "rtb-1", "Associations": [{"SubnetId": "subnet-1"}], "Routes": [route]}
+    egress = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "VpcId": "vpc-1"}]})
+        stub.add_response("describe_route_tables", {"RouteTables": [table]})
+        stub.add_response("describe_vpc_endpoints", {"VpcEndpoints": []})
+        stub.add_response("describe_security_groups", {"SecurityGroups": [{"GroupId": "sg-1",
+                          "IpPermissionsEgress": [egress]}]})  # fmt: skip
+        plan = account.NetworkPlan(("subnet-1",), ("sg-1",), assign_public_ip=False, create_endpoints=False)
+        with pytest.raises(DeployError, match="subnet subnet-1 has no route to the internet"):
+            account.check_network(ec2, plan)
+
+
+def test_https_out_to_a_security_group_or_a_prefix_list_is_enough(vpc: dict[str, Any]) -> None:
+    """The tasks' group may allow 443 only to the endpoints' group and S3's prefix list, as a locked-down VPC does."""
+    ec2, group = vpc["ec2"], vpc["closed"]
+    endpoints = ec2.create_security_group(GroupName="e", Description="e", VpcId=vpc["vpc"])["GroupId"]
+    https = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}
+    ec2.authorize_security_group_egress(GroupId=group, IpPermissions=[{**https, "UserIdGroupPairs": [
+        {"GroupId": endpoints}]}])  # fmt: skip
+    lines = account.check_network(ec2, _plan(vpc, "nat", security_groups=(group,)))
+    assert lines[-1].startswith(f"security groups ['{group}'] allow HTTPS out only to ['{endpoints}']")
+    assert "cannot tell whether that covers ECR, S3, CloudWatch Logs and STS" in lines[-1]
+    prefix_list = ec2.create_managed_prefix_list(PrefixListName="s3", MaxEntries=1, AddressFamily="IPv4")
+    pl = prefix_list["PrefixList"]["PrefixListId"]
+    ec2.authorize_security_group_egress(
+        GroupId=group, IpPermissions=[{**https, "PrefixListIds": [{"PrefixListId": pl}]}]
+    )
+    assert f"'{pl}'" in account.check_network(ec2, _plan(vpc, "nat", security_groups=(group,)))[-1]
+    [line] = account.check_network(ec2, _plan(vpc, "nat"))  # all traffic everywhere: nothing to add
+    assert "out through nat-" in line
 
 
 def test_no_subnets_or_no_way_out_are_named(vpc: dict[str, Any]) -> None:

@@ -273,6 +273,12 @@ def test_vpc_endpoints_cover_what_a_task_reaches_and_are_optional() -> None:
     assert set(endpoints) == {"s3", "ecr.api", "ecr.dkr", "logs", "sts"}
     assert {r["Condition"] for r in endpoints.values()} == {"CreateEndpoints"}
     assert all(r["Properties"]["PrivateDnsEnabled"] for k, r in endpoints.items() if k != "s3")
+    # An interface endpoint takes one subnet per Availability Zone: the deploy tool picks them (EndpointSubnets).
+    assert {json.dumps(r["Properties"]["SubnetIds"]) for k, r in endpoints.items() if k != "s3"} == {
+        json.dumps({"Ref": "EndpointSubnets"})
+    }
+    assertions = TEMPLATE["Rules"]["EndpointsNeedTheirVpc"]["Assertions"]
+    assert {"Fn::Not": [{"Fn::Contains": [{"Ref": "EndpointSubnets"}, ""]}]} in [a["Assert"] for a in assertions]
 
 
 def test_fargate_spot_is_a_documented_choice() -> None:

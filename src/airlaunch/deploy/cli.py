@@ -113,6 +113,10 @@ def deploy_aws(args: argparse.Namespace, given: dict[str, str]) -> int:
     )
     for line in account.check_network(ec2, network):
         say(f"==> Network: {line}")
+    if network.create_endpoints:  # an interface endpoint takes at most one subnet per Availability Zone
+        zones = account.one_subnet_per_zone(ec2, network.subnets)
+        given = {**given, "EndpointSubnets": ",".join(zones)}
+        say(f"==> Network: the interface endpoints go into {', '.join(zones)} (one subnet per Availability Zone)")
     if account.ensure_ecs_service_linked_role(iam):
         say("==> Created the ECS service-linked role AWSServiceRoleForECS")
     account_id = session.client("sts").get_caller_identity()["Account"]
