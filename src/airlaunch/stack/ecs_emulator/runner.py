@@ -1,0 +1,212 @@
+"""The Docker side: create and start a task's container, signal it, learn of its exit, clean up.
+
+Guarantees:
+
+* Never pulls: an image not present locally is ECS's CannotPullContainerError (no registry is
+  reachable from the local stack, and a pull would hide a missing build).
+* Exits are learned from Docker's event stream (one thread for every container, no polling):
+  ``die`` with its exit code, and whether the kernel's OOM killer ended it (``oom`` events and
+  the container's ``State.OOMKilled``). If the stream drops it is reopened ``since`` the last
+  event seen, so no exit is lost.
+* Every container carries the label ``airlaunch.ecs-emulator=<owner>``, the owner being this
+  process (pid and start time). On start, containers of owners no longer alive (a crashed
+  emulator) are removed; on close, this emulator's own are stopped (SIGTERM, a short grace,
+  then SIGKILL) and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from airlaunch.stack.ecs_emulator.containers import ContainerSpec, StartFailure, cannot_pull
+
+log = logging.getLogger(__name__)
+
+LABEL = "airlaunch.ecs-emulator"  # value: the owning emulator (see owner_id)
+LABEL_TASK = "airlaunch.ecs-emulator.task-arn"
+LABEL_CONTAINER = "airlaunch.ecs-emulator.container-name"
+
+ExitCallback = Callable[[str, int | None, bool], None]  # (container id, exit code, OOM-killed)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]  # field 22, starttime
+    except (OSError, IndexError):
+        return None
+
+
+def owner_id() -> str:
+    """This process, as a label value that a later process can test for life (pid reuse included)."""
+    return f"{os.getpid()}:{_start_time(os.getpid()) or '?'}"
+
+
+def owner_alive(owner: str) -> bool:
+    pid_text, _, start = owner.partition(":")
+    if not pid_text.isdigit():
+        return False
+    now = _start_time(int(pid_text))
+    return now is not None and (start in ("?", now))
+
+
+class DockerRunner:
+    """Containers of this emulator; ``on_exit`` is called once (at least) per container that exits."""
+
+    def __init__(self, on_exit: ExitCallback, shutdown_grace: float = 2.0) -> None:
+        self.client = docker.from_env(timeout=120, max_pool_size=16)
+        self._events_client = docker.from_env(timeout=None)
+        self.owner = owner_id()
+        self._on_exit = on_exit
+        self._shutdown_grace = shutdown_grace
+        self._ops = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ecs-emulator-docker")
+        self._oom: set[str] = set()
+        self._stream: Any = None
+        self._closing = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ecs-emulator-docker-events", daemon=True)
+
+    def start(self) -> None:
+        self.remove_leftovers()
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            raise RuntimeError("the Docker event stream did not open within 30 s")
+
+    # -- containers ---------------------------------------------------------------------------
+    def image_digest(self, image: str) -> str:
+        """The local image's digest (its registry digest, else its id); StartFailure(CannotPullContainerError)."""
+        try:
+            attrs = self.client.api.inspect_image(image)
+        except (ImageNotFound, NotFound) as exc:
+            raise StartFailure(cannot_pull(image)) from exc
+        digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if "@" in d]
+        return digests[0] if digests else str(attrs.get("Id", ""))
+
+    def create(self, spec: ContainerSpec, name: str, task_arn: str) -> str:
+        labels = {LABEL: self.owner, LABEL_TASK: task_arn, LABEL_CONTAINER: spec.name, **spec.labels}
+        host = self.client.api.create_host_config(
+            network_mode="host",
+            nano_cpus=spec.nano_cpus,
+            mem_limit=f"{spec.memory_mib}m" if spec.memory_mib else None,
+            memswap_limit=f"{spec.memory_mib}m" if spec.memory_mib else None,
+        )
+        try:
+            created = self.client.api.create_container(
+                spec.image,
+                command=spec.command,
+                entrypoint=spec.entrypoint,
+                environment=spec.environment,
+                name=name,
+                labels=labels,
+                host_config=host,
+                working_dir=spec.working_dir,
+                user=spec.user,
+            )
+        except ImageNotFound as exc:
+            raise StartFailure(cannot_pull(spec.image)) from exc
+        except APIError as exc:
+            raise StartFailure(f"CannotCreateContainerError: {exc.explanation or exc}") from exc
+        return str(created["Id"])
+
+    def start_container(self, container_id: str) -> None:
+        try:
+            self.client.api.start(container_id)
+        except APIError as exc:
+            raise StartFailure(f"CannotStartContainerError: {exc.explanation or exc}") from exc
+
+    def signal(self, container_id: str, signal: str) -> None:
+        """Send a signal without waiting (a worker does it); a container already gone is fine."""
+        self._ops.submit(self._quietly, self.client.api.kill, container_id, signal)
+
+    def remove(self, container_id: str) -> None:
+        self._ops.submit(self._quietly, self.client.api.remove_container, container_id, force=True)
+
+    def remove_now(self, container_id: str) -> None:
+        self._quietly(self.client.api.remove_container, container_id, force=True)
+
+    @staticmethod
+    def _quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except NotFound:
+            pass
+        except (APIError, DockerException) as exc:
+            if "is not running" not in str(exc) and "No such container" not in str(exc):
+                log.warning("Docker: %s%r failed: %s", fn.__name__, args, exc)
+
+    def _labelled(self, owner: str | None = None, running_only: bool = False) -> list[dict[str, Any]]:
+        label = f"{LABEL}={owner}" if owner else LABEL
+        return list(self.client.api.containers(all=not running_only, filters={"label": label}))
+
+    def remove_leftovers(self) -> int:
+        """Remove containers whose emulator is gone (a crashed run); returns how many."""
+        gone = [c for c in self._labelled() if not owner_alive(str((c.get("Labels") or {}).get(LABEL, "")))]
+        for c in gone:
+            log.info("removing leftover container %s of a stopped emulator", c.get("Names"))
+            self.remove_now(c["Id"])
+        return len(gone)
+
+    # -- exits ----------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        since: int | None = None
+        while not self._closing:
+            try:
+                self._stream = self._events_client.events(
+                    decode=True,
+                    since=since,
+                    filters={"type": "container", "event": ["die", "oom"], "label": [f"{LABEL}={self.owner}"]},
+                )
+                self._ready.set()
+                for event in self._stream:
+                    since = int(event.get("time") or since or 0) or None
+                    self._handle(event)
+            except Exception as exc:  # the engine restarted or the stream broke: reopen it
+                if self._closing:
+                    return
+                log.warning("Docker event stream lost (%s); reopening", exc)
+                time.sleep(1)
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        container_id = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+        action = event.get("status") or event.get("Action")
+        if action == "oom":
+            self._oom.add(container_id)
+            return
+        if action != "die":
+            return
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        code = attributes.get("exitCode")
+        oom = container_id in self._oom
+        self._oom.discard(container_id)
+        with contextlib.suppress(APIError, DockerException):
+            oom = oom or bool(self.client.api.inspect_container(container_id)["State"].get("OOMKilled"))
+        self._on_exit(container_id, int(code) if code is not None and str(code).lstrip("-").isdigit() else None, oom)
+
+    # -- shutdown -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop and remove every container of this emulator; then stop watching."""
+        self._closing = True
+        running = [c["Id"] for c in self._labelled(self.owner, running_only=True)]
+        for container_id in running:
+            self._quietly(self.client.api.kill, container_id, "SIGTERM")
+        deadline = time.monotonic() + self._shutdown_grace
+        while running and time.monotonic() < deadline:
+            time.sleep(0.2)
+            running = [c["Id"] for c in self._labelled(self.owner, running_only=True)]
+        mine = [c["Id"] for c in self._labelled(self.owner)]
+        list(self._ops.map(self.remove_now, mine))
+        self._ops.shutdown(wait=True)
+        if self._stream is not None:
+            with contextlib.suppress(Exception):  # the stream may already be broken; closing is best effort
+                self._stream.close()
+        self._thread.join(timeout=5)
