@@ -32,6 +32,7 @@ class FakeDocker:
 
     def __init__(self) -> None:
         self.commands: list[list[str]] = []
+        self.changed: set[str] = set()  # local images rebuilt with other contents: a new image id
 
     def __call__(self, command: Sequence[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
         command = list(command)
@@ -41,7 +42,8 @@ class FakeDocker:
             code = 1
         elif command[:3] == ["docker", "image", "inspect"]:
             field, image = command[4], command[5]
-            out = "amd64" if "Architecture" in field else "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+            seed = image + ("+changed" if image in self.changed else "")
+            out = "amd64" if "Architecture" in field else "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
         elif command[:2] == ["docker", "push"]:
             registry_path, tag = command[2].rsplit(":", 1)
             repository = registry_path.split("/", 1)[1]
@@ -163,3 +165,45 @@ def test_vpc_endpoints_get_one_subnet_per_zone(
     assert sent[0]["EndpointSubnets"] == f"{a['SubnetId']},{b['SubnetId']}"
     out = capsys.readouterr().out
     assert f"interface endpoints go into {a['SubnetId']}, {b['SubnetId']} (one subnet per Availability Zone)" in out
+
+
+def _policy(repository: str) -> dict[str, Any]:
+    text = boto3.client("ecr", region_name=REGION).get_lifecycle_policy(repositoryName=repository)
+    return dict(json.loads(text["lifecyclePolicyText"]))
+
+
+def _kept(repository: str) -> list[str]:
+    """The tags the repository's lifecycle policy keeps whatever their age; and it keeps the 10 pushed last."""
+    rules = _policy(repository)["rules"]
+    assert rules[-1]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10}
+    return [tag for rule in rules[:-1] for tag in rule["selection"]["tagPatternList"]]
+
+
+def test_ecr_keeps_the_images_the_stack_uses_through_an_update(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each push has a tag of its own: the old launcher image stays kept until the stack uses the new one."""
+    assert _deploy(account) == 0
+    ecs = boto3.client("ecs", region_name=REGION)
+    task_image = ecs.describe_task_definition(taskDefinition="dev-task_one")["taskDefinition"]
+    task_tag = task_image["containerDefinitions"][0]["image"].rsplit(":", 1)[1]
+    stack = boto3.client("cloudformation", region_name=REGION).describe_stacks(StackName="dev")["Stacks"][0]
+    [old_uri] = [p["ParameterValue"] for p in stack["Parameters"] if p["ParameterKey"] == "LauncherImageUri"]
+    old = old_uri.rsplit(":", 1)[1]
+    assert _kept("dev/launcher") == [old] and _kept("dev/reference-tasks") == [task_tag]
+
+    account["docker"].changed.add("airlaunch-deploy/dev/launcher:build")  # the launcher's code changed
+    during: dict[str, list[str]] = {}
+
+    def update(cfn: Any, name: str, params: dict[str, str], *args: Any) -> dict[str, str]:
+        during["launcher"], during["tasks"] = _kept("dev/launcher"), _kept("dev/reference-tasks")
+        during["new"] = [params["LauncherImageUri"].rsplit(":", 1)[1]]
+        return {}  # moto's change sets cannot update this stack: the update is taken as done
+
+    monkeypatch.setattr(cloudformation, "deploy", update)
+    assert _deploy(account) == 0
+    [new] = during["new"]
+    assert new != old and during["launcher"] == sorted([old, new]), "both kept while the stack changes over"
+    assert during["tasks"] == [task_tag]
+    assert _kept("dev/launcher") == [new], "once the stack uses the new image, the old one is just a recent one"
+    assert f"==> ECR dev/launcher: keeps {new} (used by the stack)" in capsys.readouterr().out

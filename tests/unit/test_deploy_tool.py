@@ -128,9 +128,77 @@ def test_repositories_are_created_once_with_scanning_and_expiry(ecr: Any) -> Non
     pusher.ensure_repository("dev/reference-tasks", "dev")
     [repository] = ecr.describe_repositories(repositoryNames=["dev/reference-tasks"])["repositories"]
     assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    pusher.keep("dev/reference-tasks", ["0123456789abcdef"])  # moto checks the text as ECR's validator does
     rules = json.loads(ecr.get_lifecycle_policy(repositoryName="dev/reference-tasks")["lifecyclePolicyText"])
-    assert rules["rules"][0]["selection"]["tagStatus"] == "untagged"
-    assert said == ["==> Created ECR repository dev/reference-tasks"]
+    assert rules == images.lifecycle_policy(["0123456789abcdef"])
+    assert said == [
+        "==> Created ECR repository dev/reference-tasks",
+        "==> ECR dev/reference-tasks: keeps 0123456789abcdef (used by the stack) and the 10 images pushed last; "
+        "older images expire",
+    ]
+
+
+def _expired(policy: dict[str, Any], pushed: list[set[str]]) -> set[int]:
+    """Which of the images (oldest first, each a set of tags) ECR's lifecycle evaluation rules expire.
+
+    As the ECR User Guide states them (LifecyclePolicies.html, lifecycle_policy_parameters.html):
+    rules apply from the lowest rulePriority; a rule selects by its tagging requirements (every
+    pattern of tagPatternList matched by one of an image's tags); with imageCountMoreThan it sorts
+    what it selects newest first and marks those past the count; it identifies images that
+    higher-priority rules match, but never expires an image matching a higher rule's requirements.
+    """
+    import fnmatch
+
+    def selects(rule: dict[str, Any], tags: set[str]) -> bool:
+        selection = rule["selection"]
+        if selection["tagStatus"] == "untagged":
+            return not tags
+        patterns = selection.get("tagPatternList", [])
+        return all(any(fnmatch.fnmatchcase(t, p) for t in tags) for p in patterns) and (
+            selection["tagStatus"] == "any" or bool(tags)
+        )
+
+    rules = sorted(policy["rules"], key=lambda r: r["rulePriority"])
+    expired: set[int] = set()
+    for n, rule in enumerate(rules):
+        assert rule["selection"]["countType"] == "imageCountMoreThan" and rule["action"] == {"type": "expire"}
+        newest_first = [i for i in reversed(range(len(pushed))) if selects(rule, pushed[i])]
+        for i in newest_first[rule["selection"]["countNumber"] :]:
+            if not any(selects(higher, pushed[i]) for higher in rules[:n]):
+                expired.add(i)
+    return expired
+
+
+def test_the_images_in_use_never_expire_and_the_last_ten_stay() -> None:
+    """Every push has a tag of its own (its image id), so expiring untagged images would keep all forever."""
+    policy = images.lifecycle_policy(["t00", "t03"])
+    priorities = [rule["rulePriority"] for rule in policy["rules"]]
+    assert priorities == [1, 2, 3] and policy["rules"][-1]["selection"]["tagStatus"] == "any"  # 'any' goes last
+    assert [rule["selection"].get("tagPatternList") for rule in policy["rules"]] == [["t00"], ["t03"], None]
+    pushed = [{f"t{i:02}"} for i in range(25)]  # t00 pushed first, t24 last; the stack uses t00 and t03
+    assert _expired(policy, pushed) == set(range(1, 15)) - {3}
+    assert _expired(images.lifecycle_policy([]), pushed) == set(range(15))
+    assert _expired(images.lifecycle_policy(["t00"]), [*pushed, set(), set()]) == set(range(1, 17))
+
+
+def test_what_the_stack_uses_is_read_from_its_template_and_launcher_parameter() -> None:
+    from airlaunch.deploy.template import body, render
+
+    cfn = boto3.client("cloudformation", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    rendered = body(render(Catalog.load(images.REPO / "tasks" / "catalog.yaml"),
+                           {"airlaunch/reference-tasks:latest": "fedcba9876543210"}))  # fmt: skip
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dev/launcher:0123456789abcdef"
+    stack = {"StackName": "dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "LauncherImageUri", "ParameterValue": uri}]}  # fmt: skip
+    with Stubber(cfn) as stub:
+        stub.add_response("get_template", {"TemplateBody": rendered}, {"StackName": "dev", "TemplateStage": "Original"})
+        assert images.stack_image_tags(cfn, stack) == {
+            "dev/reference-tasks": {"fedcba9876543210"},
+            "dev/launcher": {"0123456789abcdef"},
+        }
+    assert (
+        images.stack_image_tags(cfn, None) == {} == images.stack_image_tags(cfn, {"StackStatus": "REVIEW_IN_PROGRESS"})
+    )
 
 
 # -- the account and the network --------------------------------------------------------------------

@@ -130,9 +130,19 @@ def deploy_aws(args: argparse.Namespace, given: dict[str, str]) -> int:
         local_tag = pusher.build(image)
         pusher.ensure_repository(image.repository, stack_name)
         pushed[image.local] = pusher.push(local_tag, image.repository)
+    # Image expiry: until the stack has changed over, both the images it uses now and the new ones
+    # are kept; once it has, only the new ones (and the ten pushed last) are. A failed deploy leaves
+    # both kept, and the next deploy reads again what the stack uses.
+    new_tags = dict(images.repository_of(uri) for uri in pushed.values())
+    in_use = images.stack_image_tags(cfn, stack)
+    for repository, tag in new_tags.items():
+        pusher.keep(repository, in_use.get(repository, set()) | {tag})
     given = {**given, "LauncherImageUri": pushed.pop("airlaunch/launcher")}
     body = render(catalog, images.tags_of(pushed))
     outputs = cloudformation.deploy(cfn, stack_name, given, cloudformation.terminal_approval, body)
+    for repository, tag in new_tags.items():
+        if in_use.get(repository, set()) - {tag}:
+            pusher.keep(repository, {tag})
     print_outputs(outputs)
     say(airflow_setup(outputs, region))
     say(f"==> Next: make smoke DEPLOY_STACK={stack_name}")
