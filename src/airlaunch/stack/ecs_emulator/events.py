@@ -157,6 +157,7 @@ class EventDelivery:
         self._max_age = max_event_age
         self._timeout = timeout
         self._queue: queue.Queue[Delivery | None] = queue.Queue()
+        self._closing = False
         self.delivered = 0
         self.dropped = 0
         self._threads = [
@@ -166,10 +167,12 @@ class EventDelivery:
             thread.start()
 
     def close(self) -> None:
+        """Stop delivering: what is still queued is dropped (the emulator is going away)."""
+        self._closing = True
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
-            thread.join(timeout=self._timeout + 1)
+            thread.join(timeout=2)
 
     # -- matching ------------------------------------------------------------------------------
     def publish(self, event: dict[str, Any]) -> int:
@@ -219,7 +222,7 @@ class EventDelivery:
     def _work(self) -> None:
         while True:
             delivery = self._queue.get()
-            if delivery is None:
+            if delivery is None or self._closing:
                 return
             try:
                 self._attempt(delivery)
@@ -248,7 +251,8 @@ class EventDelivery:
                 self.dropped += 1
                 return
         log.info("event %s to %s: %s; retrying in %.1f s", d.event_id, d.function, detail, delay)
-        self._scheduler.call_later(delay, self._queue.put, d)
+        if not self._closing:
+            self._scheduler.call_later(delay, self._queue.put, d)
 
     def _invoke(self, d: Delivery) -> tuple[str, str]:
         request = urllib.request.Request(

@@ -9,7 +9,7 @@ Guarantees:
   the container's ``State.OOMKilled``). If the stream drops it is reopened ``since`` the last
   event seen, so no exit is lost.
 * Every container carries the label ``airlaunch.ecs-emulator=<owner>``, the owner being this
-  process (pid and start time). On start, containers of owners no longer alive (a crashed
+  process (PID namespace, pid and start time). On start, containers of owners no longer alive (a crashed
   emulator) are removed; on close, this emulator's own are stopped (SIGTERM, a short grace,
   then SIGKILL) and removed.
 """
@@ -47,17 +47,27 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "?"
+
+
 def owner_id() -> str:
-    """This process, as a label value that a later process can test for life (pid reuse included)."""
-    return f"{os.getpid()}:{_start_time(os.getpid()) or '?'}"
+    """This process as a label value a later process can test for life: PID namespace, pid, start time."""
+    return f"{_pid_namespace()}/{os.getpid()}/{_start_time(os.getpid()) or '?'}"
 
 
-def owner_alive(owner: str) -> bool:
-    pid_text, _, start = owner.partition(":")
-    if not pid_text.isdigit():
+def owner_gone(owner: str) -> bool:
+    """True only if the owner was a process of this PID namespace that no longer runs (pid reuse included).
+    An owner of another namespace (an emulator in a container, say) cannot be judged and is left alone."""
+    namespace, _, rest = owner.partition("/")
+    pid_text, _, start = rest.partition("/")
+    if namespace != _pid_namespace() or namespace == "?" or not pid_text.isdigit():
         return False
     now = _start_time(int(pid_text))
-    return now is not None and (start in ("?", now))
+    return now is None or (start not in ("?", now))
 
 
 class DockerRunner:
@@ -150,7 +160,7 @@ class DockerRunner:
 
     def remove_leftovers(self) -> int:
         """Remove containers whose emulator is gone (a crashed run); returns how many."""
-        gone = [c for c in self._labelled() if not owner_alive(str((c.get("Labels") or {}).get(LABEL, "")))]
+        gone = [c for c in self._labelled() if owner_gone(str((c.get("Labels") or {}).get(LABEL, "")))]
         for c in gone:
             log.info("removing leftover container %s of a stopped emulator", c.get("Names"))
             self.remove_now(c["Id"])

@@ -189,7 +189,12 @@ class EcsEmulator:
         )
         scheduler = Scheduler()
         events = EventDelivery(
-            scheduler, s.lambda_endpoints, s.lambda_retries, s.lambda_retry_delays, s.lambda_max_event_age
+            scheduler,
+            s.lambda_endpoints,
+            s.lambda_retries,
+            s.lambda_retry_delays,
+            s.lambda_max_event_age,
+            s.lambda_concurrency,
         )
         fleet = Fleet(
             scheduler, events, s3, s.task_env, s.stop_timeout, s.phase_seconds, s.start_workers, s.shutdown_grace

@@ -25,6 +25,7 @@ class Settings:
     lambda_retries: int = 2  # retries of a function error (Lambda's asynchronous default)
     lambda_retry_delays: tuple[float, ...] = (1.0, 2.0)  # Lambda's: about 1 and 2 minutes
     lambda_max_event_age: float = 300.0  # retries of an unreachable endpoint stop at this age
+    lambda_concurrency: int = 4  # invocations in flight at once
     limits: LimitSettings = field(default_factory=LimitSettings)
 
 
@@ -85,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-retries", type=int, default=2, help="retries of a function error (Lambda: 2)")
     p.add_argument("--lambda-retry-delays", default="1,2", help="seconds before each retry (Lambda: about 60,120)")
     p.add_argument("--lambda-max-event-age", type=float, default=300.0, help="give up an unreachable endpoint after")
+    p.add_argument("--lambda-concurrency", type=int, default=4, help="invocations in flight at once")
     p.add_argument("--no-throttling", action="store_true", help="no ECS API or Fargate rate throttling")
     p.add_argument(
         "--api-limit",
@@ -133,6 +135,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         lambda_retries=args.lambda_retries,
         lambda_retry_delays=tuple(float(x) for x in args.lambda_retry_delays.split(",") if x.strip()),
         lambda_max_event_age=args.lambda_max_event_age,
+        lambda_concurrency=args.lambda_concurrency,
         limits=LimitSettings(
             throttling=not args.no_throttling,
             api=dict(args.api_limit),
