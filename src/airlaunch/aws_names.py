@@ -36,6 +36,11 @@ def task_family(prefix: str, task: str) -> str:
     return f"{prefix}-{task}"
 
 
+def cluster_name(stack: str) -> str:
+    """The stack's ECS cluster (ClusterName in infra/template.yaml)."""
+    return stack
+
+
 def task_log_group(stack: str, task: str) -> str:
     return f"/airlaunch/{stack}/tasks/{task}"
 

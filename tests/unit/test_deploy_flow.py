@@ -19,7 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from airlaunch.deploy import cli, cloudformation, images
+from airlaunch.deploy import cli, cloudformation, images, teardown
+from airlaunch.deploy.errors import DeployError
 
 REGION = "eu-west-1"
 MANIFEST = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -65,6 +66,7 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     docker = FakeDocker()
     monkeypatch.setattr(images, "run", docker)
     monkeypatch.setattr(images, "host_architecture", lambda: "x86_64")
+    monkeypatch.setattr(teardown, "FUNCTION_TIMEOUT_SECONDS", 0)  # destroy: moto's function runs no invocation
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         [vpc] = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
@@ -207,3 +209,70 @@ def test_ecr_keeps_the_images_the_stack_uses_through_an_update(
     assert during["tasks"] == [task_tag]
     assert _kept("dev/launcher") == [new], "once the stack uses the new image, the old one is just a recent one"
     assert f"==> ECR dev/launcher: keeps {new} (used by the stack)" in capsys.readouterr().out
+
+
+def _run_tasks(account: dict[str, Any], count: int) -> list[str]:
+    """Tasks of the stack's cluster that stay RUNNING until stopped, as the launcher starts them."""
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+    network = {"awsvpcConfiguration": {"subnets": account["subnets"], "securityGroups": [account["group"]]}}
+    started = boto3.client("ecs", region_name=REGION).run_task(
+        cluster="dev", taskDefinition="dev-task_one", launchType="FARGATE", count=count, networkConfiguration=network
+    )
+    return [task["taskArn"] for task in started["tasks"]]
+
+
+def test_destroy_stops_the_running_tasks_before_deleting_the_stack(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster with active tasks cannot be deleted: the launcher is throttled, the tasks stopped, then the stack."""
+    from moto.moto_api import state_manager
+
+    assert _deploy(account) == 0
+    arns = _run_tasks(account, 2)
+    seen: dict[str, Any] = {}
+    real_delete = cloudformation.delete
+
+    def delete(cfn: Any, name: str, *args: Any) -> bool:
+        ecs, lam = boto3.client("ecs", region_name=REGION), boto3.client("lambda", region_name=REGION)
+        seen["tasks"] = ecs.describe_tasks(cluster="dev", tasks=arns)["tasks"]
+        seen["concurrency"] = lam.get_function_concurrency(FunctionName="dev-launcher")
+        return real_delete(cfn, name, *args)
+
+    monkeypatch.setattr(cloudformation, "delete", delete)
+    try:
+        assert cli.main(["destroy", "--stack-name", "dev"]) == 0
+    finally:
+        state_manager.unset_transition("ecs::task")
+    assert {(t["lastStatus"], t["stoppedReason"]) for t in seen["tasks"]} == {
+        ("STOPPED", "make destroy: stack dev is being deleted")
+    }, "every task was STOPPED before the stack's deletion began"
+    assert seen["concurrency"]["ReservedConcurrentExecutions"] == 0
+    out = capsys.readouterr().out
+    steps = ["==> Throttled the launcher dev-launcher (reserved concurrency 0)",
+             "==> Stopping 2 running task(s) in cluster dev; waiting up to 300 s", "==> Stopped 2 task(s)",
+             "==> Deleted stack dev", "==> Deleted ECR repository dev/launcher"]  # fmt: skip
+    positions = [out.index(step) for step in steps]
+    assert positions == sorted(positions)
+
+
+def test_destroy_deletes_the_repositories_even_when_the_stack_deletion_fails(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _deploy(account) == 0
+    reason = (
+        "deleting stack dev failed:\n  Cluster (AWS::ECS::Cluster): Resource handler returned message: "
+        '"You can\'t delete a cluster that has active tasks." (ErrorCode: ClusterContainsTasksException)'
+    )
+
+    def delete(*args: Any) -> bool:
+        raise DeployError(reason)
+
+    monkeypatch.setattr(cloudformation, "delete", delete)
+    capsys.readouterr()
+    assert cli.main(["destroy", "--stack-name", "dev"]) == 2
+    out, err = capsys.readouterr()
+    assert boto3.client("ecr", region_name=REGION).describe_repositories()["repositories"] == []
+    assert "Deleted ECR repository dev/launcher and its images" in out
+    assert reason in err and "run `make destroy DEPLOY_STACK=dev` again" in err and "bucket" in err

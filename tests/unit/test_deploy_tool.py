@@ -381,6 +381,91 @@ def test_no_subnets_or_no_way_out_are_named(vpc: dict[str, Any]) -> None:
         account.check_network(vpc["ec2"], _plan(vpc, "nat", security_groups=(vpc["closed"],)))
 
 
+# -- make destroy: no task left running ------------------------------------------------------------
+
+
+class _Clock:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _ecs() -> Any:
+    return boto3.client("ecs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+
+
+ARN_A = "arn:aws:ecs:eu-west-1:123456789012:task/dev/aaaa"
+ARN_B = "arn:aws:ecs:eu-west-1:123456789012:task/dev/bbbb"
+STOP = {"cluster": "dev", "reason": "make destroy: stack dev is being deleted"}
+
+
+def _described(*states: tuple[str, str]) -> dict[str, Any]:
+    return {"tasks": [{"taskArn": arn, "lastStatus": status} for arn, status in states], "failures": []}
+
+
+def test_destroy_stops_tasks_started_while_it_waits_and_waits_until_they_are_stopped() -> None:
+    """A launch already under way when the launcher was throttled starts a task after the first listing."""
+    from airlaunch.deploy import teardown
+
+    clock, said = _Clock(), []
+    with Stubber(ecs := _ecs()) as stub:
+        stub.add_response("list_tasks", {"taskArns": [ARN_A]}, {"cluster": "dev", "desiredStatus": "RUNNING"})
+        stub.add_response("stop_task", {}, {**STOP, "task": ARN_A})
+        stub.add_response("describe_tasks", _described((ARN_A, "DEPROVISIONING")), {"cluster": "dev", "tasks": [ARN_A]})
+        stub.add_response("list_tasks", {"taskArns": [ARN_B]}, {"cluster": "dev", "desiredStatus": "RUNNING"})
+        stub.add_response("stop_task", {}, {**STOP, "task": ARN_B})
+        stub.add_response("describe_tasks", _described((ARN_A, "STOPPED"), (ARN_B, "STOPPED")),
+                          {"cluster": "dev", "tasks": [ARN_A, ARN_B]})  # fmt: skip
+        for _ in range(2):  # at 10 s nothing runs, but 12 s have not passed: listed once more at 15 s
+            stub.add_response("list_tasks", {"taskArns": []}, {"cluster": "dev", "desiredStatus": "RUNNING"})
+        left = teardown.stop_tasks(ecs, "dev", STOP["reason"], said.append, settle_seconds=12, poll_seconds=5,
+                                   clock=clock, sleep=clock.sleep)  # fmt: skip
+        stub.assert_no_pending_responses()
+    assert left == [] and clock.slept == [5, 5, 5]  # listed again until 12 s had passed with nothing running
+    assert said == ["==> Stopping 1 running task(s) in cluster dev; waiting up to 300 s until ECS reports them STOPPED",
+                    "==> Stopped 2 task(s) in cluster dev in 15 s"]  # fmt: skip
+
+
+def test_destroy_waits_a_bounded_time_for_a_task_that_does_not_stop() -> None:
+    from airlaunch.deploy import teardown
+
+    clock, said = _Clock(), []
+    with Stubber(ecs := _ecs()) as stub:
+        stub.add_response("list_tasks", {"taskArns": [ARN_A]}, {"cluster": "dev", "desiredStatus": "RUNNING"})
+        stub.add_response("stop_task", {}, {**STOP, "task": ARN_A})
+        for _ in range(4):  # at 0, 10, 20 and 30 s: still stopping
+            stub.add_response("describe_tasks", _described((ARN_A, "STOPPING")), {"cluster": "dev", "tasks": [ARN_A]})
+            stub.add_response("list_tasks", {"taskArns": []}, {"cluster": "dev", "desiredStatus": "RUNNING"})
+        left = teardown.stop_tasks(ecs, "dev", STOP["reason"], said.append, wait_seconds=30, poll_seconds=10,
+                                   clock=clock, sleep=clock.sleep)  # fmt: skip
+    assert left == [ARN_A] and clock.now == 30
+    assert said[-1] == f"==> 1 task(s) in cluster dev not STOPPED after 30 s, going on: {ARN_A}"
+
+
+def test_destroy_without_a_cluster_or_a_function_has_nothing_to_stop() -> None:
+    from airlaunch.deploy import teardown
+
+    with Stubber(ecs := _ecs()) as stub:
+        stub.add_client_error("list_tasks", "ClusterNotFoundException", "Cluster not found.")
+        assert teardown.stop_tasks(ecs, "dev", "r", print, clock=_Clock(), sleep=_Clock().sleep) == []
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(lam) as stub:
+        stub.add_client_error("put_function_concurrency", "ResourceNotFoundException", "Function not found")
+        assert teardown.throttle_launcher(lam, "dev-launcher") is False
+        stub.add_response("put_function_concurrency", {"ReservedConcurrentExecutions": 0},
+                          {"FunctionName": "dev-launcher", "ReservedConcurrentExecutions": 0})  # fmt: skip
+        assert teardown.throttle_launcher(lam, "dev-launcher") is True
+
+
 # -- the stack's state ------------------------------------------------------------------------------
 
 

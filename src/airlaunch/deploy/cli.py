@@ -4,8 +4,9 @@ deploy (the default): check credentials, stack state, catalog, network and the E
 service-linked role; build the images for their platform, push them to ECR; render the
 template from the catalog and deploy it with a change set; print the Airflow connection.
 ``--localstack`` deploys the same template into the local LocalStack (no ECS, no images).
-destroy: delete the stack and the ECR repositories it used (images included); the results
-bucket stays unless ``--delete-results``. smoke: run the diagnostic task through the deployed
+destroy: throttle the launcher and stop the tasks running in the stack's cluster, then delete
+the stack and, whatever happens to it, the ECR repositories it used (images included); the
+results bucket stays unless ``--delete-results``. smoke: run the diagnostic task through the deployed
 launcher (``--localstack``: through the local stack). template: print the rendered template.
 Expected failures end with ``deploy: <what failed, why, what to do>`` and exit code 2.
 """
@@ -21,10 +22,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from airlaunch.aws_names import check_stack_name, function_name
+from airlaunch.aws_names import check_stack_name, cluster_name, function_name
 from airlaunch.catalog import Catalog, CatalogError
 from airlaunch.config import ADAPTIVE_RETRIES
-from airlaunch.deploy import account, cloudformation, images, sessions, smoke, template
+from airlaunch.deploy import account, cloudformation, images, sessions, smoke, teardown, template
 from airlaunch.deploy.connection import airflow_setup
 from airlaunch.deploy.errors import DeployError, failed
 
@@ -168,25 +169,53 @@ def print_outputs(outputs: dict[str, str]) -> None:
 
 
 def destroy(args: argparse.Namespace) -> int:
+    """Throttle the launcher, stop the cluster's tasks, delete the stack; delete its ECR repositories in any case.
+
+    The repositories go even when stopping or the stack's deletion fails (the error is raised
+    after), so a failed destroy never leaves images behind to be billed; the results bucket is
+    deleted (``--delete-results``) only once the stack is gone.
+    """
     stack_name = args.stack_name
     session = sessions.aws_session(args.region)
-    cfn, ecr, s3 = (session.client(n, config=ADAPTIVE_RETRIES) for n in ("cloudformation", "ecr", "s3"))
+    cfn, ecr, s3, ecs, lam = (
+        session.client(n, config=ADAPTIVE_RETRIES) for n in ("cloudformation", "ecr", "s3", "ecs", "lambda")
+    )
     outputs = cloudformation.outputs_of(cfn, stack_name)
     bucket = outputs.get("BucketName") or results_bucket(cfn, stack_name)
     repositories = stack_repositories(ecr, stack_name)
     what = f"stack {stack_name}" + (f" and ECR repositories {repositories} (images included)" if repositories else "")
     if args.delete_results:
         what += f" and the results bucket {bucket or '(none)'} with every run in it"
-    if not cloudformation.terminal_approval(f"Delete {what}?"):
+    question = f"Stop the tasks running in cluster {cluster_name(stack_name)} and delete {what}?"
+    if not cloudformation.terminal_approval(question):
         raise DeployError("not confirmed; nothing was deleted (answer y, or set AUTO_APPROVE=1)")
-    if cloudformation.delete(cfn, stack_name):
-        say(f"==> Deleted stack {stack_name}")
+    problem: DeployError | None = None
+    try:
+        function = outputs.get("LauncherFunctionName") or function_name(stack_name)
+        throttled = teardown.throttle_launcher(lam, function)
+        if throttled:
+            say(f"==> Throttled the launcher {function} (reserved concurrency 0): it starts no more tasks")
+        teardown.stop_tasks(
+            ecs,
+            cluster_name(stack_name),
+            f"make destroy: stack {stack_name} is being deleted",
+            say,
+            settle_seconds=teardown.FUNCTION_TIMEOUT_SECONDS if throttled else 0.0,
+        )
+        if cloudformation.delete(cfn, stack_name):
+            say(f"==> Deleted stack {stack_name}")
+    except DeployError as exc:
+        problem = exc
     for name in repositories:
         try:
             ecr.delete_repository(repositoryName=name, force=True)
         except (ClientError, BotoCoreError) as exc:
-            raise failed(f"deleting ECR repository {name}", exc) from exc
+            problem = problem or failed(f"deleting ECR repository {name}", exc)
+            continue
         say(f"==> Deleted ECR repository {name} and its images")
+    if problem is not None:
+        kept = f"; the results bucket {bucket} was kept" if bucket else ""
+        raise DeployError(f"{problem}{kept}; run `make destroy DEPLOY_STACK={stack_name}` again") from problem
     if bucket and args.delete_results:
         empty_and_delete_bucket(s3, bucket)
         say(f"==> Deleted the results bucket {bucket}")
