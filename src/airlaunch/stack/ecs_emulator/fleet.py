@@ -89,12 +89,12 @@ class Fleet:
     def find(self, task: str, cluster: str | None = None) -> Any | None:
         """The moto task of an ARN or id that this emulator runs (in ``cluster``, a name or ARN, if given)."""
         with self._lock:
-            for record in self._records.values():
-                if record.arn == task or record.arn.endswith("/" + task):
-                    if cluster and record.task.cluster_name != cluster.rsplit("/", 1)[-1]:
-                        return None
-                    return record.task
-        return None
+            record = self._records.get(task) or next(
+                (r for r in self._records.values() if r.arn.endswith("/" + task)), None
+            )
+        if record is None or (cluster and record.task.cluster_name != cluster.rsplit("/", 1)[-1]):
+            return None
+        return record.task
 
     def vcpus_in_use(self, region: str, pool: str) -> float:
         with self._lock:
