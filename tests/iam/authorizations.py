@@ -4,6 +4,18 @@ From the Service Authorization Reference ("Actions, resources, and condition key
 a call may need more than its own action (RunTask with tags also needs ecs:TagResource, and
 iam:PassRole for every role of the task definition; AssumeRole with tags needs sts:TagSession).
 A call this table does not know fails the test: map it here before the code may make it.
+
+AssumeRole needs sts:TagSession whenever the new session gets session tags, and it gets them
+not only when the call passes ``Tags``: a session started from a session that carries
+transitive tags inherits them ("Permissions required to add session tags" and "Chaining roles
+with session tags", IAM User Guide; AssumeRole's API reference: "the new session inherits any
+transitive session tags from the calling session"). AWS's pages do not say so in one sentence,
+but the field does: role chaining from EKS Pod Identity sessions (transitive tags) or from
+configure-aws-credentials' tagged sessions fails with "not authorized to perform:
+sts:TagSession" until the next role's trust policy allows it (aws-actions/configure-aws-
+credentials#1544, its README since). The request context AWS gives that implicit TagSession is
+not documented; the inherited tags are modelled here as passed ones (aws:RequestTag/*,
+aws:TagKeys, sts:TransitiveTagKeys), the strictest reading for a policy that conditions them.
 """
 
 from __future__ import annotations
@@ -86,11 +98,13 @@ def _list_tasks(call: Call, stack: Deployed) -> list[Request]:
 def _assume_role(call: Call, stack: Deployed) -> list[Request]:
     p = call.params
     trust = stack.trust_policy(p["RoleArn"])
-    context = _tag_context(p.get("Tags", []), "Key", "Value")
-    if p.get("TransitiveTagKeys"):
-        context["sts:TransitiveTagKeys"] = list(p["TransitiveTagKeys"])
+    inherited = [{"Key": k, "Value": v} for k, v in call.inherited_tags.items()]
+    context = _tag_context([*inherited, *p.get("Tags", [])], "Key", "Value")
+    transitive = [*call.inherited_tags, *p.get("TransitiveTagKeys", [])]
+    if transitive:
+        context["sts:TransitiveTagKeys"] = transitive
     requests = [Request("sts:AssumeRole", p["RoleArn"], context, trust, stack.account)]
-    if p.get("Tags"):
+    if p.get("Tags") or inherited:  # passed, or inherited through a role chain: either way the session is tagged
         requests.append(Request("sts:TagSession", p["RoleArn"], context, trust, stack.account))
     return requests
 
@@ -110,8 +124,14 @@ def _queue(action: str) -> Mapper:
     return requests
 
 
+def _bucket_location(call: Call, stack: Deployed) -> list[Request]:
+    bucket = call.params["Bucket"]
+    return [Request("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}", {}, stack.bucket_policy(), stack.account)]
+
+
 MAPPERS: dict[str, Mapper] = {
     "s3.GetObject": _object("s3:GetObject"),
+    "s3.GetBucketLocation": _bucket_location,
     "s3.HeadObject": _object("s3:GetObject"),
     "s3.PutObject": _object("s3:PutObject"),
     "s3.DeleteObject": _object("s3:DeleteObject"),

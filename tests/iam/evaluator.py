@@ -11,6 +11,10 @@ and policy variables. It is unmaintained, so:
   (IAM User Guide, "IAM JSON policy elements: Resource": the user name in the ARN is case
   sensitive; S3 keys are too): resources are matched case-sensitively here, actions still not.
 
+Time is never the evaluator's own: principalmapper fills in aws:CurrentTime with the wall
+clock when a request has none, so ``at`` gives a request the time it was made (a session
+policy's DateLessThan deadline is judged at that moment, whatever the test's clock says).
+
 tests/unit/test_policy_evaluator.py checks it on cases whose answer AWS's documentation settles.
 """
 
@@ -19,7 +23,8 @@ from __future__ import annotations
 import collections
 import collections.abc
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -80,6 +85,12 @@ class Request:
     def __str__(self) -> str:
         keys = ", ".join(f"{k}={v}" for k, v in sorted(self.context.items()) if not k.startswith("aws:PrincipalTag"))
         return f"{self.action} on {self.resource}" + (f" [{keys}]" if keys else "")
+
+
+def at(request: Request, epoch: float) -> Request:
+    """The request as made at ``epoch`` (seconds): its aws:CurrentTime and aws:EpochTime."""
+    moment = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return replace(request, context={**request.context, "aws:CurrentTime": moment, "aws:EpochTime": str(int(epoch))})
 
 
 def allowed(principal: Principal, request: Request) -> bool:

@@ -2,15 +2,19 @@
 
 botocore event hooks on every botocore (and aiobotocore) session created while recording:
 ``before-parameter-build`` keeps the caller's parameters, ``before-call`` records the call
-with the access key of the client's credentials, ``after-call.sts.AssumeRole`` keeps which
-access key now stands for which role session (so the calls made with it are judged as that
-session). boto3's default session is reset so module-level ``boto3.client`` calls are seen too.
+with the access key of the client's credentials, the time on the recorder's clock (a test may
+run hours of a task on a clock of its own) and the transitive session tags the signing session
+carries, ``after-call.sts.AssumeRole`` keeps which access key now stands for which role session,
+with its tags and session policy (so the calls made with it are judged as that session). boto3's
+default session is reset so module-level ``boto3.client`` calls are seen too.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +31,8 @@ class Call:
     access_key: str
     response: dict[str, Any] | None = None
     error_code: str = ""  # AWS's error code when the call failed (NoSuchKey...)
+    at: float = 0.0  # epoch seconds on the recorder's clock: the request's aws:CurrentTime
+    inherited_tags: dict[str, str] = field(default_factory=dict)  # transitive tags of the signing session
 
     def __str__(self) -> str:
         return f"{self.service}.{self.operation}"
@@ -38,15 +44,25 @@ class Session:
 
     role_arn: str
     caller_key: str
-    tags: dict[str, str]
+    tags: dict[str, str]  # its principal tags: those passed, and those inherited through a role chain
     transitive: list[str]
-    policy: dict[str, Any] | None
+    policy: dict[str, Any] | None  # its session policy (AssumeRole's Policy)
 
 
 @dataclass
 class Recorder:
     calls: list[Call] = field(default_factory=list)
     sessions: dict[str, Session] = field(default_factory=dict)  # access key -> session
+    clock: Callable[[], float] = time.time
+
+    def transitive_tags(self, key: str) -> dict[str, str]:
+        """The tags a session signed with ``key`` passes on to a session it starts (role chaining): its own
+        transitive ones and those it inherited, which it cannot change (IAM User Guide, "Chaining roles
+        with session tags")."""
+        session = self.sessions.get(key)
+        if session is None:
+            return {}
+        return {k: v for k, v in session.tags.items() if k in session.transitive}
 
     def _params(self, params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         context["airlaunch_params"] = copy.deepcopy({k: v for k, v in params.items() if k != "Body"})
@@ -55,6 +71,7 @@ class Recorder:
         credentials = request_signer._credentials
         key = getattr(credentials, "access_key", None) or "anonymous"
         call = Call(model.service_model.signing_name, model.name, context.get("airlaunch_params", {}), key)
+        call.at, call.inherited_tags = self.clock(), self.transitive_tags(key)
         context["airlaunch_call"] = call
         self.calls.append(call)
 
@@ -72,9 +89,9 @@ class Recorder:
         self.sessions[parsed["Credentials"]["AccessKeyId"]] = Session(
             role_arn=params["RoleArn"],
             caller_key=call.access_key,
-            tags={t["Key"]: t["Value"] for t in params.get("Tags", [])},
-            transitive=list(params.get("TransitiveTagKeys", [])),
-            policy=None,
+            tags={**call.inherited_tags, **{t["Key"]: t["Value"] for t in params.get("Tags", [])}},
+            transitive=[*call.inherited_tags, *params.get("TransitiveTagKeys", [])],
+            policy=json.loads(params["Policy"]) if params.get("Policy") else None,
         )
 
     def register(self, session: botocore.session.Session) -> None:

@@ -28,7 +28,7 @@ from airlaunch.launcher.backends.base import LaunchError
 from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import LaunchRequest, Overrides, RunIdentity, StopReason, TaskState
+from airlaunch.protocol import LaunchRequest, Overrides, ResultLayout, RunIdentity, StopReason, TaskState
 from tests.aws_shapes import fixture, stopped_event
 from tests.moto_server import end_task_as_fargate, moto_in_process
 
@@ -666,3 +666,106 @@ def test_each_environment_spaces_its_run_task_calls_so_that_all_keep_within_the_
         backend.start(CATALOG.get("task_one"), _identity(f"paced-{n}"), {})
     gaps = [later - earlier for earlier, later in itertools.pairwise(moments)]
     assert len(moments) == 4 and all(gap >= backend._pacer.interval - 1e-9 for gap in gaps), moments
+
+
+# -- run sessions (launcher.run_credentials) -----------------------------------------------------
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/airlaunch-test-run-files"
+
+
+@pytest.fixture
+def with_sessions(aws: dict[str, Any], moto_url: str) -> EcsBackend:
+    """A backend with a files role: each start mints a run session (moto's STS) and writes its file."""
+    settings = _settings(ecs_subnets=(aws["subnet"],), ecs_security_groups=(aws["group"],), run_role_arn=ROLE)
+    return EcsBackend(settings, aws["ecs"], boto3.client("sts", endpoint_url=moto_url, **CREDS), aws["s3"])
+
+
+def test_a_run_session_reaches_its_task_only_as_an_environment_file(
+    with_sessions: EcsBackend, aws: dict[str, Any]
+) -> None:
+    """What DescribeTasks (and so ECS's events and CloudTrail's RunTask record) shows of a launch holds no
+    credential, only the ARN of the session file, which holds one line the ECS agent turns into the variable."""
+    identity = _identity("session")
+    started = time.time()
+    ref = with_sessions.start(CATALOG.get("task_one"), identity, {"AWS_REGION": REGION}).task_ref
+
+    task = aws["ecs"].describe_tasks(cluster="airlaunch-test", tasks=[ref], include=["TAGS"])["tasks"][0]
+    [override] = task["overrides"]["containerOverrides"]
+    assert with_sessions.run_sessions is not None
+    files = with_sessions.run_sessions.files(identity)
+    assert override["environmentFiles"] == [
+        {"type": "s3", "value": f"arn:aws:s3:::airlaunch-ecs-test/{files.env_file}"}
+    ]
+    assert files.env_file.startswith("runs-sessions/ecs_tests/") and files.env_file.endswith("/session.env")
+    stored = aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=files.env_file)
+    [line] = stored["Body"].read().decode().splitlines()
+    name, _, value = line.partition("=")
+    session = json.loads(value)
+    assert name == "AIRLAUNCH_RUN_CREDENTIALS" and session["RenewalKey"] == files.renewal
+    shown = json.dumps(task, default=str)
+    assert "AIRLAUNCH_RUN_CREDENTIALS" not in shown
+    assert not [v for k, v in session.items() if k in ("AccessKeyId", "SecretAccessKey", "SessionToken") and v in shown]
+    deadline = datetime.fromisoformat(stored["Metadata"]["deadline"].replace("Z", "+00:00")).timestamp()
+    timeout = CATALOG.get("task_one").timeout_seconds
+    assert started + timeout + 1800 <= deadline <= time.time() + timeout + 1800 + 1
+
+
+def test_an_environment_variable_named_like_the_run_session_never_reaches_runtask(
+    stubbed: tuple[EcsBackend, Stubber],
+) -> None:
+    backend, _ = stubbed
+    params = backend.run_task_params(CATALOG.get("task_one"), _identity("x"), {"AIRLAUNCH_RUN_CREDENTIALS": "{}"})
+    [override] = params["overrides"]["containerOverrides"]
+    assert override["environment"] == [] and "environmentFiles" not in override
+
+
+def test_run_sessions_are_renewed_near_their_end_and_never_past_the_deadline(
+    with_sessions: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = with_sessions.run_sessions
+    assert sessions is not None
+    now = [time.time()]
+    sessions.clock = lambda: now[0]
+    monkeypatch.setattr("moto.sts.models.utcnow", lambda: datetime.fromtimestamp(now[0], UTC).replace(tzinfo=None))
+    identity = _identity("renew")
+    sessions.start(identity, 3 * 3600, first_start=True)
+    layout = ResultLayout.for_identity("airlaunch-ecs-test", "runs", identity)
+    files = sessions.files(identity)
+
+    assert not sessions.renew(layout), "an hour left: nothing to do"
+    now[0] += 35 * 60
+    assert sessions.renew(layout)
+    first = json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=files.renewal)["Body"].read())
+    assert not sessions.renew(layout), "the renewal has an hour left"
+    now[0] += (3 * 3600 + 1800) - 35 * 60 - 20 * 60  # 20 minutes before the deadline
+    assert sessions.renew(layout)
+    last = aws["s3"].head_object(Bucket="airlaunch-ecs-test", Key=files.renewal)["Metadata"]
+    ends = [datetime.fromisoformat(last[k].replace("Z", "+00:00")) for k in ("deadline", "expiration")]
+    assert 0 <= (ends[1] - ends[0]).total_seconds() < 2, "the last session ends at the deadline, not an hour on"
+    assert (
+        json.loads(aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=files.renewal)["Body"].read())["AccessKeyId"]
+        != first["AccessKeyId"]
+    )
+    assert not sessions.renew(layout), "no session reaches past the deadline"
+
+    sessions.end(layout)
+    listed = aws["s3"].list_objects_v2(Bucket="airlaunch-ecs-test", Prefix=files.prefix)
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_first_start_keeps_the_session_file_a_repeated_launch_handed_over(
+    with_sessions: EcsBackend, aws: dict[str, Any]
+) -> None:
+    """The same try started twice (its task not yet listed): ECS returns the task the first RunTask started,
+    which read the first file, so the reaper must keep reading that session's expiry; a start again after a
+    failed start writes a new one."""
+    sessions = with_sessions.run_sessions
+    assert sessions is not None
+    identity = _identity("twice")
+    key = sessions.files(identity).env_file
+    sessions.start(identity, 600, first_start=True)
+    first = aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=key)["Body"].read()
+    sessions.start(identity, 600, first_start=True)
+    assert aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=key)["Body"].read() == first
+    sessions.start(identity, 600, first_start=False)
+    assert aws["s3"].get_object(Bucket="airlaunch-ecs-test", Key=key)["Body"].read() != first

@@ -141,23 +141,25 @@ def test_s3_access_stays_under_the_results_prefix() -> None:
         for statement in _statements(role):
             objects = [a for a in _actions(statement) if a.startswith("s3:") and a != "s3:ListBucket"]
             if objects:
-                for resource in _resources(statement):
-                    assert _sub(resource).startswith("${ResultsBucket.Arn}/${KeyPrefix}/"), role
+                for resource in _resources(statement):  # the runs, or (the launcher) their run sessions
+                    allowed = ("${ResultsBucket.Arn}/${KeyPrefix}/", "${ResultsBucket.Arn}/${KeyPrefix}-sessions/")
+                    assert _sub(resource).startswith(allowed if role == "LauncherRole" else allowed[:1]), role
 
 
 def test_a_task_reaches_only_its_own_run_files_through_the_tagged_run_role() -> None:
     run = "/${aws:PrincipalTag/airlaunch-dag}/${aws:PrincipalTag/airlaunch-run}/${aws:PrincipalTag/airlaunch-task}"
     run += "/${aws:PrincipalTag/airlaunch-map}/${aws:PrincipalTag/airlaunch-try}/"
-    [read] = _granting("RunFilesRole", "s3:GetObject")
+    read, renewal = _granting("RunFilesRole", "s3:GetObject")
     [write] = _granting("RunFilesRole", "s3:PutObject")
     bucket = [{"Fn::GetAtt": ["ResultsBucket", "Arn"]}, "/", {"Ref": "KeyPrefix"}]
     assert _resources(read) == [{"Fn::Join": ["", [*bucket, f"{run}params.yaml"]]}]
     assert _resources(write) == [{"Fn::Join": ["", [*bucket, f"{run}*"]]}]
+    assert _resources(renewal) == [{"Fn::Join": ["", [*bucket, f"-sessions{run}renewal.json"]]}]
     actions = {a for s in _statements("RunFilesRole") for a in _actions(s)}
-    assert actions == {"s3:GetObject", "s3:PutObject", "sts:AssumeRole"}
-    trust = RESOURCES["RunFilesRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trust[0]["Principal"] == {"AWS": {"Fn::GetAtt": ["LauncherRole", "Arn"]}}
-    assert trust[0]["Condition"]["ForAllValues:StringEquals"]["sts:TransitiveTagKeys"] == [
+    assert actions == {"s3:GetObject", "s3:PutObject"}, "no STS: a run session cannot renew itself"
+    [trust] = RESOURCES["RunFilesRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["LauncherRole", "Arn"]}}, "only the launcher assumes it"
+    assert trust["Condition"]["ForAllValues:StringEquals"]["sts:TransitiveTagKeys"] == [
         "airlaunch-dag", "airlaunch-run", "airlaunch-task", "airlaunch-map", "airlaunch-try"
     ]  # fmt: skip
     for name in CATALOG.tasks:  # a task's own role starts with no rights at all
@@ -170,8 +172,11 @@ def test_results_bucket_is_private_encrypted_and_expires_runs() -> None:
     assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
     rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
-    [expire] = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r}
+    assert set(rules) == {"expire-runs", "expire-run-sessions"}
+    expire, sessions = rules["expire-runs"], rules["expire-run-sessions"]
     assert expire["ExpirationInDays"] == {"Ref": "RetentionDays"} and _sub(expire["Prefix"]) == "${KeyPrefix}/"
+    assert sessions["ExpirationInDays"] == 1 and _sub(sessions["Prefix"]) == "${KeyPrefix}-sessions/"
 
 
 def test_every_catalog_task_has_its_own_task_definition_role_and_log_group() -> None:

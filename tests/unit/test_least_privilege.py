@@ -2,14 +2,19 @@
 
 The rendered template is deployed into a moto server of our own; then, in this process and
 against it, the Airflow hook, trigger and status listener (as the Airflow role), the launcher
-service behind a local Lambda endpoint (as the launcher role), the task runtime (with the run
-session the launcher minted, renewed once) and the results CLI (as the Airflow role) do what a
-run does: launch, run, watch, stop, fail to launch, read back. Every call is recorded by botocore
-event hooks with the key that signed it, mapped to what AWS authorizes (tests/iam/authorizations)
-and judged by a policy evaluator (tests/iam/evaluator) against the template's own policies.
-A call that would be denied fails the test; a permission no call uses is reported (and must be
-one of the few used by AWS itself, listed below with why); a task's forged write into another
-run's prefix is denied. moto does not enforce IAM, so the calls succeed here whatever the verdict.
+service behind a local Lambda endpoint (as the launcher role), the ECS agent fetching a try's
+run session file (as the task execution role), the task runtime (with that run session) and the
+results CLI (as the Airflow role) do what a run does: launch, run, watch, stop, fail to launch,
+read back; and a task with a two-hour timeout runs on the test's clock (tests/iam/harness.Clock):
+the reaper renews its session twice, the runtime's refreshing credentials read each renewal.
+Every call is recorded by botocore event hooks with the key that signed it and the time it was
+made, mapped to what AWS authorizes (tests/iam/authorizations) and judged by a policy evaluator
+(tests/iam/evaluator) against the template's own policies and each session's session policy, at
+that time. A call that would be denied fails the test; a permission no call uses is reported
+(and must be one of the few used by AWS itself, listed below with why); what a task forges with
+its run session (another run's status.json, another try's session file, a role session of its
+own) and a session used past its try's deadline are denied. moto does not enforce IAM, so the
+calls succeed here whatever the verdict.
 """
 
 from __future__ import annotations
@@ -19,52 +24,63 @@ import contextlib
 import datetime as dt
 import json
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+import moto.sts.models
 import pytest
+import yaml
 
 from airlaunch import cli
 from airlaunch.catalog import Catalog
 from airlaunch.config import LauncherSettings, RuntimeSettings
 from airlaunch.deploy.template import body, render
-from airlaunch.launcher import handler as launcher_handler
 from airlaunch.launcher.backends.ecs import EcsBackend
+from airlaunch.launcher.run_credentials import DEADLINE_ALLOWANCE_SECONDS
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import ENV_RUN_CREDENTIALS, LaunchRequest, RunIdentity
+from airlaunch.protocol import ENV_RUN_CREDENTIALS, Handle, LaunchRequest, Overrides, RunIdentity
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook
 from airlaunch.providers.airflow.triggers import status_notifications
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
+from airlaunch.runtime.credentials import run_session
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
 from tests.aws_shapes import stopped_event
 from tests.iam.authorizations import requests_of
-from tests.iam.evaluator import Principal, Request, allowed
-from tests.iam.recorder import Recorder, recording
+from tests.iam.evaluator import Principal, Request, allowed, at
+from tests.iam.harness import Clock, container_environment, harness_client, lambda_endpoint
+from tests.iam.recorder import Call, Recorder, recording
 from tests.iam.stack import Deployed
-from tests.moto_server import end_task_as_fargate, free_port, moto_in_process
+from tests.moto_server import end_task_as_fargate, moto_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG = Catalog.load(ROOT / "tasks" / "catalog.yaml")
+_ENTRIES = yaml.safe_load((ROOT / "tasks" / "catalog.yaml").read_text())
+_ENTRIES["tasks"]["diagnostic"]["max_timeout_seconds"] = 3 * 3600  # room for the two-hour try
+CATALOG = Catalog.from_dict(_ENTRIES)
 ACCOUNT, REGION, STACK = "123456789012", "us-east-1", "al-iam"
-KEYS = {"AKIALAUNCHER0000": "LauncherRole", "AKIAAIRFLOW00000": "AirflowRole", "AKIACLI000000000": "AirflowRole"}
+KEYS = {"AKIALAUNCHER0000": "LauncherRole", "AKIAAIRFLOW00000": "AirflowRole", "AKIACLI000000000": "AirflowRole",
+        "AKIAEXECUTION000": "TaskExecutionRole"}  # fmt: skip
+TI_ID = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4"
 # Allowed by the template, used by AWS itself rather than by our code: (role, Sid, action) and why.
 USED_BY_AWS = {
     ("LauncherRole", "Logs", "logs:CreateLogStream"): "the Lambda runtime writes the function's logs",
     ("LauncherRole", "Logs", "logs:PutLogEvents"): "the Lambda runtime writes the function's logs",
+    ("TaskExecutionRole", "EcrLogin", "ecr:GetAuthorizationToken"): "the ECS agent pulls the task's image",
+    ("TaskExecutionRole", "PullCatalogImages", "ecr:BatchCheckLayerAvailability"): "the ECS agent pulls the image",
+    ("TaskExecutionRole", "PullCatalogImages", "ecr:BatchGetImage"): "the ECS agent pulls the task's image",
+    ("TaskExecutionRole", "PullCatalogImages", "ecr:GetDownloadUrlForLayer"): "the ECS agent pulls the task's image",
+    ("TaskExecutionRole", "WriteTaskLogs", "logs:CreateLogStream"): "the awslogs driver writes the task's output",
+    ("TaskExecutionRole", "WriteTaskLogs", "logs:PutLogEvents"): "the awslogs driver writes the task's output",
 }
 
 
 def _harness(url: str, service: str) -> Any:
-    """A client of the test itself (made outside the recording, never judged)."""
-    return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="harness",
-                        aws_secret_access_key="harness")  # fmt: skip
+    return harness_client(url, service, REGION)
 
 
 def _set_task_transition(url: str, times: int) -> None:
@@ -99,37 +115,8 @@ def deployed() -> Iterator[tuple[str, Deployed, dict[str, str]]]:
         yield url, Deployed(template, STACK, ACCOUNT, REGION, physical, params), outputs
 
 
-class _LambdaEndpoint(BaseHTTPRequestHandler):
-    """The Lambda Invoke API in front of the launcher's handler, in this process."""
-
-    def do_POST(self) -> None:
-        event = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"null")
-        payload = json.dumps(launcher_handler.handler(event)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def lambda_endpoint(launcher: Launcher, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setattr(launcher_handler, "get_launcher", lambda: launcher)
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _LambdaEndpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join()
-
-
-def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str) -> Launcher:
-    """The launcher service as the Lambda builds it, with the launcher role's (test) key."""
+def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str, clock: Clock) -> Launcher:
+    """The launcher service as the Lambda builds it, with the launcher role's (test) key, on the test's clock."""
     creds = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "AKIALAUNCHER0000",
              "aws_secret_access_key": "launcher"}  # fmt: skip
     settings = LauncherSettings(
@@ -137,32 +124,68 @@ def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str) -> Lau
         ecs_family_prefix=STACK, ecs_subnets=(subnet,), ecs_security_groups=(group,),
         run_role_arn=outputs["RunFilesRoleArn"],
     )  # fmt: skip
-    backend = EcsBackend(settings, boto3.client("ecs", **creds), boto3.client("sts", **creds))
+    clients = [boto3.client(service, **creds) for service in ("ecs", "sts", "s3")]
+    backend = EcsBackend(settings, *clients)
+    assert backend.run_sessions is not None
+    backend.run_sessions.clock = clock.now
     return Launcher(settings, CATALOG, backend, boto3.client("s3", **creds), {"AWS_REGION": REGION})
 
 
-def _task_environment(url: str, task_arn: str) -> dict[str, str]:
-    """What ECS would put in the task container's environment: the launcher's overrides."""
-    task = _harness(url, "ecs").describe_tasks(cluster=STACK, tasks=[task_arn])["tasks"][0]
-    [override] = task["overrides"]["containerOverrides"]
-    return {e["name"]: e["value"] for e in override["environment"]}
-
-
-def _run_task(url: str, environment: dict[str, str], work: Path, expire_soon: bool) -> int:
-    """The task runtime, in this process, with the run session the launcher minted (renewed when expire_soon)."""
-    if expire_soon:  # inside botocore's mandatory refresh window: the first request renews the session
-        run = json.loads(environment[ENV_RUN_CREDENTIALS])
-        run["Expiration"] = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
-        environment = {**environment, ENV_RUN_CREDENTIALS: json.dumps(run)}
+def _run_task(environment: dict[str, str], work: Path) -> int:
+    """The task runtime, in this process, with the environment ECS gave its container."""
     args = parse_args(["--", sys.executable, str(ROOT / "tasks" / "reference" / "diagnostic.py")])
     return TaskRun(args, RuntimeSettings(work_dir=str(work)), {**environment, "AWS_REGION": REGION}).run()
+
+
+def _signer(client: Any) -> str:
+    """The access key a client signs its next request with (after any refresh)."""
+    return str(client._request_signer._credentials.get_frozen_credentials().access_key)
+
+
+def _two_hour_task(hook: LauncherHook, clock: Clock, agent: Any, recorder: Recorder) -> dict[str, Any]:
+    """A try with a two-hour timeout, on the test's clock: its run session is renewed twice by the reaper and
+    read by the runtime's own refreshing credentials; used after the deadline, the last session is denied."""
+    identity = RunIdentity("iam_dag", "manual__2026-01-01T00:00:00+00:00", "long", -1, 1, TI_ID)
+    request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "sleep"},
+                            overrides=Overrides(timeout_seconds=7200))  # fmt: skip
+    launched_at = clock.now()
+    handle = hook.launch(request)
+    environment = container_environment(agent["ecs"], agent["s3"], STACK, handle.task_ref)
+    s3 = run_session(environment, clock=clock.aware).client("s3")
+    s3.get_object(Bucket=handle.bucket, Key=handle.layout.params_key)
+    signers = [_signer(s3)]
+    for minutes in (40, 80):  # the reaper finds the session's last 20 minutes; 7 minutes on, botocore refreshes
+        clock.set(launched_at + minutes * 60)
+        hook.call({"action": "reap"})
+        clock.advance(7 * 60)
+        s3.put_object(Bucket=handle.bucket, Key=handle.layout.log_part_key(minutes), Body=b"still running\n")
+        signers.append(recorder.calls[-1].access_key)
+    clock.set(launched_at + 7200)
+    s3.put_object(Bucket=handle.bucket, Key=handle.layout.status_key, Body=b"{}")
+    in_time = recorder.calls[-1]
+    frozen = s3._request_signer._credentials.get_frozen_credentials()
+    files = agent["harness_s3"].head_object(Bucket=handle.bucket, Key=_session_key(handle, "session.env"))
+    deadline = datetime.fromisoformat(files["Metadata"]["deadline"].replace("Z", "+00:00")).timestamp()
+    clock.set(deadline + 60)  # a minute past the deadline: a leaked session
+    leaked = boto3.client("s3", aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key,
+                          aws_session_token=frozen.token)  # fmt: skip
+    leaked.put_object(Bucket=handle.bucket, Key=handle.layout.status_key, Body=b"{}")
+    late = recorder.calls[-1]
+    clock.offset = 0.0
+    return {"handle": handle, "launched_at": launched_at, "deadline": deadline, "signers": signers,
+            "in_time": in_time, "late": late}  # fmt: skip
+
+
+def _session_key(handle: Handle, name: str) -> str:
+    return "runs-sessions/" + handle.prefix.removeprefix("runs/") + name
 
 
 @pytest.fixture(scope="module")
 def recorded(
     deployed: tuple[str, Deployed, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    """Everything a run does, recorded: launch, task, renewal, watch, notifications, stop, failed launch, CLI."""
+    """Everything a run does, recorded: launch, ECS's fetch of the session file, the task, watch,
+    notifications, stop, a two-hour task's renewals, a failed launch, forged calls, the CLI."""
     url, stack, outputs = deployed
     monkeypatch = pytest.MonkeyPatch()
     work = tmp_path_factory.mktemp("task")
@@ -174,10 +197,15 @@ def recorded(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    forged: dict[str, Any] = {}
+    clock = Clock()
+    monkeypatch.setattr(moto.sts.models, "utcnow", clock.naive_utc)  # STS's expirations on the test's clock
+    forged: list[Call] = []
     started = time.monotonic()
     with recording() as recorder:
-        launcher = _launcher(url, outputs, subnet, group)
+        recorder.clock = clock.now
+        launcher = _launcher(url, outputs, subnet, group, clock)
+        agent = {"ecs": _harness(url, "ecs"), "harness_s3": _harness(url, "s3"),
+                 "s3": boto3.client("s3", aws_access_key_id="AKIAEXECUTION000", aws_secret_access_key="x")}  # fmt: skip
         with lambda_endpoint(launcher, monkeypatch) as lambda_url:
             connection = {
                 "conn_type": "aws",
@@ -192,18 +220,11 @@ def recorded(
             monkeypatch.setenv("AIRFLOW_CONN_AIRLAUNCH_IAM", json.dumps(connection))
             hook = LauncherHook(function_name=function, aws_conn_id="airlaunch_iam")
             identity = RunIdentity(dag_id="iam_dag", run_id="manual__2026-01-01T00:00:00+00:00", task_id="echo",
-                                   ti_id="01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4")  # fmt: skip
+                                   ti_id=TI_ID)  # fmt: skip
             request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "echo", "message": "iam"})
             handle = hook.launch(request)
-            environment = _task_environment(url, handle.task_ref)
-            exit_code = _run_task(url, environment, work, expire_soon=True)
-            # A task's code forging another run's status.json with the credentials it was given.
-            from airlaunch.runtime.credentials import run_session
-
-            other = RunIdentity(dag_id="iam_dag", run_id="other_run", task_id="echo")
-            forged_key = f"runs/{other.execution_id}/status.json"
-            run_session(environment).client("s3").put_object(Bucket=bucket, Key=forged_key, Body=b"{}")
-            forged["key"] = forged_key
+            environment = container_environment(agent["ecs"], agent["s3"], STACK, handle.task_ref)
+            exit_code = _run_task(environment, work)
             # The trigger polls S3 (aiobotocore) and ends the task; the status listener hears the queue.
             trigger = LaunchedTaskTrigger(handle=handle.to_dict(), identity=identity.to_dict(), function_name=function,
                                           aws_conn_id="airlaunch_iam", poll_interval=0.1, end_from_trigger=False,
@@ -212,13 +233,25 @@ def recorded(
             _announce(url, f"{STACK}-status", bucket, "runs/another/triggerers/status.json")  # handed back
             _announce(url, f"{STACK}-status", bucket, handle.layout.status_key)
             heard = asyncio.run(_listen(f"{STACK}-status", handle.layout.status_key))
+            # ECS reports the finished task stopped: the launcher deletes its run session files.
+            end_task_as_fargate(handle.task_ref, ACCOUNT, REGION, stop_code="EssentialContainerExited")
+            ended = hook.call(stopped_event(handle.task_ref))
             # Stop a running task, describe it; a launch that fails after params.yaml is written.
             sleeper = RunIdentity(dag_id="iam_dag", run_id="manual__2026-01-01T00:00:00+00:00", task_id="sleep")
             second = hook.launch(LaunchRequest(task="diagnostic", identity=sleeper, params={"action": "sleep"}))
+            # The task's code, with the run session it was given, reaching beyond its run: another run's
+            # status.json, another try's session file, a session of its own making.
+            mark = len(recorder.calls)
+            own = run_session(environment)
+            own.client("s3").put_object(Bucket=bucket, Key="runs/iam_dag/other_run/echo/-1/1/status.json", Body=b"{}")
+            own.client("s3").get_object(Bucket=bucket, Key=_session_key(second, "session.env"))
+            with contextlib.suppress(Exception):
+                own.client("sts").assume_role(RoleArn=outputs["RunFilesRoleArn"], RoleSessionName="leak")
+            forged += recorder.calls[mark:]
             stopped = hook.stop(second, "stopped by the IAM test")
             described = hook.describe(second)
             # A newer try supersedes an older one; a stop by identity; the orphan sweep's list; the reaper.
-            older = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 1, "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4")
+            older = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 1, TI_ID)
             newer = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 2, "01a23311-7a60-7689-879d-622cac4095b3")
             hook.launch(LaunchRequest(task="diagnostic", identity=older, params={"action": "sleep"}))
             retried = hook.launch(LaunchRequest(task="diagnostic", identity=newer, params={"action": "sleep"}))
@@ -226,11 +259,13 @@ def recorded(
             hook.call({"action": "stop", "identity": newer.to_dict(), "reason": "stopped by identity"})
             hook.call({"action": "reap"})
             # ECS reports (EventBridge -> the Lambda) a task that failed to start: it is started again.
-            pulled = RunIdentity("iam_dag", sleeper.run_id, "pulled", -1, 1, "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4")
+            pulled = RunIdentity("iam_dag", sleeper.run_id, "pulled", -1, 1, TI_ID)
             failing = hook.launch(LaunchRequest(task="diagnostic", identity=pulled, params={"action": "sleep"}))
             end_task_as_fargate(failing.task_ref, ACCOUNT, REGION, stop_code="TaskFailedToStart",
                                 stopped_reason="CannotPullContainerError: simulated")  # fmt: skip
             restarted = hook.call(stopped_event(failing.task_ref))
+            long = _two_hour_task(hook, clock, agent, recorder)
+            forged.append(long["late"])
             bad = RunIdentity(dag_id="iam_dag", run_id="manual__2026~bad", task_id="echo")
             with pytest.raises(LauncherError, match="session tags cannot carry"):
                 hook.launch(LaunchRequest(task="diagnostic", identity=bad))
@@ -244,9 +279,11 @@ def recorded(
                 cli.main(["--bucket", bucket, "log", "iam_dag", identity.run_id, "echo"]),
             ]
     took = time.monotonic() - started
+    left = _harness(url, "s3").list_objects_v2(Bucket=bucket, Prefix=_session_key(handle, "")).get("KeyCount", 0)
     yield {"recorder": recorder, "stack": stack, "handle": handle, "exit_code": exit_code, "event": event,
            "heard": heard, "stopped": stopped, "described": described, "cli": cli_codes, "forged": forged,
-           "listed": listed, "retried": retried, "restarted": restarted, "seconds": took}  # fmt: skip
+           "listed": listed, "retried": retried, "restarted": restarted, "seconds": took, "long": long,
+           "ended": ended, "left": left, "environment": environment}  # fmt: skip
     monkeypatch.undo()
 
 
@@ -283,22 +320,22 @@ async def _listen(queue: str, key: str) -> list[tuple[str, str]]:
 
 
 def _principal(recorder: Recorder, stack: Deployed, key: str) -> tuple[str, Principal]:
-    """The role (logical id) and principal a recorded access key stands for."""
+    """The role (logical id) and principal a recorded access key stands for: for a role session, with its
+    tags (inherited ones included) and its session policy."""
     if key in KEYS:
         return KEYS[key], stack.principal(KEYS[key])
     session = recorder.sessions.get(key)
     if session is None:
         raise KeyError(f"a call was signed with {key!r}, which no role of the stack stands for")
-    tags = dict(session.tags)
-    caller = recorder.sessions.get(session.caller_key)
-    while caller is not None:  # transitive session tags carry over through role chaining
-        tags = {**{k: v for k, v in caller.tags.items() if k in caller.transitive}, **tags}
-        caller = recorder.sessions.get(caller.caller_key)
     logical = stack.logical_of_role(session.role_arn)
-    return logical, stack.principal(logical, session_tags=tags, session_name="session")
+    return logical, stack.principal(logical, session_tags=dict(session.tags), session_policy=session.policy)
 
 
-def _judged(recorded: dict[str, Any]) -> list[tuple[str, str, Request, bool, Principal]]:
+Verdict = tuple[Call, str, Request, bool, Principal]
+
+
+def _judged(recorded: dict[str, Any]) -> list[Verdict]:
+    """Every authorization each recorded call needs, at the moment it was made, and AWS's verdict on it."""
     recorder, stack = recorded["recorder"], recorded["stack"]
     verdicts = []
     for call in recorder.calls:
@@ -306,8 +343,13 @@ def _judged(recorded: dict[str, Any]) -> list[tuple[str, str, Request, bool, Pri
             continue
         role, principal = _principal(recorder, stack, call.access_key)
         for request in requests_of(call, stack):
-            verdicts.append((str(call), role, request, allowed(principal, request), principal))
+            timed = at(request, call.at)
+            verdicts.append((call, role, timed, allowed(principal, timed), principal))
     return verdicts
+
+
+def _forged(recorded: dict[str, Any], call: Call) -> bool:
+    return any(call is forged for forged in recorded["forged"])
 
 
 def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
@@ -318,6 +360,7 @@ def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
     assert recorded["cli"] == [0, 0, 0, 0]
     assert recorded["retried"].prefix in {task["prefix"] for task in recorded["listed"]}
     assert recorded["restarted"]["started_again"].startswith("arn:aws:ecs:")
+    assert recorded["ended"]["recorded"] == "by its runtime" and recorded["left"] == 0, "session files deleted"
     print(f"\nrecorded {len(recorded['recorder'].calls)} AWS calls in {recorded['seconds']:.1f} s")
 
 
@@ -327,42 +370,82 @@ def test_every_side_was_recorded(recorded: dict[str, Any]) -> None:
     assert {"lambda.Invoke", "ecs.RunTask", "ecs.ListTasks", "ecs.StopTask", "ecs.DescribeTaskDefinition"} <= operations
     assert {"sts.AssumeRole", "s3.HeadObject", "s3.PutObject", "s3.DeleteObject", "s3.ListObjectsV2"} <= operations
     assert {"sqs.GetQueueUrl", "sqs.ReceiveMessage", "sqs.DeleteMessageBatch"} <= operations
+    assert {("s3.GetBucketLocation", "AKIAEXEC"), ("s3.GetObject", "AKIAEXEC")} <= calls, "ECS fetched the file"
     signers = {key for _, key in calls}
-    assert {"AKIALAUN", "AKIAAIRF", "AKIACLI0"} <= signers
+    assert {"AKIALAUN", "AKIAAIRF", "AKIACLI0", "AKIAEXEC"} <= signers
     runtime = [c for c in recorded["recorder"].calls if c.access_key in recorded["recorder"].sessions]
-    assert {str(c) for c in runtime} >= {"s3.HeadObject", "s3.GetObject", "s3.PutObject", "sts.AssumeRole"}
-    renewals = [c for c in runtime if str(c) == "sts.AssumeRole"]
-    assert renewals and "Tags" not in renewals[0].params, "the runtime renewed its session once, without new tags"
+    assert {str(c) for c in runtime} >= {"s3.HeadObject", "s3.GetObject", "s3.PutObject"}
+    assert [str(c) for c in runtime if c.service == "sts" and not _forged(recorded, c)] == [], "no task calls STS"
+
+
+def test_run_sessions_travel_only_as_environment_files(recorded: dict[str, Any]) -> None:
+    """RunTask (what DescribeTasks, ECS's events and CloudTrail show) names the session file, never a secret."""
+    recorder = recorded["recorder"]
+    secrets = [c.response["Credentials"] for c in recorder.calls if str(c) == "sts.AssumeRole" and c.response]
+    assert len(secrets) >= 8
+    launches = [c for c in recorder.calls if str(c) == "ecs.RunTask"]
+    for call in launches:
+        text = json.dumps(call.params)
+        assert ENV_RUN_CREDENTIALS not in text
+        assert not [s for s in secrets if s["SecretAccessKey"] in text or s["SessionToken"] in text]
+        [files] = [o["environmentFiles"] for o in call.params["overrides"]["containerOverrides"]]
+        assert [f["value"].rsplit("/", 1)[1] for f in files] == ["session.env"]
+    assert json.loads(recorded["environment"][ENV_RUN_CREDENTIALS])["RenewalKey"].endswith("/renewal.json")
 
 
 def test_every_call_is_allowed_by_the_template(recorded: dict[str, Any]) -> None:
-    forged = recorded["forged"]["key"]
     denied = [
         f"{role}: {call} needs {request}"
         for call, role, request, ok, _ in _judged(recorded)
-        if not ok and not request.resource.endswith(forged)
+        if not ok and not _forged(recorded, call)
     ]
     assert denied == [], "calls the deployed policies would deny:\n" + "\n".join(denied)
 
 
-def test_a_forged_write_into_another_run_is_denied(recorded: dict[str, Any]) -> None:
-    forged = [
-        (role, request, ok)
-        for _, role, request, ok, _ in _judged(recorded)
-        if request.resource.endswith(recorded["forged"]["key"]) and request.action == "s3:PutObject"
+def test_what_a_task_forges_with_its_run_session_is_denied(recorded: dict[str, Any]) -> None:
+    """Another run's status.json, another try's session file, a session of its own (no self-renewal)."""
+    forged = [(str(call), request.action, ok) for call, _, request, ok, _ in _judged(recorded)
+              if _forged(recorded, call) and call is not recorded["long"]["late"]]  # fmt: skip
+    assert forged == [
+        ("s3.PutObject", "s3:PutObject", False),
+        ("s3.GetObject", "s3:GetObject", False),
+        ("sts.AssumeRole", "sts:AssumeRole", False),
+        ("sts.AssumeRole", "sts:TagSession", False),
     ]
-    assert [(role, request.action, ok) for role, request, ok in forged] == [("RunFilesRole", "s3:PutObject", False)]
     own = [ok for call, role, request, ok, _ in _judged(recorded)
            if role == "RunFilesRole" and request.action == "s3:PutObject" and "status.json" in request.resource
            and recorded["handle"].prefix in request.resource]  # fmt: skip
     assert own and all(own), "the task may write its own status.json"
 
 
+def test_a_two_hour_task_is_renewed_twice_and_its_session_ends_at_its_deadline(recorded: dict[str, Any]) -> None:
+    long, recorder = recorded["long"], recorded["recorder"]
+    prefix = long["handle"].prefix.removeprefix("runs/")
+    minted = [c for c in recorder.calls if str(c) == "sts.AssumeRole" and c.response
+              and any(t["Value"] == "long" for t in c.params.get("Tags", []))]  # fmt: skip
+    keys = [c.response["Credentials"]["AccessKeyId"] for c in minted]
+    assert long["signers"] == keys[:3] and len(set(keys)) == 3, "the runtime moved to each renewed session"
+    deadline = long["launched_at"] + 7200 + DEADLINE_ALLOWANCE_SECONDS
+    assert abs(long["deadline"] - deadline) < 5
+    for call in minted:
+        assert call.params["DurationSeconds"] == 3600
+        [statement] = json.loads(call.params["Policy"])["Statement"]
+        assert statement["Condition"]["DateLessThan"]["aws:CurrentTime"] == _iso(long["deadline"])
+    reads = [c for c in recorder.calls if str(c) == "s3.GetObject" and c.params["Key"].endswith("renewal.json")]
+    assert [c.params["Key"] for c in reads if prefix in c.params["Key"]] == [f"runs-sessions/{prefix}renewal.json"] * 2
+    verdicts = {id(call): ok for call, _, _, ok, _ in _judged(recorded) if call in (long["in_time"], long["late"])}
+    assert verdicts == {id(long["in_time"]): True, id(long["late"]): False}, "allowed before the deadline only"
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_no_permission_goes_unused(recorded: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     stack: Deployed = recorded["stack"]
     judged = _judged(recorded)
     unused = {}
-    for role in ("LauncherRole", "AirflowRole", "RunFilesRole"):
+    for role in ("LauncherRole", "AirflowRole", "RunFilesRole", "TaskExecutionRole"):
         for policy in stack.role_policies(role):
             for statement in policy["Statement"]:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

@@ -19,6 +19,8 @@ What it guarantees:
 * A platform's "task stopped" event is trusted for the task it names only: the backend reads
   that task back from the platform, and a try that failed to start is started again from
   its catalog entry and its own params.yaml, never from anything the event carries.
+* A try's run session (ECS: launcher.run_credentials) is renewed by the reaper while its task
+  runs, and its files are deleted once the task has stopped or its launch failed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from airlaunch.launcher.backends.base import (
     Started,
 )
 from airlaunch.launcher.platform_events import EcsTaskStateChange
+from airlaunch.launcher.run_credentials import RunSessions
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_EXECUTION_ID,
@@ -115,6 +118,7 @@ class Launcher:
         self.backend = backend
         self.s3 = s3
         self.forwarded_env = {k: environ[k] for k in _FORWARDED_ENV if environ.get(k)}
+        self.run_sessions: RunSessions | None = getattr(backend, "run_sessions", None)  # ECS with a files role
 
     def layout_of(self, identity: RunIdentity) -> ResultLayout:
         return ResultLayout.for_identity(self.settings.bucket, self.settings.key_prefix, identity)
@@ -161,6 +165,7 @@ class Launcher:
             started = self._start(spec, identity, self._task_env(spec, layout, identity))
         except BaseException:  # no params.yaml without a container: it would read as a try still running
             self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
+            self._end_run_session(layout)
             raise
         if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
             self.backend.stop(started.task_ref, "stopped during its launch")
@@ -268,6 +273,7 @@ class Launcher:
             )  # fmt: skip
         status = self.read_status(task.layout)
         if status is not None:
+            self._end_run_session(task.layout)
             return {"recorded": "by its runtime", "state": status.state.value}
         if stopped.may_start_again and stopped.start_attempt < START_ATTEMPTS and self._read_stop(task.layout) is None:
             log.warning("%s failed to start (%s): starting it again", task.layout.prefix, seen.detail)
@@ -279,8 +285,14 @@ class Launcher:
                 again, seen = None, replace(seen, detail=f"{seen.detail}; starting it again failed: {exc}")
             if again is not None:
                 return {"started_again": again}
+        self._end_run_session(task.layout)
         status = self.settle(task.task_ref, task.layout, None, seen)
         return {"recorded": "by the launcher", "state": status.state.value, "error": status.error}
+
+    def _end_run_session(self, layout: ResultLayout) -> None:
+        """The try's task has stopped and will not start again (ECS read its session file when it started)."""
+        if self.run_sessions is not None:
+            self.run_sessions.end(layout)
 
     def _start_again(self, task: LiveTask, attempt: int) -> str | None:
         """Start a try once more as its launch asked (its params.yaml, its catalog entry as it reads now);
@@ -304,18 +316,29 @@ class Launcher:
         return self._start(spec, identity, env).task_ref
 
     def reap(self, now: float | None = None) -> list[str]:
-        """Stop live tasks whose timeout passed long ago (their runtime failed to); the refs stopped."""
+        """Stop live tasks whose timeout passed long ago (their runtime failed to), and renew the run
+        sessions of the others that need it; the refs stopped."""
         now = now or time.time()
         reaped = []
         for task in self.backend.live_tasks():
-            if not (task.started_at and task.timeout_seconds):
+            late = now - (task.started_at + task.timeout_seconds) if task.started_at and task.timeout_seconds else 0
+            if late <= REAP_GRACE_SECONDS:
+                self._renew_run_session(task)
                 continue
-            late = now - (task.started_at + task.timeout_seconds)
-            if late > REAP_GRACE_SECONDS:
-                why = f"reaped by the launcher: its timeout of {task.timeout_seconds} s passed {late:.0f} s ago"
-                self.settle(task.task_ref, task.layout, why)
-                reaped.append(task.task_ref)
+            why = f"reaped by the launcher: its timeout of {task.timeout_seconds} s passed {late:.0f} s ago"
+            self.settle(task.task_ref, task.layout, why)
+            reaped.append(task.task_ref)
         return reaped
+
+    def _renew_run_session(self, task: LiveTask) -> None:
+        """A fresh run session for a live task whose session ends soon; a failure waits for the next reap."""
+        if self.run_sessions is None:
+            return
+        try:
+            if self.run_sessions.renew(task.layout):
+                log.info("renewed the run session of %s", task.layout.prefix)
+        except Exception:
+            log.exception("renewing the run session of %s failed; the next reap tries again", task.layout.prefix)
 
     def _write_stand_in(self, layout: ResultLayout, seen: BackendState | None, stop: StopRequest | None) -> Status:
         if stop is not None:

@@ -243,7 +243,7 @@ class TaskRun:
         self.s3.download_file(self.layout.bucket, self.layout.params_key, str(params_file))
         self.clock.mark(resources.PARAMS_READ)
         env = {
-            **{k: v for k, v in self.environ.items() if k != ENV_RUN_CREDENTIALS},  # the task's own code uses its role
+            **{k: v for k, v in self.environ.items() if k != ENV_RUN_CREDENTIALS},  # never the run session
             ENV_PARAMS_FILE: str(params_file),
             ENV_RESULT_FILE: str(self.work / RESULT_FILE),
             "PYTHONUNBUFFERED": "1",
@@ -431,7 +431,11 @@ def main(argv: list[str]) -> int:
         return 2
     stop_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())  # before anything slow
-    run = TaskRun(args, RuntimeSettings(), dict(os.environ), stop_requested)
+    environ = dict(os.environ)  # the runtime's own copy, with the run session (ECS) if there is one
+    from airlaunch.runtime.credentials import conceal
+
+    conceal(os.environ)  # before the task's command exists: it must never read the run session
+    run = TaskRun(args, RuntimeSettings(), environ, stop_requested)
     signal.signal(signal.SIGTERM, run.on_sigterm)
     if stop_requested.is_set():
         run.on_sigterm(signal.SIGTERM, None)

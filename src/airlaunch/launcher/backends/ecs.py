@@ -7,8 +7,9 @@ characters ECS allows), and each task's tags name its try; RunTask carries the t
 as ``clientToken``, so a retried invocation of the same launch returns the same task
 instead of starting a second one. Cluster and network come from
 :class:`~airlaunch.config.LauncherSettings`. The task runs with its own task role and gets
-credentials for its own run's files only (launcher.run_credentials): the launcher's own AWS
-credentials are never passed into a task's environment.
+credentials for its own run's files only, as an environment file in S3 that RunTask names
+by ARN (launcher.run_credentials): neither they nor the launcher's own AWS credentials are
+ever in RunTask's request, so DescribeTasks and ECS's events do not show them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from airlaunch import catalog
 from airlaunch.aws_names import CONTAINER_NAME, task_family
 from airlaunch.catalog import TaskSpec
 from airlaunch.config import LauncherSettings
-from airlaunch.launcher import run_credentials
 from airlaunch.launcher.backends.base import (
     ENV_START_ATTEMPT,
     BackendState,
@@ -41,6 +41,7 @@ from airlaunch.launcher.backends.base import (
     StoppedTask,
     labels_for,
 )
+from airlaunch.launcher.run_credentials import RunSessions
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_EXECUTION_ID,
@@ -59,8 +60,9 @@ log = logging.getLogger(__name__)
 
 _PENDING = {"PROVISIONING", "PENDING", "ACTIVATING"}
 _RUNNING = {"RUNNING"}
-# Never forwarded to a task: on AWS they are the launcher's own role session.
-_CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+# Never in RunTask's overrides: on AWS the first three are the launcher's own role session, and a run
+# session reaches its task only as an environment file (launcher.run_credentials).
+_CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", ENV_RUN_CREDENTIALS}
 # ECS tag values: letters, digits, spaces and + - = . _ : / @ (Airflow run ids may also hold '~').
 _TAG_VALUE_BAD = re.compile(r"[^\w\s+\-=.:/@]")
 
@@ -205,11 +207,16 @@ def _client_error(exc: ClientError | BotoCoreError) -> str:
 class EcsBackend:
     name = "ecs"
 
-    def __init__(self, settings: LauncherSettings, client: Any = None, sts: Any = None) -> None:
+    def __init__(self, settings: LauncherSettings, client: Any = None, sts: Any = None, s3: Any = None) -> None:
         self.settings = settings
         self.cluster = settings.ecs_cluster
         self.client = client or boto3.client("ecs", config=CLIENT_CONFIG)
-        self._sts = sts
+        self.run_sessions: RunSessions | None = None  # the service renews and removes them (launcher.service)
+        if settings.run_role_arn:
+            self.run_sessions = RunSessions(
+                sts or boto3.client("sts", config=CLIENT_CONFIG), s3 or boto3.client("s3", config=CLIENT_CONFIG),
+                settings.run_role_arn, settings.bucket, settings.key_prefix,
+            )  # fmt: skip
         self._essential: dict[str, set[str]] = {}  # task definition ARN -> essential container names
         self._pacer = RunTaskPacer(settings)
 
@@ -259,8 +266,11 @@ class EcsBackend:
     def forget(self, task_ref: str) -> None:
         """ECS forgets stopped tasks by itself (after about an hour)."""
 
-    def run_task_params(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> dict[str, Any]:
-        """The RunTask request for one launch (separate so that it can be checked as a whole)."""
+    def run_task_params(
+        self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str], env_file: str | None = None
+    ) -> dict[str, Any]:
+        """The RunTask request for one launch (separate so that it can be checked as a whole); ``env_file``:
+        the ARN of the run session's environment file, which only the ECS agent reads."""
         if self.settings.ecs_capacity_provider == "FARGATE_SPOT" and spec.architecture == "arm64":
             raise LaunchError(
                 f"task {spec.name!r} is arm64 and AIRLAUNCH_ECS_CAPACITY_PROVIDER is FARGATE_SPOT, which runs no "
@@ -270,6 +280,15 @@ class EcsBackend:
             raise LaunchError("AIRLAUNCH_ECS_SUBNETS is empty: set it to the subnet ids Fargate tasks run in")
         cpu, memory = fargate_size(spec.cpu, spec.memory_mib)
         environment = [{"name": k, "value": v} for k, v in sorted(env.items()) if k not in _CREDENTIAL_ENV]
+        container: dict[str, Any] = {
+            "name": CONTAINER_NAME,
+            "command": spec.runtime_args(),
+            "environment": environment,
+            "cpu": cpu,
+            "memory": memory,
+        }
+        if env_file:
+            container["environmentFiles"] = [{"type": "s3", "value": env_file}]
         params: dict[str, Any] = {
             "cluster": self.cluster,
             "taskDefinition": task_family(self.settings.ecs_family_prefix, spec.name),
@@ -280,15 +299,7 @@ class EcsBackend:
             "overrides": {
                 "cpu": str(cpu),
                 "memory": str(memory),
-                "containerOverrides": [
-                    {
-                        "name": CONTAINER_NAME,
-                        "command": spec.runtime_args(),
-                        "environment": environment,
-                        "cpu": cpu,
-                        "memory": memory,
-                    }
-                ],
+                "containerOverrides": [container],
             },
             "tags": ecs_tags(labels_for(spec, identity)),
             "enableECSManagedTags": True,
@@ -314,31 +325,25 @@ class EcsBackend:
         else:
             params["launchType"] = "FARGATE"
 
-    @property
-    def sts(self) -> Any:
-        if self._sts is None:
-            self._sts = boto3.client("sts", config=CLIENT_CONFIG)
-        return self._sts
+    def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
+        params = self.run_task_params(spec, identity, env, self._run_session(spec, identity, env))
+        task_ref, created = self._run_task(params, f"task {spec.name!r}")
+        return Started(task_ref=task_ref, launched=True, created_at=created)
 
-    def run_credentials(self, identity: RunIdentity) -> dict[str, str]:
-        """ENV_RUN_CREDENTIALS for the task: its own run's files only (launcher.run_credentials)."""
-        if not self.settings.run_role_arn:
-            return {}
+    def _run_session(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> str | None:
+        """The ARN of the try's run session file (launcher.run_credentials); None without a files role."""
+        if self.run_sessions is None:
+            return None
         try:
-            value = run_credentials.mint(self.sts, self.settings.run_role_arn, identity)
+            return self.run_sessions.start(identity, spec.timeout_seconds, env.get(ENV_START_ATTEMPT, "1") == "1")
         except ValueError as exc:
             raise LaunchError(str(exc)) from exc
         except (ClientError, BotoCoreError) as exc:
             raise LaunchError(
                 f"cannot start a run session of {self.settings.run_role_arn} (AIRLAUNCH_RUN_ROLE_ARN): "
-                f"{_client_error(exc)}"
+                f"{_client_error(exc)}",
+                _transient(exc),
             ) from exc
-        return {ENV_RUN_CREDENTIALS: value}
-
-    def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
-        params = self.run_task_params(spec, identity, {**env, **self.run_credentials(identity)})
-        task_ref, created = self._run_task(params, f"task {spec.name!r}")
-        return Started(task_ref=task_ref, launched=True, created_at=created)
 
     def _run_task(self, params: dict[str, Any], what: str) -> tuple[str, str | None]:
         """RunTask, tried again within the launch budget (LauncherSettings.launch_budget_seconds) while
