@@ -14,6 +14,7 @@ from airlaunch.protocol import RunIdentity
 
 STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 CONTAINER_NAME = "task"  # the one container of every task definition
+TASK_LOG_STREAM_PREFIX = "task"  # the awslogs-stream-prefix of every task definition
 
 # Session tags of the credentials a task gets for its own run (see airlaunch.launcher.run_credentials):
 # the files role's policy allows writes only under the prefix spelled by these tags.
@@ -42,7 +43,18 @@ def cluster_name(stack: str) -> str:
 
 
 def task_log_group(stack: str, task: str) -> str:
+    """The CloudWatch log group of one catalog task (the template makes one per task)."""
     return f"/airlaunch/{stack}/tasks/{task}"
+
+
+def task_log_stream(ecs_task_id: str) -> str:
+    """The awslogs stream of one ECS task: ``<awslogs-stream-prefix>/<container name>/<ECS task id>``.
+
+    The format the awslogs driver uses when a stream prefix is set (Amazon ECS Developer Guide,
+    "Send Amazon ECS logs to CloudWatch":
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html).
+    """
+    return f"{TASK_LOG_STREAM_PREFIX}/{CONTAINER_NAME}/{ecs_task_id}"
 
 
 def function_name(stack: str) -> str:

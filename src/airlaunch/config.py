@@ -148,12 +148,10 @@ class AirflowSettings:
     """AIRLAUNCH_SWEEP_SECONDS: how often each triggerer stops containers whose Airflow task is no longer running."""
     log_read_bytes: int = field(default_factory=lambda: int(_env("AIRLAUNCH_LOG_READ_BYTES", "65536")))
     """AIRLAUNCH_LOG_READ_BYTES: the most of a task's log the trigger reads (and shows) per request."""
-    task_log_group: str = field(default_factory=lambda: _env("AIRLAUNCH_TASK_LOG_GROUP", "/airlaunch/airlaunch/tasks"))
-    """AIRLAUNCH_TASK_LOG_GROUP: CloudWatch log group of the ECS tasks (the extra link to a task's log stream)."""
-    task_log_stream: str = field(
-        default_factory=lambda: _env("AIRLAUNCH_TASK_LOG_STREAM", "reference-tasks/task/{task_id}")
-    )
-    """AIRLAUNCH_TASK_LOG_STREAM: the tasks' awslogs stream (prefix/container/``{task_id}``, the ECS task id)."""
+    stack_name: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STACK_NAME", ""))
+    """AIRLAUNCH_STACK_NAME: the deployed stack, whose names the extra link to a task's CloudWatch log stream is
+    made of (``/airlaunch/<stack>/tasks/<catalog task>``, airlaunch.aws_names); empty: the cluster named in the
+    task's ARN, which ``make deploy`` names after the stack."""
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.execution_time import xcom
 
+from airlaunch.catalog import Catalog
 from airlaunch.config import AirflowSettings
+from airlaunch.deploy.template import logical_id, render
 from airlaunch.providers.airflow import get_provider_info
 from airlaunch.providers.airflow.links import (
     LINKS,
@@ -24,6 +28,7 @@ from airlaunch.providers.airflow.links import (
 )
 from airlaunch.providers.airflow.operators.launch import LaunchContainerOperator
 
+ROOT = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/airlaunch/0123456789abcdef0123456789abcdef"
 ON_AWS = {"bucket": "my-results", "prefix": "runs/d/manual__2026-01-01T00:00:00+00:00/t/-1/1/", "task_ref": ARN}
 LOCAL = {
@@ -52,12 +57,11 @@ def test_urls_on_aws() -> None:
         f"https://eu-west-1.console.aws.amazon.com/ecs/v2/clusters/airlaunch/tasks/{task_id}/configuration"
         "?region=eu-west-1"
     )
-    settings = AirflowSettings(task_log_group="/airlaunch/prod/tasks", task_log_stream="reference-tasks/task/{task_id}")
-    assert log_stream_url(ON_AWS, settings) == (
+    assert log_stream_url(ON_AWS, AirflowSettings(stack_name="prod"), "task_one") == (
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/"
-        f"%2Fairlaunch%2Fprod%2Ftasks/log-events/reference-tasks%2Ftask%2F{task_id}"
+        f"%2Fairlaunch%2Fprod%2Ftasks%2Ftask_one/log-events/task%2Ftask%2F{task_id}"
     )
-    assert log_stream_url(ON_AWS, AirflowSettings(task_log_group="")) == ""
+    assert log_stream_url(ON_AWS, AirflowSettings(stack_name="prod")) == ""  # no catalog task: no log group
 
 
 def test_locally_the_results_link_is_the_s3_uri_and_the_aws_links_are_empty() -> None:
@@ -87,15 +91,44 @@ def test_links_read_the_summary_else_the_handle(pushed: dict[str, Any]) -> None:
     pushed["airlaunch"] = {**ON_AWS, "state": "succeeded"}
     assert results.get_link(None, ti_key="the ti key") == results_url(ON_AWS)  # finished: the summary wins
     assert EcsTaskLink().get_link(None, ti_key="the ti key") == ecs_task_url(ON_AWS)
-    assert LogStreamLink().get_link(None, ti_key="the ti key").startswith("https://eu-west-1.console.aws.amazon.com/")
+    operator = LaunchContainerOperator(task_id="t", task="task_one")
+    assert LogStreamLink().get_link(operator, ti_key="the ti key") == log_stream_url(ON_AWS, catalog_task="task_one")
+    assert "%2Ftasks%2Ftask_one/" in LogStreamLink().get_link(operator, ti_key="the ti key")
 
 
 def test_link_xcoms_are_what_airflow_shows() -> None:
-    assert link_xcoms(ON_AWS) == {
+    assert link_xcoms(ON_AWS, "task_one") == {
         "_link_ResultsLink": results_url(ON_AWS),
-        "_link_LogStreamLink": log_stream_url(ON_AWS),
+        "_link_LogStreamLink": log_stream_url(ON_AWS, catalog_task="task_one"),
         "_link_EcsTaskLink": ecs_task_url(ON_AWS),
     }
+
+
+def _sub(value: Any, stack: str) -> str:
+    assert set(value) == {"Fn::Sub"}, value
+    return str(value["Fn::Sub"]).replace("${AWS::StackName}", stack)
+
+
+@pytest.mark.parametrize("stack", ["", "prod"])  # empty: the stack is the cluster the task ran in
+def test_the_log_link_names_the_log_group_and_stream_the_template_creates(
+    stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The names are read out of the rendered template, and the URL must carry exactly them."""
+    catalog = Catalog.load(ROOT / "tasks" / "catalog.yaml")
+    resources = render(catalog)["Resources"]
+    monkeypatch.setenv("AIRLAUNCH_STACK_NAME", stack)
+    deployed = stack or "airlaunch"  # the cluster in the ARN, which the template names after the stack
+    for name in catalog.tasks:
+        lid = logical_id(name)
+        [container] = resources[f"{lid}TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        options = container["LogConfiguration"]["Options"]
+        assert options["awslogs-group"] == {"Ref": f"{lid}LogGroup"}
+        group = _sub(resources[f"{lid}LogGroup"]["Properties"]["LogGroupName"], deployed)
+        # awslogs names a stream <awslogs-stream-prefix>/<container name>/<ECS task id>
+        stream = f"{options['awslogs-stream-prefix']}/{container['Name']}/{ARN.rsplit('/', 1)[1]}"
+        url = LogStreamLink().url(ON_AWS, name)
+        fragment = unquote_plus(url.split("#logsV2:log-groups/log-group/", 1)[1])
+        assert fragment == f"{group}/log-events/{stream}", url
 
 
 def test_the_operator_carries_the_links_and_the_provider_registers_them() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from airlaunch.aws_names import CONTAINER_NAME, image_basename
+from airlaunch.aws_names import CONTAINER_NAME, TASK_LOG_STREAM_PREFIX, image_basename, task_log_group
 from airlaunch.catalog import Catalog, TaskSpec
 from airlaunch.launcher.backends.ecs import fargate_size
 
@@ -119,7 +119,7 @@ def _sub(text: str) -> dict[str, str]:
 
 
 def _log_streams(task: str) -> str:
-    return f"{_ARN}:logs:{_AT}:log-group:/airlaunch/${{AWS::StackName}}/tasks/{task}:log-stream:*"
+    return f"{_ARN}:logs:{_AT}:log-group:{task_log_group('${AWS::StackName}', task)}:log-stream:*"
 
 
 def _fill(resources: dict[str, Any], role: str, sid: str, resource: list[Any]) -> None:
@@ -144,7 +144,7 @@ def _log_group(task: str) -> dict[str, Any]:
     return {
         "Type": "AWS::Logs::LogGroup",
         "Properties": {
-            "LogGroupName": _sub(f"/airlaunch/${{AWS::StackName}}/tasks/{task}"),
+            "LogGroupName": _sub(task_log_group("${AWS::StackName}", task)),  # the Airflow log link's too
             "RetentionInDays": {"Ref": "LogRetentionDays"},
         },
     }
@@ -185,7 +185,7 @@ def _task_definition(spec: TaskSpec, lid: str, tag: str) -> dict[str, Any]:
             "Options": {
                 "awslogs-group": {"Ref": f"{lid}LogGroup"},
                 "awslogs-region": {"Ref": "AWS::Region"},
-                "awslogs-stream-prefix": "task",
+                "awslogs-stream-prefix": TASK_LOG_STREAM_PREFIX,  # streams <prefix>/<container>/<ECS task id>
             },
         },
     }

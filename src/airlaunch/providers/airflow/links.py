@@ -7,6 +7,12 @@ triggerer, the handle pushed at launch (``airlaunch_handle``): both hold bucket,
 task_ref. A task launched and ended in the triggerer never reaches a worker; the trigger can
 push the same URLs with :func:`link_xcoms`. Locally (task_ref a Docker container id) the
 results link is the s3:// URI and the AWS links are empty, which Airflow shows as disabled.
+
+The log link names what the deployed stack creates (airlaunch.aws_names, which the template
+generator uses too): the catalog task's own log group ``/airlaunch/<stack>/tasks/<task>`` and the
+awslogs stream ``task/task/<ECS task id>``. The stack is AIRLAUNCH_STACK_NAME, else the cluster
+in the task's ARN (``make deploy`` names the cluster after the stack); the catalog task is the
+operator's ``task``; the ECS task id ends the task's ARN.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from urllib.parse import quote, quote_plus
 
 from airflow.sdk import BaseOperatorLink
 
+from airlaunch.aws_names import task_log_group, task_log_stream
 from airlaunch.config import AirflowSettings
 from airlaunch.providers.airflow.triggers.launched_task import HANDLE_XCOM_KEY
 
@@ -64,15 +71,18 @@ def results_url(where: dict[str, Any]) -> str:
     return task.console(path)
 
 
-def log_stream_url(where: dict[str, Any], settings: AirflowSettings | None = None) -> str:
-    """The task's awslogs stream in the CloudWatch console (AIRLAUNCH_TASK_LOG_GROUP and _STREAM)."""
+def log_stream_url(where: dict[str, Any], settings: AirflowSettings | None = None, catalog_task: str = "") -> str:
+    """The task's awslogs stream in the CloudWatch console; "" off ECS or without the catalog task's name.
+
+    ``catalog_task`` is the catalog entry the try ran (the operator's ``task``), else ``where["task"]``.
+    """
     task = EcsTask.parse(where.get("task_ref", ""))
-    settings = settings or AirflowSettings()
-    if task is None or not settings.task_log_group:
+    catalog_task = catalog_task or str(where.get("task") or "")
+    if task is None or not catalog_task:
         return ""
-    stream = settings.task_log_stream.format(task_id=task.task_id)
-    group = quote_plus(settings.task_log_group)
-    fragment = f"logsV2:log-groups/log-group/{group}/log-events/{quote_plus(stream)}"
+    stack = (settings or AirflowSettings()).stack_name or task.cluster
+    group = quote_plus(task_log_group(stack, catalog_task))
+    fragment = f"logsV2:log-groups/log-group/{group}/log-events/{quote_plus(task_log_stream(task.task_id))}"
     return task.console(f"cloudwatch/home?region={task.region}#{fragment}")
 
 
@@ -101,38 +111,38 @@ class AirlaunchLink(BaseOperatorLink):
 
     name: ClassVar[str]
 
-    def url(self, where: dict[str, Any]) -> str:
+    def url(self, where: dict[str, Any], catalog_task: str = "") -> str:
         raise NotImplementedError
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         where = _pushed(ti_key)
-        return self.url(where) if where else ""
+        return self.url(where, str(getattr(operator, "task", "") or "")) if where else ""
 
 
 class ResultsLink(AirlaunchLink):
     name = "Results in S3"
 
-    def url(self, where: dict[str, Any]) -> str:
+    def url(self, where: dict[str, Any], catalog_task: str = "") -> str:
         return results_url(where)
 
 
 class LogStreamLink(AirlaunchLink):
     name = "CloudWatch log stream"
 
-    def url(self, where: dict[str, Any]) -> str:
-        return log_stream_url(where)
+    def url(self, where: dict[str, Any], catalog_task: str = "") -> str:
+        return log_stream_url(where, catalog_task=catalog_task)
 
 
 class EcsTaskLink(AirlaunchLink):
     name = "ECS task"
 
-    def url(self, where: dict[str, Any]) -> str:
+    def url(self, where: dict[str, Any], catalog_task: str = "") -> str:
         return ecs_task_url(where)
 
 
 LINKS: tuple[AirlaunchLink, ...] = (ResultsLink(), LogStreamLink(), EcsTaskLink())
 
 
-def link_xcoms(where: dict[str, Any]) -> dict[str, str]:
+def link_xcoms(where: dict[str, Any], catalog_task: str = "") -> dict[str, str]:
     """The XComs Airflow reads the links from (``_link_<class>``), for a trigger that ends the task itself."""
-    return {link.xcom_key: link.url(where) for link in LINKS}
+    return {link.xcom_key: link.url(where, catalog_task) for link in LINKS}
