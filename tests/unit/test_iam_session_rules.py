@@ -30,7 +30,7 @@ ACCOUNT = "111122223333"
 FILES_ROLE = f"arn:aws:iam::{ACCOUNT}:role/al-run-files-us-east-1"
 LAUNCHER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/al-LauncherRole-1"
 TAGS = dict(zip(RUN_TAG_KEYS, ("dag", "run", "task", "-1", "1-0190"), strict=True))
-RUN = "/".join("${aws:PrincipalTag/%s}" % key for key in RUN_TAG_KEYS)
+RUN = "/".join(f"${{aws:PrincipalTag/{key}}}" for key in RUN_TAG_KEYS)
 WRITE_RESULTS = {"Sid": "WriteOwnResults", "Effect": "Allow", "Action": "s3:PutObject",
                  "Resource": f"arn:aws:s3:::bucket/runs/{RUN}/*"}  # fmt: skip
 LAUNCHER_TRUST = {
@@ -98,8 +98,8 @@ def test_a_session_without_transitive_tags_starts_an_untagged_one() -> None:
 
 
 def test_the_launcher_tagging_a_fresh_session_is_allowed_by_the_trust_policy() -> None:
-    params = {"RoleArn": FILES_ROLE, "RoleSessionName": "al-x", "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()],
-              "TransitiveTagKeys": list(RUN_TAG_KEYS)}  # fmt: skip
+    tags = [{"Key": k, "Value": v} for k, v in TAGS.items()]
+    params = {"RoleArn": FILES_ROLE, "RoleSessionName": "al-x", "Tags": tags, "TransitiveTagKeys": list(RUN_TAG_KEYS)}
     launcher = Principal(LAUNCHER_ROLE, (_policy({"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
                                                   "Resource": FILES_ROLE}),))  # fmt: skip
     requests = requests_of(Call("sts", "AssumeRole", params, "AKIALAUNCHER"), _Stack(LAUNCHER_TRUST))  # type: ignore[arg-type]
