@@ -80,7 +80,9 @@ def run_session(environ: Mapping[str, str], clock: Callable[[], datetime] | None
 
 def _read_renewal(current: dict[str, str]) -> dict[str, str] | None:
     """renewal.json, read with the current session (a client of its own: the refreshing credentials must
-    not be asked for credentials while they refresh); None while the launcher has written none."""
+    not be asked for credentials while they refresh); None while the launcher has written none. Without
+    s3:ListBucket, S3 answers a missing key with 403 AccessDenied rather than 404, so both mean "none yet"
+    (in botocore's mandatory refresh window an error would fail the request the refresh was made for)."""
     import boto3
     from botocore.exceptions import ClientError
 
@@ -93,7 +95,7 @@ def _read_renewal(current: dict[str, str]) -> dict[str, str] | None:
     try:
         body = s3.get_object(Bucket=current["Bucket"], Key=current["RenewalKey"])["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
             return None
         raise
     fresh: dict[str, str] = json.loads(body)
