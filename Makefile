@@ -12,6 +12,8 @@ LS_VENV := .venv-localstack
 PY := $(VENV)/bin/python
 STACK := $(PY) -m airlaunch.stack
 PYTEST_ARGS ?= tests
+# The launcher's backend on the embedded stack: docker, or ecs (the ECS mode: ECS/Fargate emulated, docs/ecs-mode.md)
+BACKEND ?= docker
 SAM_CLI_VERSION := 1.170.0
 RIE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 DOCKER_BUILD := docker build --network host -q 2> >(grep -v -e DEPRECATED -e "the buildx component" -e "docs.docker.com/go/buildx" -e "^ *$$" >&2)
@@ -119,11 +121,11 @@ images: .build/aws-lambda-rie .build/pip-cert.pem | engine .build/rootfs-bookwor
 localstack-up: $(VENV)/.installed $(LS_VENV)/.installed ## Start LocalStack on 127.0.0.1:4566 with the results bucket
 	@$(STACK) localstack-up
 
-stack-up: setup ## Start the embedded stack without Airflow: LocalStack and the launcher Lambda (127.0.0.1:9000)
-	@$(STACK) up
+stack-up: setup ## Start the embedded stack without Airflow: LocalStack and the launcher Lambda (127.0.0.1:9000) [BACKEND=ecs]
+	@AIRLAUNCH_STACK_BACKEND=$(BACKEND) $(STACK) up
 
-demo: setup ## Start the embedded stack (with Airflow), run the reference pipeline, print its results
-	@$(PY) -m airlaunch.demo
+demo: setup ## Start the embedded stack (with Airflow), run the reference pipeline, print its results [BACKEND=ecs: on ECS, emulated]
+	@AIRLAUNCH_STACK_BACKEND=$(BACKEND) $(PY) -m airlaunch.demo
 
 reload: images ## After changing tasks or the launcher: rebuild what changed; the running launcher takes it (Airflow and running tasks go on)
 	@$(STACK) reload

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return trigger_and_watch(cfg, AirflowRest.for_home(cfg.airflow_url, cfg.airflow_home), args.dag_id, conf)
         started = time.monotonic()
         Stack(cfg).up(with_airflow=True)
-        say(f"The stack is up ({time.monotonic() - started:.0f} s)")
+        say(f"The stack is up with the {cfg.backend} backend ({time.monotonic() - started:.0f} s)")
         api = AirflowRest.for_home(cfg.airflow_url, cfg.airflow_home)
         return trigger_and_watch(cfg, api, REFERENCE_DAG, {})
     except (AirflowApiError, RuntimeError, ValueError) as exc:

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 BASE = ["localstack", "launcher"]
+ECS_ACCOUNT = "ecs-account"
+BACKENDS = ("docker", "ecs")
 AIRFLOW = list(supervisor.AIRFLOW_NAMES)
 
 
@@ -83,12 +85,28 @@ class Stack:
         )  # started here; found again through its lock (supervisor.running, supervisor.pid_of)
 
     # -- up ---------------------------------------------------------------------------------------
-    def up(self, with_airflow: bool = False, only: list[str] | None = None) -> list[str]:
+    def up(self, with_airflow: bool = False, only: list[str] | None = None, backend: str | None = None) -> list[str]:
         """Bring the named components (default: LocalStack and the launcher, plus Airflow) up under
-        supervision and wait until each is healthy; return the names of those that were not."""
-        names = only or BASE + (AIRFLOW if with_airflow else [])
+        supervision and wait until each is healthy; return the names of those that were not.
+
+        Whenever the launcher is among them, it runs tasks with ``backend`` (default: AIRLAUNCH_STACK_BACKEND,
+        else docker): in the ECS mode the emulated account comes up before it, and a launcher of the other
+        mode is replaced. Airflow and LocalStack are the same in both modes."""
+        names = list(only or BASE + (AIRFLOW if with_airflow else []))
+        wants = set(supervisor.read_wants(self.cfg)) | set(names)
+        if "launcher" in names:
+            backend = backend or os.environ.get("AIRLAUNCH_STACK_BACKEND") or "docker"
+            if backend not in BACKENDS:
+                raise RuntimeError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+            self.cfg.backend_file.parent.mkdir(parents=True, exist_ok=True)
+            self.cfg.backend_file.write_text(backend)
+            if backend == "ecs":
+                names.insert(names.index("launcher"), ECS_ACCOUNT)
+                wants.add(ECS_ACCOUNT)
+            else:
+                wants.discard(ECS_ACCOUNT)
         started = [name for name in names if not self._ready(name)]
-        supervisor.write_wants(self.cfg, sorted(set(supervisor.read_wants(self.cfg)) | set(names)))
+        supervisor.write_wants(self.cfg, sorted(wants))
         if not supervisor.running(self.cfg):
             self.supervisor.start(dict(os.environ))
         for name in names:
@@ -130,8 +148,8 @@ class Stack:
         # whatever is still up (no supervisor ran, or it was killed): stop it here, all at once
         leftovers = [self.components[name] for name in names if self.components[name].alive()]
         stop_processes([c.process for c in leftovers if isinstance(c, (LocalStack, AirflowProcess))])
-        if self.launcher.alive() and "launcher" in names:
-            self.launcher.stop()
+        if "launcher" in names:
+            self.launcher.stop()  # whatever its backend label: a launcher of another mode is still ours
         if "launcher" in names and (removed := stop_task_containers(self.cfg)):
             say(f"Removed {removed} task container(s)")
         say("The embedded stack is stopped" if only is None else f"Stopped {', '.join(names)}")

@@ -106,6 +106,42 @@ class LocalStack:
             time.sleep(0.2)
 
 
+class EcsAccount:
+    """The ECS mode's emulated AWS account (airlaunch.stack.ecs_account): moto with the Fargate stand-in,
+    the template deployed into it. Healthy once this very process has deployed and its endpoint answers;
+    every start is a new account (moto keeps nothing), so the launcher is restarted along with it."""
+
+    name = "ecs-account"
+    start_seconds = 120.0
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.process = ManagedProcess(
+            "ecs-account", [sys.executable, "-m", "airlaunch.stack.ecs_account"], cfg.state_dir
+        )
+
+    def deployment(self) -> dict[str, Any] | None:
+        """What the running account deployed (None until it has, or when the file is another process's)."""
+        try:
+            recorded = json.loads(self.cfg.ecs_account_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return recorded if isinstance(recorded, dict) and recorded.get("pid") == self.process.pid else None
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def healthy(self) -> bool:
+        return self.deployment() is not None and get_json(f"{self.cfg.ecs_url}/_airlaunch/ecs/health") is not None
+
+    def start(self) -> None:
+        self.cfg.ecs_account_file.unlink(missing_ok=True)
+        self.process.start(dict(os.environ))
+
+    def stop(self) -> None:
+        stop_processes([self.process])
+
+
 class LauncherLambda:
     """The launcher's Lambda image under AWS's Runtime Interface Emulator, as a container on the host
     network; it reaches Docker through the socket's group (never a world-writable socket) and serves
@@ -128,7 +164,16 @@ class LauncherLambda:
         return out.stdout.strip() if out.returncode == 0 else ""
 
     def alive(self) -> bool:
-        return self._inspect("{{.State.Running}}") == "true"
+        """Running, and for the stack's backend: in the ECS mode, for the account that runs now (a launcher
+        started for another backend or an earlier account counts as gone, so it is started again)."""
+        running = self._inspect("{{.State.Running}}") == "true"
+        return running and self._inspect('{{index .Config.Labels "airlaunch.backend"}}') == self._backend_label()
+
+    def _backend_label(self) -> str:
+        if self.cfg.backend != "ecs":
+            return self.cfg.backend
+        deployment = EcsAccount(self.cfg).deployment()
+        return f"ecs:{deployment['pid']}" if deployment else "ecs:none"
 
     def healthy(self) -> bool:
         """The local pool's health: idle, an execution environment answers a ping; busy, its
@@ -169,15 +214,36 @@ class LauncherLambda:
             "AIRLAUNCH_CATALOG": f"{CATALOG_MOUNT}/{catalog.name}",
             "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
             **{k: v for k, v in self.cfg.client_env().items() if k != "AIRLAUNCH_LAMBDA_ENDPOINT_URL"},
+            **self._ecs_env(),
         }
         # the control plane before the tasks: under contention it gets 16 times a task container's CPU
         command = ["docker", "run", "-d", "--name", self.container, "--network", "host", "--cpu-shares", "4096"]
         command += ["--group-add", str(socket_gid), "-v", f"{self.cfg.docker_socket}:/var/run/docker.sock"]
         # the catalog's folder, not the file: an editor that saves by rename would leave a file mount stale
         command += ["-v", f"{catalog.parent}:{CATALOG_MOUNT}:ro", "--label", "airlaunch.stack=launcher"]
+        command += ["--label", f"airlaunch.backend={self._backend_label()}"]
         for key, value in env.items():
             command += ["-e", f"{key}={value}"]
         subprocess.run([*command, self.cfg.launcher_image], check=True, capture_output=True)
+
+    def _ecs_env(self) -> dict[str, str]:
+        """In the ECS mode: the environment the template gives the function, as deployed into the emulated
+        account, and only what must differ off AWS: endpoints (ECS, STS and the rest at the emulated account,
+        S3 at LocalStack, for the launcher and its tasks), test credentials, the function's timeout and its
+        concurrency for the local pool."""
+        if self.cfg.backend != "ecs":
+            return {}
+        deployment = EcsAccount(self.cfg).deployment()
+        if deployment is None:
+            raise RuntimeError("the ECS mode's emulated account has not deployed yet (ecs-account)")
+        function_env = {k: str(v) for k, v in deployment["function_env"].items()}
+        return {
+            **function_env,
+            "AWS_ENDPOINT_URL": self.cfg.ecs_url,
+            "AWS_ENDPOINT_URL_S3": self.cfg.localstack_url,
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(deployment["timeout_seconds"]),
+            "AIRLAUNCH_LAMBDA_CONCURRENCY": function_env["AIRLAUNCH_LAUNCHER_CONCURRENCY"],
+        }
 
     def stop(self) -> None:
         subprocess.run(["docker", "stop", "-t", "5", self.container], capture_output=True)

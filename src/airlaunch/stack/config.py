@@ -37,10 +37,36 @@ class StackConfig:
     airflow_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PORT", 8080))
     airflow_parallelism: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", 4))
     dags_folder: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_DAGS_FOLDER", ""))
+    ecs_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_ECS_PORT", 4567))
 
     @property
     def state_dir(self) -> Path:
         return Path(os.environ.get("AIRLAUNCH_STATE_DIR") or self.repo / ".stack").resolve()
+
+    @property
+    def backend(self) -> str:
+        """How the stack's launcher runs tasks: ``docker``, or ``ecs`` (the ECS mode: the ECS backend against
+        the emulated account, airlaunch.stack.ecs_account). ``up`` records the choice in the state folder,
+        so that the supervisor, a restarted launcher and ``status`` agree; AIRLAUNCH_STACK_BACKEND chooses
+        for an ``up`` that names none."""
+        try:
+            return self.backend_file.read_text().strip() or "docker"
+        except OSError:
+            return os.environ.get("AIRLAUNCH_STACK_BACKEND") or "docker"
+
+    @property
+    def backend_file(self) -> Path:
+        return self.state_dir / "backend"
+
+    @property
+    def ecs_url(self) -> str:
+        """The emulated account's endpoint (moto, with the Fargate stand-in) in the ECS mode."""
+        return f"http://127.0.0.1:{self.ecs_port}"
+
+    @property
+    def ecs_account_file(self) -> Path:
+        """What the running emulated account deployed (the launcher function's environment), with its pid."""
+        return self.state_dir / "ecs-account.json"
 
     @property
     def docker_scope(self) -> str:

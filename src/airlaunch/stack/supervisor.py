@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from airlaunch.stack.components import AirflowServers, Component, LauncherLambda, LocalStack
+from airlaunch.stack.components import AirflowServers, Component, EcsAccount, LauncherLambda, LocalStack
 from airlaunch.stack.config import StackConfig
 
 HANG_SECONDS = 90.0
@@ -38,7 +38,7 @@ log = logging.getLogger("airlaunch.supervisor")
 
 def all_components(cfg: StackConfig) -> dict[str, Component]:
     airflow = AirflowServers(cfg)
-    parts: list[Component] = [LocalStack(cfg), LauncherLambda(cfg), *airflow.processes]
+    parts: list[Component] = [LocalStack(cfg), EcsAccount(cfg), LauncherLambda(cfg), *airflow.processes]
     return {part.name: part for part in parts}
 
 

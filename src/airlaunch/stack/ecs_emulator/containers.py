@@ -51,7 +51,7 @@ class ContainerSpec:
     stop_timeout: float
     working_dir: str | None = None
     user: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # the task's tags, so a test finds a run's container
 
 
 def _override(task: Any, name: str) -> dict[str, Any]:
@@ -148,6 +148,7 @@ def build_spec(
         stop_timeout=float(stop_timeout) if stop_timeout is not None else default_stop_timeout,
         working_dir=container.get("workingDirectory"),
         user=container.get("user"),
+        labels={str(t["key"]): str(t["value"]) for t in getattr(task, "tags", None) or [] if "key" in t},
     )
 
 

@@ -191,6 +191,10 @@ class EventDelivery:
                 queued += self._queue_target(rule.name, target, event)
         return queued
 
+    def publish_to(self, rule: str, targets: list[dict[str, Any]], event: dict[str, Any]) -> int:
+        """Queue one invocation per Lambda target of a rule that fired by itself (a schedule)."""
+        return sum(self._queue_target(rule, target, event) for target in targets)
+
     def _queue_target(self, rule: str, target: dict[str, Any], event: dict[str, Any]) -> int:
         arn = str(target.get("Arn", ""))
         parts = arn.split(":")

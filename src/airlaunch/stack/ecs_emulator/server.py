@@ -43,6 +43,7 @@ from airlaunch.stack.ecs_emulator.control import PREFIX, ControlApi, StartRespon
 from airlaunch.stack.ecs_emulator.events import EventDelivery
 from airlaunch.stack.ecs_emulator.fleet import Fleet
 from airlaunch.stack.ecs_emulator.limits import POOLS, Limits
+from airlaunch.stack.ecs_emulator.schedules import Schedules
 from airlaunch.stack.ecs_emulator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,8 @@ class EcsEmulator:
             scheduler, events, s3, s.task_env, s.stop_timeout, s.phase_seconds, s.start_workers, s.shutdown_grace
         )
         limits = Limits(s.limits)
-        self._parts = {"scheduler": scheduler, "events": events, "fleet": fleet}
+        schedules = Schedules(scheduler, events, s.account_id, s.schedule_speedup)
+        self._parts = {"scheduler": scheduler, "events": events, "fleet": fleet, "schedules": schedules}
         fleet.start()
         moto_hooks.install(fleet)
         control = ControlApi(fleet, limits, self._info)
@@ -217,6 +219,7 @@ class EcsEmulator:
             "url": self.url,
             "delivered": events.delivered,
             "dropped": events.dropped,
+            "scheduled_fired": self._parts["schedules"].fired,
         }
 
     def stop(self) -> None:

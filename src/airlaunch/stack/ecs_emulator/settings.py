@@ -26,6 +26,7 @@ class Settings:
     lambda_retry_delays: tuple[float, ...] = (1.0, 2.0)  # Lambda's: about 1 and 2 minutes
     lambda_max_event_age: float = 300.0  # retries of an unreachable endpoint stop at this age
     lambda_concurrency: int = 4  # invocations in flight at once
+    schedule_speedup: float = 1.0  # scheduled rules fire this many times as often as their rate says
     limits: LimitSettings = field(default_factory=LimitSettings)
 
 
@@ -87,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-retry-delays", default="1,2", help="seconds before each retry (Lambda: about 60,120)")
     p.add_argument("--lambda-max-event-age", type=float, default=300.0, help="give up an unreachable endpoint after")
     p.add_argument("--lambda-concurrency", type=int, default=4, help="invocations in flight at once")
+    p.add_argument(
+        "--schedule-speedup", type=float, default=1.0, help="scheduled rules fire this many times as often (1: as AWS)"
+    )
     p.add_argument("--no-throttling", action="store_true", help="no ECS API or Fargate rate throttling")
     p.add_argument(
         "--api-limit",
@@ -136,6 +140,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         lambda_retry_delays=tuple(float(x) for x in args.lambda_retry_delays.split(",") if x.strip()),
         lambda_max_event_age=args.lambda_max_event_age,
         lambda_concurrency=args.lambda_concurrency,
+        schedule_speedup=args.schedule_speedup,
         limits=LimitSettings(
             throttling=not args.no_throttling,
             api=dict(args.api_limit),
