@@ -427,6 +427,14 @@ def test_stopped_task_reports_the_essential_container(stubbed: tuple[EcsBackend,
         )
 
 
+def test_a_killed_container_is_said_to_be_killed_by_its_signal() -> None:
+    """An essential container killed from outside (exit code 137, no OOM reason) reads as on Docker."""
+    stopped = _task("STOPPED", stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited")
+    seen = EcsBackend.how_it_ended(stopped, {"name": "task", "exitCode": 137})
+    assert seen.reason is StopReason.KILLED and seen.detail is not None
+    assert seen.detail.startswith("killed by signal 9 (SIGKILL); ECS task STOPPED"), seen.detail
+
+
 def test_a_task_ecs_forgot_is_lost(stubbed: tuple[EcsBackend, Stubber]) -> None:
     backend, stubber = stubbed
     stubber.add_response("describe_tasks", {"tasks": [], "failures": [{"arn": "x", "reason": "MISSING"}]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -11,6 +12,17 @@ from airlaunch.protocol import EcsTimes, ResultLayout, RunIdentity, StopReason, 
 # Which start of its try a task container is (after starts that failed, e.g. an image pull on ECS);
 # set by the launcher, absent on the first start.
 ENV_START_ATTEMPT = "AIRLAUNCH_START_ATTEMPT"
+
+
+def killed_by(exit_code: int) -> str | None:
+    """An exit code above 128 in words, as shells and container platforms mean it: "killed by signal 9 (SIGKILL)"."""
+    if exit_code <= 128:
+        return None
+    number = exit_code - 128
+    try:
+        return f"killed by signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"killed by signal {number}"
 
 
 class LaunchError(RuntimeError):

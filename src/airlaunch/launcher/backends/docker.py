@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,15 @@ from docker.models.containers import Container
 from requests.exceptions import RequestException
 
 from airlaunch.catalog import TaskSpec
-from airlaunch.launcher.backends.base import BackendState, LaunchError, LiveTask, Started, StoppedTask, labels_for
+from airlaunch.launcher.backends.base import (
+    BackendState,
+    LaunchError,
+    LiveTask,
+    Started,
+    StoppedTask,
+    killed_by,
+    labels_for,
+)
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_PREFIX,
@@ -66,13 +73,8 @@ def how_it_ended(state: dict[str, Any], memory_limit: int) -> tuple[StopReason, 
     if state.get("OOMKilled"):
         limit = f" at its {memory_limit // 2**20} MiB memory limit" if memory_limit else ""
         return StopReason.OOM, f"out of memory: the kernel killed it{limit} (exit code {code})"
-    if code > 128:
-        number = code - 128
-        try:
-            name = f" ({signal.Signals(number).name})"
-        except ValueError:
-            name = ""
-        return StopReason.KILLED, f"killed by signal {number}{name} (exit code {code})"
+    if killed := killed_by(code):
+        return StopReason.KILLED, f"{killed} (exit code {code})"
     if state.get("Error"):
         return StopReason.PLATFORM, f"Docker could not run it: {state['Error']} (exit code {code})"
     return StopReason.LOST, f"it exited with code {code} without its runtime recording how it ended"

@@ -39,6 +39,7 @@ from airlaunch.launcher.backends.base import (
     LiveTask,
     Started,
     StoppedTask,
+    killed_by,
     labels_for,
 )
 from airlaunch.launcher.run_credentials import RunSessions
@@ -448,8 +449,10 @@ class EcsBackend:
             if "OutOfMemory" in container["reason"]:
                 reason = StopReason.OOM
         exit_code = container.get("exitCode") if container else None
-        if exit_code is not None and exit_code > 128 and reason is StopReason.LOST:
+        killed = killed_by(exit_code) if exit_code is not None else None
+        if killed and reason is StopReason.LOST:
             reason = StopReason.KILLED
+            parts.insert(0, killed)
         if exit_code is not None:
             parts.append(f"exit code {exit_code}")
         return BackendState(TaskState.LOST, exit_code=exit_code, detail="; ".join(parts), reason=reason)
