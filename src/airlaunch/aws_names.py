@@ -57,6 +57,11 @@ def task_log_stream(ecs_task_id: str) -> str:
     return f"{TASK_LOG_STREAM_PREFIX}/{CONTAINER_NAME}/{ecs_task_id}"
 
 
+def failed_events_queue(stack: str) -> str:
+    """The SQS queue of the ECS events whose handling failed (airlaunch.launcher.failed_events)."""
+    return f"{stack}-failed-events"
+
+
 def function_name(stack: str) -> str:
     return f"{stack}-launcher"
 

@@ -34,7 +34,8 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two stacks of the rendered template in a moto server of our own."""
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         creds = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "t", "aws_secret_access_key": "t"}
-        clients = {name: boto3.client(name, **creds) for name in ("cloudformation", "ecs", "iam", "lambda", "sqs")}
+        names = ("cloudformation", "ecs", "iam", "lambda", "sqs", "events")
+        clients = {name: boto3.client(name, **creds) for name in names}
         cfn, outputs = clients["cloudformation"], {}
         template = body(render(CATALOG, {"airlaunch/reference-tasks:latest": "fedcba9876543210"}))
         for stack in STACKS:
@@ -171,3 +172,17 @@ def test_the_change_set_path_creates_every_catalog_task(
         assert f"{''.join(p.capitalize() for p in name.split('_'))}TaskDefinition" in printed
     families = aws["ecs"].list_task_definition_families(familyPrefix="al-cs-")["families"]
     assert sorted(families) == sorted(f"al-cs-{name}" for name in CATALOG.tasks)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_failed_task_events_go_to_the_stacks_queue(aws: dict[str, Any], stack: str) -> None:
+    """What moto keeps of it: the queue, and the task stopped rule's dead-letter queue (moto has no
+    EventInvokeConfig and keeps no queue policy: both are checked on the template in test_infra)."""
+    url = aws["sqs"].get_queue_url(QueueName=f"{stack}-failed-events")["QueueUrl"]
+    assert aws["outputs"][stack]["FailedEventsQueueUrl"].endswith(f"/{ACCOUNT}/{stack}-failed-events")
+    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    resources = aws["cloudformation"].list_stack_resources(StackName=stack)["StackResourceSummaries"]
+    [rule] = [r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "TaskStoppedRule"]
+    [target] = aws["events"].list_targets_by_rule(Rule=rule.rsplit("/", 1)[-1])["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": arn}
+    assert target["Arn"].endswith(f":function:{stack}-launcher")

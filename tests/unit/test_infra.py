@@ -355,3 +355,27 @@ def test_every_status_file_is_announced_on_the_status_queue() -> None:
     [send] = RESOURCES["StatusQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert send["Principal"] == {"Service": "s3.amazonaws.com"} and send["Action"] == "sqs:SendMessage"
     assert RESOURCES["ResultsBucket"]["DependsOn"] == "StatusQueuePolicy"
+
+
+def test_task_stopped_events_that_fail_land_in_a_queue_the_reaper_drains() -> None:
+    """An event EventBridge cannot deliver, and one whose handling failed Lambda's retries, are kept."""
+    [target] = RESOURCES["TaskStoppedRule"]["Properties"]["Targets"]
+    queue = {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": queue} and target["RetryPolicy"]["MaximumRetryAttempts"] == 185
+    assert _sub(RESOURCES["FailedEventsQueue"]["Properties"]["QueueName"]) == "${AWS::StackName}-failed-events"
+    [send] = RESOURCES["FailedEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (send["Principal"], send["Action"], send["Resource"]) == (
+        {"Service": "events.amazonaws.com"}, "sqs:SendMessage", queue
+    )  # fmt: skip
+    assert send["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["TaskStoppedRule", "Arn"]}}}
+    config = RESOURCES["LauncherAsyncFailures"]
+    assert config["Type"] == "AWS::Lambda::EventInvokeConfig" and config["Condition"] == "WatchTasks"
+    properties = config["Properties"]
+    assert properties["FunctionName"] == {"Ref": "LauncherFunction"} and properties["Qualifier"] == "$LATEST"
+    assert properties["MaximumRetryAttempts"] == 2
+    assert properties["DestinationConfig"] == {"OnFailure": {"Destination": queue}}
+    # Lambda sends the record with the function's role; the reaper reads and deletes, nothing else.
+    [record] = _granting("LauncherRole", "sqs:SendMessage")
+    [redrive] = _granting("LauncherRole", "sqs:ReceiveMessage")
+    assert _resources(record) == _resources(redrive) == [queue]
+    assert set(_actions(redrive)) == {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"}

@@ -41,6 +41,7 @@ from airlaunch import cli
 from airlaunch.catalog import Catalog
 from airlaunch.config import LauncherSettings, RuntimeSettings
 from airlaunch.deploy.template import body, render
+from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.ecs import EcsBackend
 from airlaunch.launcher.run_credentials import DEADLINE_ALLOWANCE_SECONDS
 from airlaunch.launcher.service import Launcher
@@ -70,6 +71,7 @@ TI_ID = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4"
 USED_BY_AWS = {
     ("LauncherRole", "Logs", "logs:CreateLogStream"): "the Lambda runtime writes the function's logs",
     ("LauncherRole", "Logs", "logs:PutLogEvents"): "the Lambda runtime writes the function's logs",
+    ("LauncherRole", "RecordFailedEvents", "sqs:SendMessage"): "Lambda sends a failed event to the on-failure queue",
     ("TaskExecutionRole", "EcrLogin", "ecr:GetAuthorizationToken"): "the ECS agent pulls the task's image",
     ("TaskExecutionRole", "PullCatalogImages", "ecr:BatchCheckLayerAvailability"): "the ECS agent pulls the image",
     ("TaskExecutionRole", "PullCatalogImages", "ecr:BatchGetImage"): "the ECS agent pulls the task's image",
@@ -204,6 +206,9 @@ def recorded(
     with recording() as recorder:
         recorder.clock = clock.now
         launcher = _launcher(url, outputs, subnet, group, clock)
+        launcher_sqs = boto3.client("sqs", endpoint_url=url, region_name=REGION, aws_access_key_id="AKIALAUNCHER0000",
+                                    aws_secret_access_key="launcher")  # fmt: skip
+        monkeypatch.setattr(failed_events, "sqs_client", lambda: launcher_sqs)
         agent = {"ecs": _harness(url, "ecs"), "harness_s3": _harness(url, "s3"),
                  "s3": boto3.client("s3", aws_access_key_id="AKIAEXECUTION000", aws_secret_access_key="x")}  # fmt: skip
         with lambda_endpoint(launcher, monkeypatch) as lambda_url:
@@ -257,7 +262,8 @@ def recorded(
             retried = hook.launch(LaunchRequest(task="diagnostic", identity=newer, params={"action": "sleep"}))
             listed = hook.call({"action": "list"})["tasks"]
             hook.call({"action": "stop", "identity": newer.to_dict(), "reason": "stopped by identity"})
-            hook.call({"action": "reap"})
+            _fail(url, stopped_event(handle.task_ref))  # its handling failed Lambda's retries: the reaper takes it back
+            reaped = hook.call({"action": "reap"})
             # ECS reports (EventBridge -> the Lambda) a task that failed to start: it is started again.
             pulled = RunIdentity("iam_dag", sleeper.run_id, "pulled", -1, 1, TI_ID)
             failing = hook.launch(LaunchRequest(task="diagnostic", identity=pulled, params={"action": "sleep"}))
@@ -283,13 +289,23 @@ def recorded(
     yield {"recorder": recorder, "stack": stack, "handle": handle, "exit_code": exit_code, "event": event,
            "heard": heard, "stopped": stopped, "described": described, "cli": cli_codes, "forged": forged,
            "listed": listed, "retried": retried, "restarted": restarted, "seconds": took, "long": long,
-           "ended": ended, "left": left, "environment": environment}  # fmt: skip
+           "ended": ended, "left": left, "environment": environment, "reaped": reaped}  # fmt: skip
     monkeypatch.undo()
 
 
 async def _first_event(trigger: LaunchedTaskTrigger) -> Any:
     async for event in trigger.run():
         return event
+
+
+def _fail(url: str, event: dict[str, Any]) -> None:
+    """What Lambda sends the on-failure destination for an event whose handling failed every attempt."""
+    event = {**event, "time": datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    record = {"version": "1.0", "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+              "requestPayload": event, "responseContext": {"functionError": "Unhandled"}}  # fmt: skip
+    sqs = _harness(url, "sqs")
+    queue = sqs.get_queue_url(QueueName=f"{STACK}-failed-events")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
 
 
 def _announce(url: str, queue: str, bucket: str, key: str) -> None:
@@ -361,6 +377,7 @@ def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
     assert recorded["retried"].prefix in {task["prefix"] for task in recorded["listed"]}
     assert recorded["restarted"]["started_again"].startswith("arn:aws:ecs:")
     assert recorded["ended"]["recorded"] == "by its runtime" and recorded["left"] == 0, "session files deleted"
+    assert recorded["reaped"]["failed_events"] == {"handled": 1, "dropped": 0, "failed_again": 0}
     print(f"\nrecorded {len(recorded['recorder'].calls)} AWS calls in {recorded['seconds']:.1f} s")
 
 

@@ -5,7 +5,8 @@ Event: ``{"action": "launch", "request": LaunchRequest}``,
 ``{"action": "stop", "handle": Handle, "reason": str}`` (or ``"identity": RunIdentity`` instead of,
 or besides, the handle, to stop a try whose launch may still be in flight),
 ``{"action": "list"}`` (the live tasks, for Airflow's orphan sweep), ``{"action": "reap"}``
-(stop tasks long past their timeout) or ``{"action": "ping"}``; and ECS's task state change
+(stop tasks long past their timeout; on ECS, then handle again the events whose handling failed,
+airlaunch.launcher.failed_events) or ``{"action": "ping"}``; and ECS's task state change
 events as EventBridge delivers them (parsed by airlaunch.launcher.platform_events, which says why
 nothing in them but the task they name is trusted).
 Response: ``{"ok": true, ...}``, or ``{"ok": false, "error": {"type", "message", "field"}}``
@@ -25,6 +26,7 @@ import boto3
 
 from airlaunch.catalog import CatalogError, CatalogFile
 from airlaunch.config import LauncherSettings
+from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.launcher.platform_events import EcsTaskStateChange, is_platform_event
 from airlaunch.launcher.service import Launcher
@@ -125,8 +127,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 for t in launcher.backend.live_tasks()
             ]
             return {"ok": True, "tasks": tasks}
-        if action == "reap":
-            return {"ok": True, "reaped": launcher.reap()}
+        if action == "reap":  # then the ECS events whose handling failed, handled again
+            return {"ok": True, "reaped": launcher.reap(), **failed_events.after_reap(launcher.settings, handler)}
         if action == "ping":  # readiness: the handler and its backend are loaded; the catalog as it reads now
             try:
                 return {"ok": True, "backend": launcher.backend.name, "tasks": sorted(launcher.catalog.tasks)}
