@@ -588,8 +588,10 @@ def test_launcher_and_airflow_clients_retry_throttling(monkeypatch: pytest.Monke
     from airlaunch.providers.airflow.hooks.launcher import LauncherHook
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AIRLAUNCH_RUN_ROLE_ARN", "arn:aws:iam::123456789012:role/al-run-files-us-east-1")
     backend = EcsBackend(LauncherSettings())
-    for client in (backend.client, backend.sts):
+    assert backend.run_sessions is not None
+    for client in (backend.client, backend.run_sessions.sts):
         assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}  # 3 retries
     plain = {"conn_type": "aws", "login": "a", "password": "secret", "extra": {"region_name": REGION}}
     monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps(plain))

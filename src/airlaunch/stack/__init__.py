@@ -183,6 +183,11 @@ class Stack:
         taken by tag at each start; only a rebuilt launcher image needs its container replaced."""
         if not self.launcher.alive():
             return "the launcher is not running: `make demo` or `make stack-up` starts it with the newest images"
+        if self.cfg.backend == "ecs":  # task definitions name images by the tag a push gave them: deploy again
+            say("ECS mode: deploying into a new emulated account, as `make deploy` would (running tasks are stopped)")
+            self.restart(ECS_ACCOUNT)
+            self._wait_healthy("launcher")
+            return "the emulated account runs the rebuilt images and catalog"
         if not self.launcher.outdated():
             return f"the launcher runs the newest image; it re-reads {self.cfg.catalog} by itself"
         say("Replacing the launcher container with the rebuilt image (running tasks keep running)")

@@ -210,12 +210,14 @@ class Limits:
             return None
 
     def throttle_next(self, action: str, count: int) -> None:
+        """The next ``count`` calls of ``action`` are throttled (replacing what was asked before; 0 clears)."""
         with self._lock:
-            self._throttle_next[action] = self._throttle_next.get(action, 0) + count
+            self._throttle_next[action] = count
 
     def fail_next_run_tasks(self, reason: str, count: int) -> None:
+        """The next ``count`` RunTask calls fail for ``reason`` (replacing what was asked before; 0 clears)."""
         with self._lock:
-            self._fail_next += [reason] * count
+            self._fail_next = [reason] * count
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
