@@ -25,6 +25,7 @@ def fan_out(dag_id: str, *, start_from_trigger: bool, description: str) -> DAG:
         tags=["airlaunch"],
         params={
             "count": Param(4, type="integer", minimum=1, maximum=1000, description="how many containers"),
+            "task": Param("task_two", type="string", description="the catalog task each one runs"),
             "min_seconds": Param(0, type="number", minimum=0),
             "max_seconds": Param(3, type="number", minimum=0),
         },
@@ -37,7 +38,7 @@ def fan_out(dag_id: str, *, start_from_trigger: bool, description: str) -> DAG:
 
         sleepers = LaunchContainerOperator.partial(
             task_id="sleep",
-            task="task_two",
+            task="{{ params.task }}",  # any catalog task that returns sleep_seconds, as task_two does
             include_dag_params=False,
             max_active_tis_per_dag=None,
             start_from_trigger=start_from_trigger,

@@ -152,7 +152,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
     :param max_xcom_bytes: larger results reach XCom by S3 key only (default AIRLAUNCH_MAX_XCOM_BYTES).
     """
 
-    template_fields: Sequence[str] = ("parameters", "overrides")
+    template_fields: Sequence[str] = ("task", "parameters", "overrides")
     template_fields_renderers = {"parameters": "json", "overrides": "json"}
     ui_color = "#e8f4ea"
     operator_extra_links = LINKS

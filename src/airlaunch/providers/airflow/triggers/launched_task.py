@@ -360,10 +360,11 @@ class LaunchedTaskTrigger(BaseTrigger):
         self.__dict__.pop("hook", None)  # the settings may name another connection or function
         context = ti.get_template_context()
         jinja_env = self.get_template_env()
+        task = str(self.render_template(spec.task, context, jinja_env))
         try:
             request = launch_request(
                 context,
-                spec.task,
+                task,
                 self.render_template(spec.parameters, context, jinja_env),
                 self.render_template(spec.overrides, context, jinja_env),
                 spec.include_dag_params,
@@ -372,9 +373,9 @@ class LaunchedTaskTrigger(BaseTrigger):
             self.launch_requested_at = utcnow()
             handle = await self.hook.alaunch(request)
         except (InvalidRequest, LauncherError, TypeError, ValueError) as exc:
-            detail = f"cannot launch catalog task {spec.task!r}: {exc}"
+            detail = f"cannot launch catalog task {task!r}: {exc}"
             return TriggerEvent({"state": "launch_failed", "detail": detail})
-        self.log.info(launched_message(spec.task, handle))
+        self.log.info(launched_message(task, handle))
         if not spec.wait_for_completion:  # as the operator does; a watched task's XComs come at its end
             await self._set_xcom(request.identity, HANDLE_XCOM_KEY, handle.to_dict())
             await self._set_xcom(request.identity, "return_value", handle.to_dict())
