@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from airlaunch.deploy import account as account_checks
 from airlaunch.deploy import cli, cloudformation, images, teardown
 from airlaunch.deploy.errors import DeployError
 
@@ -67,6 +68,9 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setattr(images, "run", docker)
     monkeypatch.setattr(images, "host_architecture", lambda: "x86_64")
     monkeypatch.setattr(teardown, "FUNCTION_TIMEOUT_SECONDS", 0)  # destroy: moto's function runs no invocation
+    # moto has no lambda:GetAccountSettings: an account that can reserve (AWS's answers: test_deploy_tool)
+    reserve = account_checks.LauncherConcurrency
+    monkeypatch.setattr(account_checks, "launcher_concurrency", lambda lam, fn, n: reserve(True, n, "reserved"))
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         [vpc] = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]

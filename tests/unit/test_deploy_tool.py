@@ -599,3 +599,39 @@ def test_launcher_and_airflow_clients_retry_throttling(monkeypatch: pytest.Monke
     own = {**plain, "extra": {"region_name": REGION, "config_kwargs": {"retries": {"mode": "standard"}}}}
     monkeypatch.setenv("AIRFLOW_CONN_OWN", json.dumps(own))
     assert LauncherHook(function_name="f", aws_conn_id="own").conn.meta.config.retries["mode"] == "standard"
+
+
+# -- the launcher's concurrency -------------------------------------------------------------------------
+
+
+def _lambda_settings(total: int, unreserved: int, reserved: int | None) -> Any:
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="a", aws_secret_access_key="b")
+    stub = Stubber(lam)
+    stub.add_response("get_account_settings", {"AccountLimit": {
+        "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800,
+        "ConcurrentExecutions": total, "UnreservedConcurrentExecutions": unreserved}})  # fmt: skip
+    if reserved is None:
+        stub.add_client_error("get_function_concurrency", "ResourceNotFoundException", "Function not found", 404)
+    else:
+        stub.add_response("get_function_concurrency", {"ReservedConcurrentExecutions": reserved})
+    stub.activate()
+    return lam
+
+
+@pytest.mark.parametrize(
+    ("total", "unreserved", "reserved", "expected"),
+    [
+        (1000, 1000, None, (True, 10)),  # the usual account: reserve
+        (1000, 100, 10, (True, 10)),  # a redeploy: its own reservation counts as available
+        (10, 10, None, (False, 10)),  # a new account: nothing can be reserved; paced for all 10
+        (1000, 105, None, (False, 105)),  # others reserved the rest: paced for the unreserved pool
+    ],
+)
+def test_the_launcher_reserves_its_concurrency_where_the_account_can_and_is_paced_for_it_where_not(
+    total: int, unreserved: int, reserved: int | None, expected: tuple[bool, int]
+) -> None:
+    from airlaunch.deploy.account import launcher_concurrency
+
+    plan = launcher_concurrency(_lambda_settings(total, unreserved, reserved), "al-launcher", 10)
+    assert (plan.reserve, plan.concurrency) == expected
+    assert ("cannot spare" in plan.note) is not plan.reserve

@@ -258,3 +258,42 @@ def _missing_endpoints(route_table: str, endpoints: Iterable[dict[str, Any]]) ->
             continue
         have.add(name)
     return [name for name in ("s3", *INTERFACE_ENDPOINTS) if name not in have]
+
+
+# Lambda keeps at least this much of an account's concurrency unreserved, and refuses a reservation
+# that would leave less (Lambda Developer Guide, "Configuring reserved concurrency").
+UNRESERVED_MINIMUM = 100
+
+
+@dataclass(frozen=True)
+class LauncherConcurrency:
+    """How the launcher function's concurrency is bounded, which its RunTask pacing relies on."""
+
+    reserve: bool  # ReserveLauncherConcurrency: reserve ``concurrency`` for the function
+    concurrency: int  # LauncherConcurrency: the most execution environments that can run at once
+    note: str
+
+
+def launcher_concurrency(lam: Any, function: str, wanted: int) -> LauncherConcurrency:
+    """Reserve ``wanted`` when the account can; else run unreserved and pace as if every environment the
+    account's unreserved pool allows ran at once (a new account's concurrency can be as low as 10, where
+    no reservation is possible at all): either way the launcher as a whole stays within its launch rate."""
+    try:
+        limits = lam.get_account_settings()["AccountLimit"]
+        try:
+            current = lam.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions") or 0
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            current = 0
+    except (ClientError, BotoCoreError) as exc:
+        raise failed("reading the account's Lambda concurrency (lambda:GetAccountSettings)", exc) from exc
+    available = int(limits["UnreservedConcurrentExecutions"]) + int(current)
+    if available - wanted >= UNRESERVED_MINIMUM:
+        return LauncherConcurrency(True, wanted, f"the launcher reserves {wanted} of the account's concurrency")
+    note = (
+        f"the account's Lambda concurrency ({limits['ConcurrentExecutions']}, {available} unreserved) cannot spare "
+        f"{wanted} with {UNRESERVED_MINIMUM} left unreserved, so the launcher runs unreserved and paces its launches "
+        f"as if {available} ran at once; ask for a higher Lambda concurrency quota (Service Quotas) to launch faster"
+    )
+    return LauncherConcurrency(False, available, note)

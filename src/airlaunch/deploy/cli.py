@@ -120,6 +120,12 @@ def deploy_aws(args: argparse.Namespace, given: dict[str, str]) -> int:
         say(f"==> Network: the interface endpoints go into {', '.join(zones)} (one subnet per Availability Zone)")
     if account.ensure_ecs_service_linked_role(iam):
         say("==> Created the ECS service-linked role AWSServiceRoleForECS")
+    concurrency = account.launcher_concurrency(
+        client("lambda"), function_name(stack_name), int(given.get("LauncherConcurrency") or 10)
+    )
+    given = {**given, "LauncherConcurrency": str(concurrency.concurrency),
+             "ReserveLauncherConcurrency": "true" if concurrency.reserve else "false"}  # fmt: skip
+    say(f"==> Lambda: {concurrency.note}")
     account_id = session.client("sts").get_caller_identity()["Account"]
     registry = f"{account_id}.dkr.ecr.{region}.amazonaws.com"
     launcher_arch = effective(stack, given, "LauncherArchitecture", "x86_64")
