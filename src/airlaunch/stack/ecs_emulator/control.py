@@ -8,8 +8,10 @@ Served on the emulator's port under ``/_airlaunch/ecs/``, apart from every AWS A
 | ``GET tasks`` | | the tasks it runs, with status and container |
 | ``GET limits`` / ``POST limits`` | changes, as LimitSettings.update takes them | what is enforced / change it |
 | ``POST spot-interruption`` | ``{"task": ARN, "graceSeconds": N?}`` | interrupt a task as Fargate Spot does |
-| ``POST fail-run-task`` | ``{"count": N, "reason": "capacity" or "vcpu-quota"}`` | the next N RunTasks start nothing (0: none) |
-| ``POST throttle`` | ``{"action": "RunTask", "count": N}`` | the next N calls of an ECS action are throttled (0: none) |
+| ``POST fail-run-task`` | ``{"count": N, "reason": "capacity" or "vcpu-quota"}`` | the next N RunTasks start nothing |
+| ``POST throttle`` | ``{"action": "RunTask", "count": N}`` | the next N calls of an ECS action are throttled |
+
+A count replaces the one asked before; 0 clears it.
 | ``POST stop-all`` | ``{"reason": "..."?}`` | StopTask every task still running |
 """
 
