@@ -44,8 +44,18 @@ elif action == "log":  # a log burst: log_mib MiB of numbered 100-byte lines, as
         write(f"burst line {number:09d} {filler}\n")
     sys.stdout.flush()
     task.save_result({"log_lines": lines})
+elif action == "peek":  # what the task's command can see of the runtime's run session (make smoke checks: nothing)
+    try:
+        with open("/proc/1/environ", "rb") as environ:
+            seen = "readable, holds the run session" if b"AIRLAUNCH_RUN_CREDENTIALS" in environ.read() else "readable"
+    except OSError as exc:
+        seen = f"denied ({exc.strerror})"
+    mine = "AIRLAUNCH_RUN_CREDENTIALS" in os.environ
+    task.save_result({"proc_1_environ": seen, "own_environment_has_run_session": mine})
 elif action == "bad_result":
     with open(os.environ["AIRLAUNCH_RESULT_FILE"], "w") as result:
         result.write("{not json")
 else:
-    raise ValueError(f"unknown action {action!r}: use echo, burn, allocate, log, exit, raise, sleep or bad_result")
+    raise ValueError(
+        f"unknown action {action!r}: use echo, peek, burn, allocate, log, exit, raise, sleep or bad_result"
+    )

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -518,26 +519,63 @@ def _body(data: bytes) -> dict[str, Any]:
     return {"Body": StreamingBody(io.BytesIO(data), len(data))}
 
 
-def test_smoke_runs_the_diagnostic_task_and_times_each_step() -> None:
-    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
-    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+def _smoke_answers(lambdas: Stubber, objects: Stubber, peek: dict[str, Any]) -> None:
+    """A deployed stack's answers to the smoke test: the echo task, ECS's STOPPED event (ecs.json), the peek."""
     prefix = "runs/airlaunch_smoke/smoke__1/diagnostic/-1/1/"
-    handle = {"backend": "ecs", "task_ref": "arn:t", "bucket": "b", "prefix": prefix, "launched": True}
-    keys = {"result": prefix + "result.json", "log": prefix + "log.txt"}
-    status = {"state": "succeeded", "exit_code": 0, "reason": "exit", "started_at": "t", "ended_at": "t",
-              "execution_id": "e", "result_keys": keys}  # fmt: skip
-    with Stubber(lam) as lambdas, Stubber(s3) as objects:
-        lambdas.add_response("invoke", _payload({"ok": True, "backend": "ecs", "tasks": ["diagnostic"]}))
+    peek_prefix = "runs/airlaunch_smoke/smoke__1/peek/-1/1/"
+    for where, task_ref in ((prefix, "arn:t"), (peek_prefix, "arn:p")):
+        handle = {"backend": "ecs", "task_ref": task_ref, "bucket": "b", "prefix": where, "launched": True}
+        if where == prefix:
+            lambdas.add_response("invoke", _payload({"ok": True, "backend": "ecs", "tasks": ["diagnostic"]}))
         lambdas.add_response("invoke", _payload({"ok": True, "handle": handle}))
+        keys = {"result": where + "result.json", "log": where + "log.txt"}
+        status = {"state": "succeeded", "exit_code": 0, "reason": "exit", "started_at": "t", "ended_at": "t",
+                  "execution_id": "e", "result_keys": keys}  # fmt: skip
         objects.add_client_error("get_object", "NoSuchKey", http_status_code=404)
         objects.add_response("get_object", _body(json.dumps(status).encode()))
-        objects.add_response("get_object", _body(b'{"echo": "smoke"}'))
-        objects.add_response("get_object", _body(b"diagnostic action=echo\n"))
+        if where == prefix:
+            objects.add_response("get_object", _body(b'{"echo": "smoke"}'))
+            objects.add_response("get_object", _body(b"diagnostic action=echo\n"))
+            objects.add_client_error("get_object", "NoSuchKey", http_status_code=404)  # the event comes a moment later
+            objects.add_response("get_object", _body(b'{"stopped_at": "t"}'))
+        else:
+            objects.add_response("get_object", _body(json.dumps(peek).encode()))
+
+
+def test_smoke_runs_the_diagnostic_task_and_times_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smoke.time, "sleep", lambda seconds: None)
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    peek = {"proc_1_environ": "denied (Permission denied)", "own_environment_has_run_session": False}
+    with Stubber(lam) as lambdas, Stubber(s3) as objects:
+        _smoke_answers(lambdas, objects, peek)
         run = smoke.smoke(lam, s3, "dev-launcher", timeout=10, poll=0.01)
-    assert run.result == {"echo": "smoke"} and run.log == "diagnostic action=echo\n"
+    assert run.result == {"echo": "smoke"} and run.log == "diagnostic action=echo\n" and run.peek == peek
     assert [name for name, _ in run.steps] == ["ping the launcher", "launch (Lambda)", "container ran, status.json",
-                                               "read result.json", "read log.txt"]  # fmt: skip
+                                               "read result.json", "read log.txt", "ECS's stopped event (ecs.json)",
+                                               "the command sees no run session"]  # fmt: skip
     assert "launch (Lambda)" in run.report() and " s" in run.report()
+
+
+def test_smoke_fails_when_the_tasks_command_can_read_its_run_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smoke.time, "sleep", lambda seconds: None)
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    peek = {"proc_1_environ": "readable, holds the run session", "own_environment_has_run_session": False}
+    with Stubber(lam) as lambdas, Stubber(s3) as objects:
+        _smoke_answers(lambdas, objects, peek)
+        with pytest.raises(DeployError, match="can read the runtime's run session"):
+            smoke.smoke(lam, s3, "dev-launcher", timeout=10, poll=0.01)
+
+
+def test_the_checklist_names_this_stack_and_the_docs_list_every_check() -> None:
+    from airlaunch.deploy.checklist import checklist, render
+
+    checks = checklist("dev", "eu-west-1", "arn:aws:ecs:eu-west-1:1:task/dev/abc", "dev-results")
+    text = render(checks)
+    assert "--cluster dev --tasks arn:aws:ecs:eu-west-1:1:task/dev/abc" in text and "dev-launcher" in text
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "deploy-aws.md").read_text()
+    assert [check.what for check in checks if check.what not in docs] == []
 
 
 def test_a_failed_smoke_says_which_step_and_why() -> None:

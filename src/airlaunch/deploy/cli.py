@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from airlaunch.aws_names import check_stack_name, cluster_name, function_name
 from airlaunch.catalog import Catalog, CatalogError
 from airlaunch.config import ADAPTIVE_RETRIES
-from airlaunch.deploy import account, cloudformation, images, sessions, smoke, teardown, template
+from airlaunch.deploy import account, checklist, cloudformation, images, sessions, smoke, teardown, template
 from airlaunch.deploy.connection import airflow_setup
 from airlaunch.deploy.errors import DeployError, failed
 
@@ -288,6 +288,11 @@ def run_smoke(args: argparse.Namespace) -> int:
     say(f"==> The diagnostic task succeeded: result {run.result}, files at {run.handle.layout.uri()}")
     say(run.report())
     say("==> log.txt:\n" + "\n".join(f"  | {line}" for line in run.log.splitlines()[-10:]))
+    say(f"==> What the task's command could see of its run session: {run.peek}")
+    if not args.localstack:
+        bucket, region = run.handle.bucket, lam.meta.region_name
+        checks = checklist.checklist(args.stack_name, region, run.handle.task_ref, bucket)
+        say("==> What only your account shows, and how to see it (docs/deploy-aws.md):\n" + checklist.render(checks))
     return 0
 
 

@@ -30,6 +30,7 @@ class SmokeRun:
     status: Status | None = None
     result: Any = None
     log: str = ""
+    peek: dict[str, Any] = field(default_factory=dict)  # what the command could see of the run session
 
     def report(self) -> str:
         width = max(len(name) for name, _ in self.steps)
@@ -98,7 +99,39 @@ def smoke(lam: Any, s3: Any, function: str, timeout: float = 600, poll: float = 
         raise DeployError(f"the diagnostic task's result is {run.result!r}, not its echo")
     log = _timed(run, "read log.txt", lambda: _read(s3, handle.bucket, status.result_keys["log"]))
     run.log = (log or b"").decode("utf-8", "replace")
+    if handle.backend == "ecs":  # ECS's STOPPED event, through the stack's EventBridge rule, reached the launcher
+        _timed(run, "ECS's stopped event (ecs.json)", lambda: _wait_for(s3, handle.bucket, handle.layout.ecs_times_key))
+    run.peek = _timed(run, "the command sees no run session", lambda: _peek(lam, s3, function, timeout, poll))
     return run
+
+
+def _wait_for(s3: Any, bucket: str, key: str, timeout: float = 120) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = _read(s3, bucket, key)
+        if body is not None:
+            return body
+        time.sleep(1)
+    raise DeployError(
+        f"no s3://{bucket}/{key} {timeout:.0f} s after the task ended: the launcher heard nothing of ECS's STOPPED "
+        "event; check the stack's TaskStoppedRule (EventBridge) and its failed-events queue"
+    )
+
+
+def _peek(lam: Any, s3: Any, function: str, timeout: float, poll: float) -> dict[str, Any]:
+    """The diagnostic task's ``peek``: its command must find the run session neither in its own environment
+    nor in the runtime's (/proc/1/environ); DeployError when it does."""
+    identity = RunIdentity(dag_id=SMOKE_DAG, run_id=f"smoke__{time.strftime('%Y%m%dT%H%M%S')}", task_id="peek")
+    request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "peek"})
+    handle = Handle.from_dict(_invoke(lam, function, {"action": "launch", "request": request.to_dict()})["handle"])
+    body = _wait_for(s3, handle.bucket, handle.layout.status_key, timeout)
+    status = Status.from_json(body)
+    result = json.loads(_read(s3, handle.bucket, status.result_keys.get("result", "")) or b"null")
+    if status.state.value != "succeeded" or not isinstance(result, dict):
+        raise DeployError(f"the diagnostic task's peek {status.state.value}: {status.error}")
+    if result.get("own_environment_has_run_session") or "run session" in str(result.get("proc_1_environ")):
+        raise DeployError(f"the task's command can read the runtime's run session: {result}")
+    return result
 
 
 def _read(s3: Any, bucket: str, key: str) -> bytes | None:
