@@ -121,8 +121,8 @@ class RunIdentity:
         _require(self.ti_id, "identity.ti_id", str)
         if self.map_index < -1:
             raise InvalidRequest("identity.map_index", "must be -1 (not mapped) or >= 0")
-        if self.try_number < 0:
-            raise InvalidRequest("identity.try_number", "must be >= 0")
+        if self.try_number < 1:  # Airflow 3 numbers a task instance's tries from 1
+            raise InvalidRequest("identity.try_number", "must be >= 1 (Airflow numbers tries from 1)")
         if self.ti_id and not _TI_ID_RE.match(self.ti_id):
             raise InvalidRequest("identity.ti_id", f"{self.ti_id!r} is not a task-instance id (a lower-case UUID)")
 

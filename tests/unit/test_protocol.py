@@ -67,6 +67,7 @@ def test_request_round_trips() -> None:
         ({"task": "t", "identity": {"dag_id": "d", "run_id": "r"}}, "identity.task_id"),
         ({"task": "t", "identity": {**IDENTITY, "map_index": -2}}, "identity.map_index"),
         ({"task": "t", "identity": {**IDENTITY, "try_number": True}}, "identity.try_number"),
+        ({"task": "t", "identity": {**IDENTITY, "try_number": 0}}, "identity.try_number"),  # Airflow 2's numbering
         ({"task": "t", "identity": IDENTITY, "params": {"x": object()}}, "params"),
         ({"task": "t", "identity": IDENTITY, "params": {"x": float("inf")}}, "params"),
         ({"task": "t", "identity": IDENTITY, "params": {1: "x"}}, "params"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from airlaunch.stack.ecs_emulator.clock import Scheduler, utcnow
@@ -173,17 +174,17 @@ class Fleet:
             if self._closing or t.desired_status == "STOPPED":
                 self.runner.remove(container_id)
                 return self._never_started(r)
-        self.runner.start_container(container_id)
+        started_at = self.runner.start_container(container_id)
         with self._lock:
             if not r.exited:
-                self._mark_running(r)
+                self._mark_running(r, started_at)
                 if t.desired_status == "STOPPED" and r.kill is None:
                     self._begin_stop(r, r.stop_timeout)  # stopped while starting
         return None
 
-    def _mark_running(self, r: TaskRecord) -> None:
+    def _mark_running(self, r: TaskRecord, started_at: datetime | None = None) -> None:
         r.started = True
-        r.task.status, r.task.started_at = "RUNNING", utcnow()
+        r.task.status, r.task.started_at = "RUNNING", started_at or utcnow()
         r.task.containers[0].last_status = "RUNNING"
         r.task.containers[0].runtime_id = r.container_id
         self._publish(r)

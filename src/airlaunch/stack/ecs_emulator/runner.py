@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -128,11 +130,20 @@ class DockerRunner:
             raise StartFailure(f"CannotCreateContainerError: {exc.explanation or exc}") from exc
         return str(created["Id"])
 
-    def start_container(self, container_id: str) -> None:
+    def start_container(self, container_id: str) -> datetime | None:
+        """Start it; the engine's own moment its process started (ECS's startedAt is the container's start,
+        which comes before the start call returns and before the task's first line)."""
         try:
             self.client.api.start(container_id)
+            started = str(self.client.api.inspect_container(container_id)["State"].get("StartedAt") or "")
         except APIError as exc:
             raise StartFailure(f"CannotStartContainerError: {exc.explanation or exc}") from exc
+        except NotFound:
+            return None  # gone already (it exited at once and was removed): the exit event says how
+        try:  # RFC 3339 with nanoseconds: keep microseconds
+            return datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", started).replace("Z", "+00:00"))
+        except ValueError:
+            return None
 
     def signal(self, container_id: str, signal: str) -> None:
         """Send a signal without waiting (a worker does it); a container already gone is fine."""
