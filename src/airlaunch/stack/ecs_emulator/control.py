@@ -10,9 +10,10 @@ Served on the emulator's port under ``/_airlaunch/ecs/``, apart from every AWS A
 | ``POST spot-interruption`` | ``{"task": ARN, "graceSeconds": N?}`` | interrupt a task as Fargate Spot does |
 | ``POST fail-run-task`` | ``{"count": N, "reason": "capacity" or "vcpu-quota"}`` | the next N RunTasks start nothing |
 | ``POST throttle`` | ``{"action": "RunTask", "count": N}`` | the next N calls of an ECS action are throttled |
+| ``POST stop-all`` | ``{"reason": "..."?}`` | StopTask every task still running |
+| ``GET calls?since=T&until=T`` | | ECS calls answered then (epoch s), by action, outcome and second (calls.py) |
 
 A count replaces the one asked before; 0 clears it.
-| ``POST stop-all`` | ``{"reason": "..."?}`` | StopTask every task still running |
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
+from airlaunch.stack.ecs_emulator.calls import CallCounter
 from airlaunch.stack.ecs_emulator.fleet import Fleet
 from airlaunch.stack.ecs_emulator.limits import FAILURE_REASONS, Limits
 
@@ -33,16 +36,19 @@ class BadRequest(Exception):
 
 
 class ControlApi:
-    def __init__(self, fleet: Fleet, limits: Limits, info: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, fleet: Fleet, limits: Limits, info: Callable[[], dict[str, Any]], calls: CallCounter | None = None
+    ) -> None:
         self._fleet = fleet
         self._limits = limits
         self._info = info
+        self._calls = calls or CallCounter()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         route = environ.get("PATH_INFO", "")[len(PREFIX) :].strip("/")
         try:
-            body = self._body(environ) if method == "POST" else {}
+            body = self._body(environ) if method == "POST" else dict(parse_qsl(environ.get("QUERY_STRING", "")))
             handler = self._routes().get((method, route))
             if handler is None:
                 return _answer(start_response, "404 Not Found", {"error": f"no {method} {PREFIX}{route}"})
@@ -55,6 +61,7 @@ class ControlApi:
             ("GET", "health"): lambda _: {"ok": True, **self._info()},
             ("GET", "tasks"): lambda _: {"tasks": self._fleet.describe()},
             ("GET", "limits"): lambda _: self._limits.describe(),
+            ("GET", "calls"): self._describe_calls,
             ("POST", "limits"): self._set_limits,
             ("POST", "spot-interruption"): self._spot,
             ("POST", "fail-run-task"): self._fail_run_task,
@@ -74,6 +81,10 @@ class ControlApi:
     def _set_limits(self, body: dict[str, Any]) -> dict[str, Any]:
         self._limits.configure(body)
         return self._limits.describe()
+
+    def _describe_calls(self, query: dict[str, Any]) -> dict[str, Any]:
+        until = query.get("until")
+        return self._calls.describe(float(query.get("since") or 0), None if until is None else float(until))
 
     def _spot(self, body: dict[str, Any]) -> dict[str, Any]:
         task = str(body["task"])

@@ -37,12 +37,14 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from airlaunch.stack.ecs_emulator import moto_hooks
+from airlaunch.stack.ecs_emulator.calls import CallCounter
 from airlaunch.stack.ecs_emulator.clock import Scheduler
 from airlaunch.stack.ecs_emulator.containers import task_vcpus
 from airlaunch.stack.ecs_emulator.control import PREFIX, ControlApi, StartResponse
 from airlaunch.stack.ecs_emulator.events import EventDelivery
 from airlaunch.stack.ecs_emulator.fleet import Fleet
 from airlaunch.stack.ecs_emulator.limits import POOLS, Limits
+from airlaunch.stack.ecs_emulator.runner import LABEL
 from airlaunch.stack.ecs_emulator.schedules import Schedules
 from airlaunch.stack.ecs_emulator.settings import Settings
 
@@ -76,13 +78,16 @@ def throttled(start_response: StartResponse) -> list[bytes]:
 
 
 class Gateway:
-    """The WSGI application: control API, ECS's limits, then moto."""
+    """The WSGI application: control API, ECS's limits, then moto; every ECS call counted as answered."""
 
-    def __init__(self, settings: Settings, limits: Limits, fleet: Fleet, control: ControlApi) -> None:
+    def __init__(
+        self, settings: Settings, limits: Limits, fleet: Fleet, control: ControlApi, calls: CallCounter
+    ) -> None:
         self._settings = settings
         self._limits = limits
         self._fleet = fleet
         self._control = control
+        self._calls = calls
         self._moto = DomainDispatcherApplication(create_backend_app)
         self._run_task_lock = threading.Lock()
         self._tokens: OrderedDict[str, list[str]] = OrderedDict()
@@ -97,9 +102,10 @@ class Gateway:
         match = _REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
         region = match.group(1) if match else "us-east-1"
         if not self._limits.admit_call(region, action):
+            self._calls.record(action, "throttled")
             return throttled(start_response)
         if action != "RunTask":
-            return self._moto(environ, start_response)
+            return self._moto(environ, self._counting(action, start_response))
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
@@ -114,19 +120,23 @@ class Gateway:
             backend = ecs_backends[self._settings.account_id][region]
             definition = backend.describe_task_definition(request["taskDefinition"])
         except Exception:  # a malformed call or an unknown task definition: moto answers it as ECS would
-            return self._moto(environ, start_response)
+            return self._moto(environ, self._counting("RunTask", start_response))
         token = request.get("clientToken")
         if token and token in self._tokens:
             with moto_hooks.reusing(self._tokens[token]):
-                return self._moto(environ, start_response)
+                return self._moto(environ, self._counting("RunTask", start_response))
         pool = _fargate_pool(request, backend)
         if pool is not None:
             count = int(request.get("count") or 1)
             if not self._limits.admit_fargate_launch(region, pool, count):
+                self._calls.record("RunTask", "throttled")
                 return throttled(start_response)
             wanted = count * task_vcpus(request.get("overrides"), definition)
-            failure = self._limits.placement_failure(pool, wanted, self._fleet.vcpus_in_use(region, pool))
+            in_use = self._fleet.vcpus_in_use(region, pool)
+            failure = self._limits.placement_failure(pool, wanted, in_use)
+            self._calls.vcpus(in_use if failure else in_use + wanted)
             if failure:
+                self._calls.record("RunTask", "failures")
                 return _json(
                     start_response, "200 OK", {"tasks": [], "failures": [{"arn": definition.arn, "reason": failure}]}
                 )
@@ -138,12 +148,22 @@ class Gateway:
 
         with moto_hooks.deferring_starts():
             answer = b"".join(self._moto(environ, capture))
+        self._calls.record("RunTask", "ok" if str(captured.get("status", "")).startswith("2") else "error")
         if token and str(captured.get("status", "")).startswith("200"):
             arns = [t["taskArn"] for t in json.loads(answer).get("tasks", [])]
             self._tokens[token] = arns
             while len(self._tokens) > _TOKENS_KEPT:
                 self._tokens.popitem(last=False)
         return [answer]
+
+    def _counting(self, action: str, start_response: StartResponse) -> StartResponse:
+        """``start_response`` that first counts the call by the status moto answers it with."""
+
+        def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            self._calls.record(action, "ok" if status.startswith("2") else "error")
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return counted
 
 
 def _fargate_pool(request: dict[str, Any], backend: Any) -> str | None:
@@ -205,8 +225,9 @@ class EcsEmulator:
         self._parts = {"scheduler": scheduler, "events": events, "fleet": fleet, "schedules": schedules}
         fleet.start()
         moto_hooks.install(fleet)
-        control = ControlApi(fleet, limits, self._info)
-        self._server.app = Gateway(s, limits, fleet, control)
+        calls = CallCounter()
+        control = ControlApi(fleet, limits, self._info, calls)
+        self._server.app = Gateway(s, limits, fleet, control, calls)
         self._thread = threading.Thread(target=self._server.serve_forever, name="ecs-emulator-http", daemon=True)
         self._thread.start()
         log.info("ECS emulator serving on %s (account %s)", self.url, s.account_id)
@@ -220,6 +241,7 @@ class EcsEmulator:
             "delivered": events.delivered,
             "dropped": events.dropped,
             "scheduled_fired": self._parts["schedules"].fired,
+            "container_label": f"{LABEL}={self._parts['fleet'].runner.owner}",  # on every task container
         }
 
     def stop(self) -> None:
