@@ -1,0 +1,163 @@
+"""How a try ends and says so: status.json (:class:`Status`), stop.json, and the launcher's description.
+
+Guarantees: status.json is the completion marker, written last and in one PUT, by the task runtime
+or, for a container that ended without writing it, by the launcher on its behalf (``written_by``);
+a status.json that cannot be read is refused with :class:`InvalidRequest` on field ``status``,
+never taken for a success; its optional usage record never makes a finished try unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from airlaunch.protocol.checks import InvalidRequest, require
+from airlaunch.protocol.telemetry import Usage
+
+PROTOCOL_VERSION = 2
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LOST = "lost"  # the container is gone and left no status.json
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.LOST)
+
+
+class StopReason(StrEnum):
+    """Why a try ended; ``Status.error`` says it in words."""
+
+    EXIT = "exit"  # the task ended by itself
+    STOPPED = "stopped"  # airlaunch stopped it on request (Airflow cancel, timeout in Airflow, a newer try)
+    TIMEOUT = "timeout"  # the catalog's or override's timeout_seconds ran out
+    ERROR = "error"  # the runtime itself could not run the task
+    KILLED = "killed"  # a signal from outside airlaunch ended it (docker kill, kill -9)
+    OOM = "oom"  # the kernel killed it at its memory limit
+    PLATFORM = "platform"  # the platform ended it: engine restart, host shutdown, Spot, a failed start
+    LOST = "lost"  # it vanished and nothing tells how
+
+
+def _optional_usage(data: Any) -> Usage | None:
+    """Usage is informational: a record this reader cannot parse must not make a finished try unreadable."""
+    try:
+        return Usage.from_dict(data) if data else None
+    except (InvalidRequest, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Status:
+    """Contents of status.json: the completion marker, written last and in one PUT."""
+
+    state: TaskState
+    exit_code: int | None
+    reason: StopReason
+    started_at: str
+    ended_at: str
+    execution_id: str
+    error: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+    result_keys: dict[str, str] = field(default_factory=dict)
+    host: str = ""  # where it ran: the short Docker container id, else the hostname
+    written_by: str = "runtime"  # or "launcher", for a try whose container ended without writing it
+    version: int = PROTOCOL_VERSION
+    usage: Usage | None = None  # absent from status.json written before it existed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["reason"] = self.reason.value
+        if self.usage is None:
+            del data["usage"]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Status:
+        require(data, "status", dict)
+        try:
+            return cls(
+                state=TaskState(data["state"]),
+                exit_code=data.get("exit_code"),
+                reason=StopReason(data.get("reason", StopReason.EXIT)),
+                started_at=data["started_at"],
+                ended_at=data["ended_at"],
+                execution_id=data.get("execution_id", ""),
+                error=data.get("error"),
+                log_tail=list(data.get("log_tail", [])),
+                result_keys=dict(data.get("result_keys", {})),
+                host=str(data.get("host", "")),
+                written_by=str(data.get("written_by", "runtime")),
+                version=data.get("version", PROTOCOL_VERSION),
+                usage=_optional_usage(data.get("usage")),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidRequest("status", f"malformed status.json: {exc!r}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Status:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidRequest("status", f"status.json is not JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Contents of stop.json: who asked airlaunch to stop a try, and why (read by the runtime on SIGTERM,
+    so a stop airlaunch asked for is told apart from one the platform made)."""
+
+    reason: str
+    requested_at: str = field(default_factory=lambda: utcnow())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> StopRequest:
+        try:
+            data = json.loads(text)
+            return cls(reason=str(data["reason"]), requested_at=str(data.get("requested_at", "")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidRequest("stop", f"malformed stop.json: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class Description:
+    """What ``describe`` returns: the state, and the status once the task has finished."""
+
+    state: TaskState
+    status: Status | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "status": self.status.to_dict() if self.status else None,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Description:
+        require(data, "description", dict)
+        status = data.get("status")
+        return cls(
+            state=TaskState(data["state"]),
+            status=Status.from_dict(status) if status else None,
+            detail=data.get("detail"),
+        )
