@@ -609,7 +609,8 @@ def test_a_task_that_failed_to_start_is_started_again_from_the_catalog_then_fail
         event = stopped_event(task_ref, overrides={"containerOverrides": [{"name": "task", "command": ["sh"]}]})
         answer = launcher.task_stopped(EcsTaskStateChange.parse(event))
         assert launcher.task_stopped(EcsTaskStateChange.parse(event)) == answer  # EventBridge delivers at least once
-        task_ref = answer["started_again"]
+        assert answer.started_again is not None
+        task_ref = answer.started_again
         restarts.append(task_ref)
         override = _overrides(aws, task_ref)
         assert {"name": "AIRLAUNCH_START_ATTEMPT", "value": str(start)} in override["containerOverrides"][0][
@@ -624,7 +625,7 @@ def test_a_task_that_failed_to_start_is_started_again_from_the_catalog_then_fail
         EcsTaskStateChange.parse(stopped_event(task_ref))
     )  # the third failed start: it fails
 
-    assert answer["recorded"] == "by the launcher" and len(set(restarts)) == 2
+    assert answer.recorded == "by the launcher" and len(set(restarts)) == 2
     assert len(calls) == 2 and all(c["taskDefinition"] == FAMILY and "taskRoleArn" not in c["overrides"] for c in calls)
     status = _status(aws, handle.prefix)
     assert status["state"] == "failed" and status["reason"] == "platform"
@@ -636,7 +637,7 @@ def test_a_spot_interruption_is_recorded_in_words(backend: EcsBackend, aws: dict
     handle = launcher.launch(LaunchRequest(task="task_one", identity=_identity("spot", ti_id=TI_1)))
     _platform_ends(handle.task_ref, stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
     answer = launcher.task_stopped(EcsTaskStateChange.parse(stopped_event(handle.task_ref)))
-    assert answer["recorded"] == "by the launcher"
+    assert answer.recorded == "by the launcher"
     status = _status(aws, handle.prefix)
     assert status["reason"] == "platform" and "Fargate Spot reclaimed its capacity" in status["error"]
 

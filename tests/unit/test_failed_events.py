@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from airlaunch.launcher import failed_events
+from airlaunch.protocol import EventReply
 from tests.aws_shapes import stopped_event
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/dev/c13b4cb40f1f4fe4a2971f76ae5a47ad"
@@ -126,9 +127,9 @@ def test_the_reaper_hands_failed_events_to_the_handler_again(
             seen.append("reap")
             return []
 
-        def task_stopped(self, change: Any) -> dict[str, Any]:
+        def task_stopped(self, change: Any) -> EventReply:
             seen.append(f"task stopped: {change.task_arn}")
-            return {"recorded": change.task_arn}
+            return EventReply(recorded=change.task_arn)
 
     monkeypatch.setattr(launcher_handler, "get_launcher", Launcher)
     monkeypatch.setattr(failed_events, "sqs_client", lambda: sqs)
@@ -136,4 +137,4 @@ def test_the_reaper_hands_failed_events_to_the_handler_again(
     assert answer == {"ok": True, "reaped": [], "failed_events": {"handled": 1, "dropped": 0, "failed_again": 0}}
     assert seen == ["reap", f"task stopped: {ARN}"] and _left(sqs, url) == 0
     local = LauncherSettings(backend="docker")
-    assert failed_events.after_reap(local, lambda event: pytest.fail("no queue locally")) == {}
+    assert failed_events.after_reap(local, lambda event: pytest.fail("no queue locally")) is None

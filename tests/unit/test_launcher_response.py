@@ -1,18 +1,25 @@
-"""How the hook reads the launcher's answers: its own refusals, and Lambda's error shape."""
+"""How the hook reads the launcher's answers: its own refusals, Lambda's error shape, and malformed ones."""
 
 from __future__ import annotations
 
 import pytest
 
-from airlaunch.providers.airflow.hooks.launcher import LauncherError, parse_response
+from airlaunch.protocol import LaunchCall, LaunchRequest, PingCall, RunIdentity
+from airlaunch.providers.airflow.hooks.launcher import LauncherError, reply_or_raise
 from airlaunch.providers.airflow.hooks.retry import is_transient
+
+LAUNCH = LaunchCall(LaunchRequest(task="diagnostic", identity=RunIdentity("d", "r", "t")))
 
 
 def test_a_refusal_names_its_type_field_and_message_and_is_final_unless_the_launcher_says_so() -> None:
     refusal = b'{"ok": false, "error": {"type": "InvalidRequest", "field": "task", "message": "unknown task"}}'
     with pytest.raises(LauncherError, match=r"refused the request: InvalidRequest \[task\]: unknown task") as caught:
-        parse_response(refusal, None)
+        reply_or_raise(LAUNCH, refusal, None)
     assert not is_transient(caught.value)
+    retryable = b'{"ok": false, "error": {"type": "LaunchError", "message": "no capacity", "retryable": true}}'
+    with pytest.raises(LauncherError, match="LaunchError: no capacity") as caught:
+        reply_or_raise(LAUNCH, retryable, None)
+    assert is_transient(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -25,7 +32,21 @@ def test_a_refusal_names_its_type_field_and_message_and_is_final_unless_the_laun
 )
 def test_lambdas_error_shape_is_named_and_retried(payload: bytes, function_error: str | None, words: str) -> None:
     with pytest.raises(LauncherError, match="the launcher Lambda failed") as caught:
-        parse_response(payload, function_error)
+        reply_or_raise(LAUNCH, payload, function_error)
     assert words in str(caught.value) and "None: None" not in str(caught.value)
     assert is_transient(caught.value)  # every launcher action is idempotent
-    assert parse_response(b'{"ok": true, "handle": {}}', None) == {"ok": True, "handle": {}}
+    assert reply_or_raise(PingCall(), b'{"ok": true, "backend": "docker", "tasks": []}', None).backend == "docker"
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (b"<html>bad gateway</html>", "non-JSON"),
+        (b'{"ok": true, "handle": {}}', r"reply\.handle\.backend: is required"),
+        (b'{"handle": {}}', "reply.ok"),
+    ],
+)
+def test_a_malformed_answer_names_what_is_off_and_is_not_retried(payload: bytes, words: str) -> None:
+    with pytest.raises(LauncherError, match=f"answer to launch is malformed: .*{words}") as caught:
+        reply_or_raise(LAUNCH, payload, None)
+    assert not is_transient(caught.value)

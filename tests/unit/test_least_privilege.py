@@ -45,7 +45,7 @@ from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.ecs import EcsBackend
 from airlaunch.launcher.run_credentials import DEADLINE_ALLOWANCE_SECONDS
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import ENV_RUN_CREDENTIALS, Handle, LaunchRequest, Overrides, RunIdentity
+from airlaunch.protocol import ENV_RUN_CREDENTIALS, EventReply, Handle, LaunchRequest, Overrides, RunIdentity
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook
 from airlaunch.providers.airflow.triggers import status_notifications
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
@@ -158,7 +158,7 @@ def _two_hour_task(hook: LauncherHook, clock: Clock, agent: Any, recorder: Recor
     signers = [_signer(s3)]
     for minutes in (40, 80):  # the reaper finds the session's last 20 minutes; 7 minutes on, botocore refreshes
         clock.set(launched_at + minutes * 60)
-        hook.call({"action": "reap"})
+        hook.reap()
         clock.advance(7 * 60)
         s3.put_object(Bucket=handle.bucket, Key=handle.layout.log_part_key(minutes), Body=b"still running\n")
         signers.append(recorder.calls[-1].access_key)
@@ -240,7 +240,7 @@ def recorded(
             heard = asyncio.run(_listen(f"{STACK}-status", handle.layout.status_key))
             # ECS reports the finished task stopped: the launcher deletes its run session files.
             end_task_as_fargate(handle.task_ref, ACCOUNT, REGION, stop_code="EssentialContainerExited")
-            ended = hook.call(stopped_event(handle.task_ref))
+            ended = _deliver(hook, stopped_event(handle.task_ref))
             # Stop a running task, describe it; a launch that fails after params.yaml is written.
             sleeper = RunIdentity(dag_id="iam_dag", run_id="manual__2026-01-01T00:00:00+00:00", task_id="sleep")
             second = hook.launch(LaunchRequest(task="diagnostic", identity=sleeper, params={"action": "sleep"}))
@@ -253,23 +253,23 @@ def recorded(
             with contextlib.suppress(Exception):
                 own.client("sts").assume_role(RoleArn=outputs["RunFilesRoleArn"], RoleSessionName="leak")
             forged += recorder.calls[mark:]
-            stopped = hook.stop(second, "stopped by the IAM test")
+            stopped = hook.stop("stopped by the IAM test", handle=second)
             described = hook.describe(second)
             # A newer try supersedes an older one; a stop by identity; the orphan sweep's list; the reaper.
             older = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 1, TI_ID)
             newer = RunIdentity("iam_dag", sleeper.run_id, "retried", -1, 2, "01a23311-7a60-7689-879d-622cac4095b3")
             hook.launch(LaunchRequest(task="diagnostic", identity=older, params={"action": "sleep"}))
             retried = hook.launch(LaunchRequest(task="diagnostic", identity=newer, params={"action": "sleep"}))
-            listed = hook.call({"action": "list"})["tasks"]
-            hook.call({"action": "stop", "identity": newer.to_dict(), "reason": "stopped by identity"})
+            listed = hook.list_tasks()
+            hook.stop("stopped by identity", identity=newer)
             _fail(url, stopped_event(handle.task_ref))  # its handling failed Lambda's retries: the reaper takes it back
-            reaped = hook.call({"action": "reap"})
+            reaped = hook.reap()
             # ECS reports (EventBridge -> the Lambda) a task that failed to start: it is started again.
             pulled = RunIdentity("iam_dag", sleeper.run_id, "pulled", -1, 1, TI_ID)
             failing = hook.launch(LaunchRequest(task="diagnostic", identity=pulled, params={"action": "sleep"}))
             end_task_as_fargate(failing.task_ref, ACCOUNT, REGION, stop_code="TaskFailedToStart",
                                 stopped_reason="CannotPullContainerError: simulated")  # fmt: skip
-            restarted = hook.call(stopped_event(failing.task_ref))
+            restarted = _deliver(hook, stopped_event(failing.task_ref))
             long = _two_hour_task(hook, clock, agent, recorder)
             forged.append(long["late"])
             bad = RunIdentity(dag_id="iam_dag", run_id="manual__2026~bad", task_id="echo")
@@ -291,6 +291,13 @@ def recorded(
            "listed": listed, "retried": retried, "restarted": restarted, "seconds": took, "long": long,
            "ended": ended, "left": left, "environment": environment, "reaped": reaped}  # fmt: skip
     monkeypatch.undo()
+
+
+def _deliver(hook: LauncherHook, event: dict[str, Any]) -> EventReply:
+    """An ECS event, delivered to the launcher as EventBridge does (with the Airflow role's credentials here)."""
+    response = hook.conn.invoke(FunctionName=hook.function_name, Payload=json.dumps(event).encode())
+    assert "FunctionError" not in response
+    return EventReply.from_dict(json.loads(response["Payload"].read()))
 
 
 async def _first_event(trigger: LaunchedTaskTrigger) -> Any:
@@ -374,10 +381,10 @@ def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
     assert recorded["handle"].layout.status_key in [key for _, key in recorded["heard"]]
     assert recorded["stopped"].state.value == "failed" and recorded["described"].state.value == "failed"
     assert recorded["cli"] == [0, 0, 0, 0]
-    assert recorded["retried"].prefix in {task["prefix"] for task in recorded["listed"]}
-    assert recorded["restarted"]["started_again"].startswith("arn:aws:ecs:")
-    assert recorded["ended"]["recorded"] == "by its runtime" and recorded["left"] == 0, "session files deleted"
-    assert recorded["reaped"]["failed_events"] == {"handled": 1, "dropped": 0, "failed_again": 0}
+    assert recorded["retried"].prefix in {task.prefix for task in recorded["listed"]}
+    assert recorded["restarted"].started_again.startswith("arn:aws:ecs:")
+    assert recorded["ended"].recorded == "by its runtime" and recorded["left"] == 0, "session files deleted"
+    assert recorded["reaped"].failed_events == {"handled": 1, "dropped": 0, "failed_again": 0}
     print(f"\nrecorded {len(recorded['recorder'].calls)} AWS calls in {recorded['seconds']:.1f} s")
 
 

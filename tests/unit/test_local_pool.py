@@ -20,7 +20,7 @@ class Environment:
 
     def invoke(self, path: str, body: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
         if body == local_pool.PING:
-            return 200, {}, b'{"ok": true, "backend": "docker"}'
+            return 200, {}, b'{"ok": true, "backend": "docker", "tasks": ["diagnostic"]}'
         self.release.wait(10)
         return 200, {}, b'{"ok": true}'
 
@@ -38,7 +38,7 @@ def busy_pool(launches: int) -> tuple[Pool, Environment, list[threading.Thread]]
 
 def test_idle_pool_is_healthy_when_an_environment_answers_a_ping() -> None:
     ok, state = Pool([Environment()], timeout=30).health()  # type: ignore[list-item]
-    assert ok and state["ping"] == {"ok": True, "backend": "docker"}
+    assert ok and state["ping"] == {"ok": True, "backend": "docker", "tasks": ["diagnostic"]}
 
 
 def test_busy_pool_is_healthy_while_it_makes_progress_without_waiting_for_its_queue() -> None:

@@ -5,28 +5,28 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from airlaunch.protocol import ResultLayout, RunIdentity, identity_of_prefix
+from airlaunch.protocol import ListedTask, ResultLayout, RunIdentity, identity_of_prefix
 from airlaunch.providers.airflow.triggers.orphan_sweep import sweep_once
 
 TI = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4"
 
 
 class FakeLauncher:
-    def __init__(self, tasks: list[dict[str, Any]]) -> None:
-        self.tasks = tasks
-        self.stopped: list[dict[str, Any]] = []
+    def __init__(self, tasks: list[ListedTask]) -> None:
+        self.tasks = tuple(tasks)
+        self.stopped: list[tuple[str, RunIdentity | None]] = []
 
-    async def acall(self, event: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
-        if event["action"] == "list":
-            return {"ok": True, "tasks": self.tasks}
-        assert event["action"] == "stop"
-        self.stopped.append(event)
-        return {"ok": True}
+    async def alist_tasks(self, budget: float | None = None) -> tuple[ListedTask, ...]:
+        return self.tasks
+
+    async def astop(self, reason: str, *, identity: RunIdentity | None = None, **given: Any) -> None:
+        assert not given, "the sweep stops by identity only"
+        self.stopped.append((reason, identity))
 
 
-def _task(identity: RunIdentity, started_at: float) -> dict[str, Any]:
+def _task(identity: RunIdentity, started_at: float) -> ListedTask:
     layout = ResultLayout.for_identity("b", "runs", identity)
-    return {"task_ref": identity.task_id, "bucket": "b", "prefix": layout.prefix, "started_at": started_at}
+    return ListedTask(task_ref=identity.task_id, bucket="b", prefix=layout.prefix, started_at=started_at)
 
 
 def test_only_containers_whose_task_instance_no_longer_runs_are_stopped() -> None:
@@ -58,7 +58,7 @@ def test_only_containers_whose_task_instance_no_longer_runs_are_stopped() -> Non
     stopped = asyncio.run(sweep_once(launcher, states_of, now))  # type: ignore[arg-type]
 
     assert sorted(stopped) == sorted(i.execution_id for i in (failed, retried, deleted_run))
-    reasons = {e["identity"]["task_id"]: e["reason"] for e in launcher.stopped}
+    reasons = {identity.task_id: reason for reason, identity in launcher.stopped if identity is not None}
     assert reasons["failed"] == "orphan sweep: its Airflow task instance is failed"
     assert reasons["t"] == "orphan sweep: its Airflow task instance or run is gone"
 

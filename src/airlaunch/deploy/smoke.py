@@ -13,14 +13,28 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch.deploy.errors import DeployError, aws_reason
-from airlaunch.protocol import Handle, LaunchRequest, RunIdentity, Status
+from airlaunch.protocol import (
+    Call,
+    CallFailed,
+    DescribeCall,
+    Handle,
+    InvalidRequest,
+    LaunchCall,
+    LaunchRequest,
+    PingCall,
+    RunIdentity,
+    Status,
+    TaskState,
+    read_reply,
+)
 
 SMOKE_DAG = "airlaunch_smoke"
+R = TypeVar("R")
 
 
 @dataclass
@@ -44,32 +58,30 @@ def _timed(run: SmokeRun, name: str, step: Callable[[], Any]) -> Any:
     return value
 
 
-def _invoke(lam: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
+def _invoke(lam: Any, function: str, call: Call[R]) -> R:
     try:
-        response = lam.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        response = lam.invoke(FunctionName=function, Payload=call.to_payload())
     except (ClientError, BotoCoreError) as exc:
         raise DeployError(
             f"invoking the launcher {function} failed: {aws_reason(exc)}; check the function exists "
             "(LauncherFunctionName output) and that this identity may invoke it"
         ) from exc
-    body = json.loads(response["Payload"].read() or b"null")
-    if response.get("FunctionError") or not isinstance(body, dict) or not body.get("ok"):
-        raise DeployError(f"the launcher {function} answered {event['action']} with an error: {body}")
-    return body
+    try:
+        return read_reply(call, response["Payload"].read(), response.get("FunctionError"))
+    except (CallFailed, InvalidRequest) as exc:
+        raise DeployError(f"the launcher {function} answered {call.action} with an error: {exc}") from exc
 
 
 def smoke(lam: Any, s3: Any, function: str, timeout: float = 600, poll: float = 1.0) -> SmokeRun:
     """Run the diagnostic task once; DeployError naming the step that failed."""
     run = SmokeRun()
-    ping = _timed(run, "ping the launcher", lambda: _invoke(lam, function, {"action": "ping"}))
-    if "diagnostic" not in ping.get("tasks", []):
-        raise DeployError(f"the launcher's catalog has no 'diagnostic' task ({ping.get('tasks')}): redeploy it")
+    ping = _timed(run, "ping the launcher", lambda: _invoke(lam, function, PingCall()))
+    if "diagnostic" not in ping.tasks:
+        raise DeployError(f"the launcher's catalog has no 'diagnostic' task ({list(ping.tasks)}): redeploy it")
     identity = RunIdentity(dag_id=SMOKE_DAG, run_id=f"smoke__{time.strftime('%Y%m%dT%H%M%S')}", task_id="diagnostic")
     request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "echo", "message": "smoke"})
-    launched = _timed(
-        run, "launch (Lambda)", lambda: _invoke(lam, function, {"action": "launch", "request": request.to_dict()})
-    )
-    run.handle = handle = Handle.from_dict(launched["handle"])
+    launched = _timed(run, "launch (Lambda)", lambda: _invoke(lam, function, LaunchCall(request)))
+    run.handle = handle = launched.handle
 
     def wait_status() -> Status:
         deadline = time.monotonic() + timeout
@@ -80,9 +92,9 @@ def smoke(lam: Any, s3: Any, function: str, timeout: float = 600, poll: float = 
                 return Status.from_json(body)
             if time.monotonic() > next_describe:
                 next_describe += 30
-                described = _invoke(lam, function, {"action": "describe", "handle": handle.to_dict()})
-                if described["description"]["state"] == "lost":
-                    raise DeployError(f"the task was lost: {described['description'].get('detail')}")
+                described = _invoke(lam, function, DescribeCall(handle)).description
+                if described.state is TaskState.LOST:
+                    raise DeployError(f"the task was lost: {described.detail}")
             time.sleep(poll)
         raise DeployError(
             f"no status.json at {handle.layout.uri('status.json')} after {timeout:.0f} s: the task did not finish. "
@@ -123,7 +135,7 @@ def _peek(lam: Any, s3: Any, function: str, timeout: float, poll: float) -> dict
     nor in the runtime's (/proc/1/environ); DeployError when it does."""
     identity = RunIdentity(dag_id=SMOKE_DAG, run_id=f"smoke__{time.strftime('%Y%m%dT%H%M%S')}", task_id="peek")
     request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "peek"})
-    handle = Handle.from_dict(_invoke(lam, function, {"action": "launch", "request": request.to_dict()})["handle"])
+    handle = _invoke(lam, function, LaunchCall(request)).handle
     body = _wait_for(s3, handle.bucket, handle.layout.status_key, timeout)
     status = Status.from_json(body)
     result = json.loads(_read(s3, handle.bucket, status.result_keys.get("result", "")) or b"null")

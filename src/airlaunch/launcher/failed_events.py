@@ -14,7 +14,7 @@ task. Two things can lose such an event, and the stack sends both to one SQS que
   ``EventAgeExceeded``) (Lambda Developer Guide, "Capturing records of Lambda asynchronous
   invocations": https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html).
 
-Every reap (``{"action": "reap"}``, every 5 minutes) calls :func:`redrive`: it receives up to ten
+Every reap (the ``reap`` call, every 5 minutes) calls :func:`redrive`: it receives up to ten
 messages and hands each ECS task state change event, as it was first delivered, to the launcher's
 handler again. A message is deleted once its event was handled, or refused for good (a
 non-retryable answer); it stays when handling fails again, invisible for
@@ -44,6 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch.aws_names import failed_events_queue
 from airlaunch.config import LauncherSettings
+from airlaunch.protocol import refusal_of
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,15 @@ def redrive(
         else:
             try:
                 answer = handle(event)
+                refusal = refusal_of(answer)
             except Exception:  # the handler raises what it wants retried
                 log.exception(
                     "failed events: event %s failed again; retried in %d s", event.get("id"), RETRY_AFTER_SECONDS
                 )
                 counts["failed_again"] += 1
                 continue
-            error = answer.get("error") or {}
-            if not answer.get("ok") and error.get("retryable"):
-                log.warning("failed events: event %s failed again (%s)", event.get("id"), error.get("message"))
+            if refusal is not None and refusal.retryable:
+                log.warning("failed events: event %s failed again (%s)", event.get("id"), refusal.message)
                 counts["failed_again"] += 1
                 continue
             log.info("failed events: handled event %s again: %s", event.get("id"), json.dumps(answer)[:300])
@@ -161,11 +162,12 @@ def redrive_for_stack(stack: str, handle: Handle, sqs: Any | None = None) -> dic
         return {"error": str(exc)}
 
 
-def after_reap(settings: LauncherSettings, handle: Handle) -> dict[str, Any]:
-    """What a reap adds to its answer: on ECS, the failed events handled again (:func:`redrive_for_stack`).
+def after_reap(settings: LauncherSettings, handle: Handle) -> dict[str, Any] | None:
+    """What a reap adds to its answer: on ECS, the failed events handled again (:func:`redrive_for_stack`);
+    None elsewhere.
 
     The stack is AIRLAUNCH_ECS_FAMILY_PREFIX, which the template sets to the stack's name.
     """
     if settings.backend != "ecs":
-        return {}
-    return {"failed_events": redrive_for_stack(settings.ecs_family_prefix, handle)}
+        return None
+    return redrive_for_stack(settings.ecs_family_prefix, handle)

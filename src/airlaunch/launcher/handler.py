@@ -1,17 +1,16 @@
 """AWS Lambda entry point of the launcher: ``airlaunch.launcher.handler.handler``.
 
-Event: ``{"action": "launch", "request": LaunchRequest}``,
-``{"action": "describe", "handle": Handle}``,
-``{"action": "stop", "handle": Handle, "reason": str}`` (or ``"identity": RunIdentity`` instead of,
-or besides, the handle, to stop a try whose launch may still be in flight),
-``{"action": "list"}`` (the live tasks, for Airflow's orphan sweep), ``{"action": "reap"}``
-(stop tasks long past their timeout; on ECS, then handle again the events whose handling failed,
-airlaunch.launcher.failed_events) or ``{"action": "ping"}``; and ECS's task state change
-events as EventBridge delivers them (parsed by airlaunch.launcher.platform_events, which says why
-nothing in them but the task they name is trusted).
-Response: ``{"ok": true, ...}``, or ``{"ok": false, "error": {"type", "message", "field"}}``
-for a request the launcher refuses; nothing is started then. Unexpected failures raise,
-which Lambda reports as a FunctionError.
+Every event is parsed before anything acts on it: a launcher call (launch, describe, stop, list,
+reap, ping: airlaunch.protocol's envelope, which spells the JSON) is dispatched from ``ACTIONS``
+to the launcher's service, and answered with that call's reply; ECS's task state change events,
+as EventBridge delivers them (no ``action``), are parsed by airlaunch.launcher.platform_events,
+which says why nothing in them but the task they name is trusted. A reap then handles again the
+ECS events whose handling failed (airlaunch.launcher.failed_events).
+
+A call the launcher refuses gets a refusal naming the field (nothing is started then), and a
+launch the platform may accept a moment later is refused as retryable. Unexpected failures
+raise, which Lambda reports as a FunctionError; so does a retryable failure to handle an ECS
+event, which Lambda then delivers again.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -30,7 +30,30 @@ from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.launcher.platform_events import EcsTaskStateChange, is_platform_event
 from airlaunch.launcher.service import Launcher
-from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity
+from airlaunch.protocol import (
+    Action,
+    AnyReply,
+    DescribeCall,
+    DescribeReply,
+    ErrorKind,
+    InvalidRequest,
+    LaunchCall,
+    LaunchReply,
+    ListCall,
+    ListedTask,
+    ListReply,
+    PingCall,
+    PingReply,
+    ReapCall,
+    ReapReply,
+    Refusal,
+    StopCall,
+    StopReply,
+    action_of,
+    parse_call,
+)
+
+log = logging.getLogger(__name__)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -83,67 +106,69 @@ def get_launcher() -> Launcher:
     )
 
 
-def _error(kind: str, message: str, field: str | None = None, retryable: bool = False) -> dict[str, Any]:
-    return {"ok": False, "error": {"type": kind, "message": message, "field": field, "retryable": retryable}}
+def _launch(launcher: Launcher, call: LaunchCall) -> LaunchReply:
+    return LaunchReply(launcher.launch(call.request))
 
 
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+def _describe(launcher: Launcher, call: DescribeCall) -> DescribeReply:
+    return DescribeReply(launcher.describe(call.handle))
+
+
+def _stop(launcher: Launcher, call: StopCall) -> StopReply:
+    if call.handle is not None:
+        layout, task_ref = call.handle.layout, call.handle.task_ref
+    else:
+        assert call.identity is not None  # a StopCall has one or the other
+        layout, task_ref = launcher.layout_of(call.identity), ""
+    return StopReply(launcher.stop(layout, task_ref, call.reason, call.identity))
+
+
+def _list(launcher: Launcher, call: ListCall) -> ListReply:
+    live = launcher.backend.live_tasks()
+    return ListReply(tuple(ListedTask(t.task_ref, t.layout.bucket, t.layout.prefix, t.started_at) for t in live))
+
+
+def _reap(launcher: Launcher, call: ReapCall) -> ReapReply:
+    """Reap, then handle again the ECS events whose handling failed (through this handler, as first delivered)."""
+    return ReapReply(tuple(launcher.reap()), failed_events.after_reap(launcher.settings, handler))
+
+
+def _ping(launcher: Launcher, call: PingCall) -> PingReply:
+    """Readiness: the handler and its backend are loaded; the catalog as it reads now."""
+    try:
+        return PingReply(launcher.backend.name, tuple(sorted(launcher.catalog.tasks)))
+    except CatalogError as exc:
+        return PingReply(launcher.backend.name, (), catalog_error=str(exc))
+
+
+# What each action does: the call parsed by airlaunch.protocol, answered with that call's reply.
+ACTIONS: dict[Action, Callable[[Launcher, Any], AnyReply]] = {
+    Action.LAUNCH: _launch,
+    Action.DESCRIBE: _describe,
+    Action.STOP: _stop,
+    Action.LIST: _list,
+    Action.REAP: _reap,
+    Action.PING: _ping,
+}
+
+
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
     launcher = get_launcher()
-    if not isinstance(event, dict):
-        return _error("InvalidRequest", "the event must be a JSON object", "event")
-    platform_event = is_platform_event(event)  # an EventBridge rule sends ECS's task state changes here
-    action = "task state change event" if platform_event else event.get("action")
+    platform_event = isinstance(event, dict) and is_platform_event(event)  # ECS's, sent by an EventBridge rule
+    action = "task state change event" if platform_event else action_of(event)
     try:
         if platform_event:
-            return {"ok": True, **launcher.task_stopped(EcsTaskStateChange.parse(event))}
-        if action == "launch":
-            handle = launcher.launch(LaunchRequest.from_dict(event.get("request")))
-            return {"ok": True, "handle": handle.to_dict()}
-        if action == "describe":
-            description = launcher.describe(Handle.from_dict(event.get("handle")))
-            return {"ok": True, "description": description.to_dict()}
-        if action == "stop":
-            reason = str(event.get("reason") or "stop requested")
-            given, identity = event.get("handle"), event.get("identity")
-            if given is None and identity is None:
-                raise InvalidRequest("handle", "stop needs the handle or the identity of the try to stop")
-            try_identity = RunIdentity.from_dict(identity) if identity is not None else None
-            if given is not None:
-                parsed = Handle.from_dict(given)
-                layout, task_ref = parsed.layout, parsed.task_ref
-            else:
-                assert try_identity is not None
-                layout, task_ref = launcher.layout_of(try_identity), ""
-            description = launcher.stop(layout, task_ref, reason, try_identity)
-            return {"ok": True, "description": description.to_dict()}
-        if action == "list":
-            tasks = [
-                {
-                    "task_ref": t.task_ref,
-                    "bucket": t.layout.bucket,
-                    "prefix": t.layout.prefix,
-                    "started_at": t.started_at,
-                }
-                for t in launcher.backend.live_tasks()
-            ]
-            return {"ok": True, "tasks": tasks}
-        if action == "reap":  # then the ECS events whose handling failed, handled again
-            return {"ok": True, "reaped": launcher.reap(), **failed_events.after_reap(launcher.settings, handler)}
-        if action == "ping":  # readiness: the handler and its backend are loaded; the catalog as it reads now
-            try:
-                return {"ok": True, "backend": launcher.backend.name, "tasks": sorted(launcher.catalog.tasks)}
-            except CatalogError as exc:
-                return {"ok": True, "backend": launcher.backend.name, "tasks": [], "catalog_error": str(exc)}
-        expected = "launch, describe, stop, list, reap or ping"
-        return _error("InvalidRequest", f"unknown action {action!r}; expected {expected}", "action")
+            return launcher.task_stopped(EcsTaskStateChange.parse(event)).to_dict()
+        call = parse_call(event)
+        return ACTIONS[call.action](launcher, call).to_dict()
     except InvalidRequest as exc:
-        logging.getLogger(__name__).warning("refused %s: %s", action, exc)
-        return _error("InvalidRequest", exc.message, exc.field)
+        log.warning("refused %s: %s", action, exc)
+        return Refusal.invalid(exc).to_dict()
     except CatalogError as exc:
-        logging.getLogger(__name__).error("task catalog unusable: %s", exc)
-        return _error("CatalogError", str(exc), "task")
+        log.error("task catalog unusable: %s", exc)
+        return Refusal(ErrorKind.CATALOG_ERROR, str(exc), "task").to_dict()
     except LaunchError as exc:
-        logging.getLogger(__name__).error("%s failed: %s", action, exc)
+        log.error("%s failed: %s", action, exc)
         if platform_event and exc.retryable:
             raise  # a function error: Lambda delivers the event again (an asynchronous invoke's retries)
-        return _error("LaunchError", str(exc), retryable=exc.retryable)
+        return Refusal(ErrorKind.LAUNCH_ERROR, str(exc), retryable=exc.retryable).to_dict()

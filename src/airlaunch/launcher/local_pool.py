@@ -5,7 +5,7 @@ concurrent one (``ReserveFailed: AlreadyReserved``, then a nil-pointer panic), w
 invokes the launcher from many tasks at once. So, like Lambda, run several execution
 environments: N emulators, each with its own awslambdaric runtime, behind one endpoint that
 hands every invocation to an idle one (and queues when all are busy, as a Lambda with
-reserved concurrency N would throttle). Standard library only.
+reserved concurrency N would throttle). Standard library and airlaunch.protocol only.
 
 ``GET /health`` tells a busy pool from a hung one: with invocations in flight or waiting it is
 healthy while they make progress (one ended within HANG_SECONDS); idle, it pings an execution
@@ -30,10 +30,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from airlaunch.protocol import CallFailed, InvalidRequest, PingCall, read_reply
+
 log = logging.getLogger("airlaunch.local_pool")
 
 HANG_SECONDS = 60.0  # invocations in flight and none ended for this long: the pool is hung
-PING = b'{"action": "ping"}'
+PING = PingCall().to_payload()
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 _FORWARDED_HEADERS = ("X-Amz-Function-Error", "X-Amz-Log-Result", "X-Amz-Executed-Version", "Content-Type")
 
@@ -102,13 +104,13 @@ class Pool:
         if pending:
             state["seconds_since_progress"] = round(stalled, 1)
             return stalled < HANG_SECONDS, state
-        status, _, payload = self.invoke(INVOKE_PATH, PING)
+        status, headers, payload = self.invoke(INVOKE_PATH, PING)
         try:
-            answer = json.loads(payload)
-        except ValueError:
-            answer = {"ok": False, "error": payload.decode(errors="replace")[:200]}
-        state["ping"] = answer
-        return status == 200 and isinstance(answer, dict) and answer.get("ok") is True, state
+            state["ping"] = read_reply(PingCall(), payload, headers.get("X-Amz-Function-Error")).to_dict()
+        except (CallFailed, InvalidRequest) as exc:
+            state["ping_failed"] = str(exc)[:300]
+            return False, state
+        return status == 200, state
 
     def _invoke(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         environment = self.idle.get()

@@ -51,6 +51,7 @@ from airlaunch.protocol import (
     ENV_PREFIX,
     ENV_TIMEOUT_SECONDS,
     Description,
+    EventReply,
     Handle,
     InvalidRequest,
     LauncherMoments,
@@ -255,17 +256,17 @@ class Launcher:
         self.backend.forget(task.task_ref)
         return status
 
-    def task_stopped(self, change: EcsTaskStateChange) -> dict[str, Any]:
+    def task_stopped(self, change: EcsTaskStateChange) -> EventReply:
         """A platform's "task stopped" event (ECS, through EventBridge): record how the task ended unless
         its runtime did, or start its try again if it failed to start for a reason that may pass (within
         START_ATTEMPTS). Only the task the event names is taken from it; the rest comes from the platform
         and from S3, so a forged or repeated event starts nothing and writes nothing a real one would not."""
         stopped = self.backend.stopped_task(change.task_arn)
         if stopped is None:
-            return {"ignored": f"{change.task_arn} is not a stopped airlaunch task of this launcher"}
+            return EventReply(ignored=f"{change.task_arn} is not a stopped airlaunch task of this launcher")
         task, seen = stopped.task, stopped.seen
         if task.layout.bucket != self.settings.bucket:
-            return {"ignored": f"{change.task_arn} keeps its files outside bucket {self.settings.bucket}"}
+            return EventReply(ignored=f"{change.task_arn} keeps its files outside bucket {self.settings.bucket}")
         if seen.ecs_times is not None:  # for the report's phases: pull, start, stop, on ECS's clock
             self.s3.put_object(
                 Bucket=task.layout.bucket, Key=task.layout.ecs_times_key, Body=seen.ecs_times.to_json().encode(),
@@ -274,7 +275,7 @@ class Launcher:
         status = self.read_status(task.layout)
         if status is not None:
             self._end_run_session(task.layout)
-            return {"recorded": "by its runtime", "state": status.state.value}
+            return EventReply(recorded="by its runtime", state=status.state.value)
         if stopped.may_start_again and stopped.start_attempt < START_ATTEMPTS and self._read_stop(task.layout) is None:
             log.warning("%s failed to start (%s): starting it again", task.layout.prefix, seen.detail)
             try:
@@ -284,10 +285,10 @@ class Launcher:
                     raise
                 again, seen = None, replace(seen, detail=f"{seen.detail}; starting it again failed: {exc}")
             if again is not None:
-                return {"started_again": again}
+                return EventReply(started_again=again)
         self._end_run_session(task.layout)
         status = self.settle(task.task_ref, task.layout, None, seen)
-        return {"recorded": "by the launcher", "state": status.state.value, "error": status.error}
+        return EventReply(recorded="by the launcher", state=status.state.value, error=status.error)
 
     def _end_run_session(self, layout: ResultLayout) -> None:
         """The try's task has stopped and will not start again (ECS read its session file when it started)."""

@@ -7,9 +7,10 @@ naming the offending field, so a bad message fails where it enters, not deep ins
 
 One module per concern, each saying what it guarantees: ``checks`` (InvalidRequest),
 ``identity`` (which try), ``layout`` (its S3 keys), ``env`` (the container's environment),
-``requests`` (a launch and its handle), ``status`` (how a try ends), ``telemetry`` (usage
-and timings, for the report). Import the names from here: the modules are how the package
-is kept, not part of its interface.
+``requests`` (a launch and its handle), ``status`` (how a try ends), ``envelope`` and
+``replies`` (the launcher's calls and their replies: the only place that spells them),
+``telemetry`` (usage and timings, for the report). Import the names from here: the modules
+are how the package is kept, not part of its interface.
 """
 
 from airlaunch.protocol.checks import InvalidRequest
@@ -21,6 +22,21 @@ from airlaunch.protocol.env import (
     ENV_RESULT_FILE,
     ENV_RUN_CREDENTIALS,
     ENV_TIMEOUT_SECONDS,
+)
+from airlaunch.protocol.envelope import (
+    Action,
+    AnyCall,
+    Call,
+    DescribeCall,
+    LaunchCall,
+    ListCall,
+    PingCall,
+    ReapCall,
+    StopCall,
+    action_of,
+    parse_call,
+    parse_reply,
+    read_reply,
 )
 from airlaunch.protocol.identity import RunIdentity, digest_of, parse_try_key, validate_id
 from airlaunch.protocol.layout import (
@@ -36,6 +52,21 @@ from airlaunch.protocol.layout import (
     ResultLayout,
     identity_of_prefix,
     run_prefix,
+)
+from airlaunch.protocol.replies import (
+    AnyReply,
+    CallFailed,
+    DescribeReply,
+    ErrorKind,
+    EventReply,
+    LaunchReply,
+    ListedTask,
+    ListReply,
+    PingReply,
+    ReapReply,
+    Refusal,
+    StopReply,
+    refusal_of,
 )
 from airlaunch.protocol.requests import (
     MAX_CPU,
@@ -99,29 +130,55 @@ __all__ = [
     "STOP_FILE",
     "TIMINGS_FILE",
     "USAGE_VERSION",
+    "Action",
     "AirflowMoments",
+    "AnyCall",
+    "AnyReply",
+    "Call",
+    "CallFailed",
+    "DescribeCall",
+    "DescribeReply",
     "Description",
     "EcsTimes",
+    "ErrorKind",
+    "EventReply",
     "Handle",
     "InvalidRequest",
+    "LaunchCall",
+    "LaunchReply",
     "LaunchRequest",
     "LauncherMoments",
+    "ListCall",
+    "ListReply",
+    "ListedTask",
     "Overrides",
+    "PingCall",
+    "PingReply",
+    "ReapCall",
+    "ReapReply",
+    "Refusal",
     "RequestedSize",
     "Resources",
     "ResultLayout",
     "RunIdentity",
     "RuntimePhases",
     "Status",
+    "StopCall",
     "StopReason",
+    "StopReply",
     "StopRequest",
     "TaskState",
     "Timeline",
     "Usage",
+    "action_of",
     "check_params",
     "digest_of",
     "identity_of_prefix",
+    "parse_call",
+    "parse_reply",
     "parse_try_key",
+    "read_reply",
+    "refusal_of",
     "run_prefix",
     "utcnow",
     "validate_id",

@@ -147,11 +147,12 @@ class Handle:
     def from_dict(cls, data: Any) -> Handle:
         require(data, "handle", dict)
         check_keys(data, "handle", {"backend", "task_ref", "bucket", "prefix", "launched", "timings"})
-        try:
-            handle = cls(**data)
-        except TypeError as exc:
-            raise InvalidRequest("handle", str(exc)) from exc
-        require(handle.prefix, "handle.prefix", str)
-        if ".." in handle.prefix or handle.prefix.startswith("/"):
+        for name, kind in (("backend", str), ("task_ref", str), ("bucket", str), ("prefix", str), ("launched", bool)):
+            if name not in data:
+                raise InvalidRequest(f"handle.{name}", "is required")
+            require(data[name], f"handle.{name}", kind)
+        for moment, value in require(data.get("timings", {}), "handle.timings", dict).items():
+            require(value, f"handle.timings.{moment}", str)
+        if ".." in data["prefix"] or data["prefix"].startswith("/"):
             raise InvalidRequest("handle.prefix", "must be a relative key prefix without '..'")
-        return handle
+        return cls(**data)

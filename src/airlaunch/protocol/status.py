@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from airlaunch.protocol.checks import InvalidRequest, require
+from airlaunch.protocol.checks import InvalidRequest, check_keys, require
 from airlaunch.protocol.telemetry import Usage
 
 PROTOCOL_VERSION = 2
@@ -155,9 +155,17 @@ class Description:
     @classmethod
     def from_dict(cls, data: Any) -> Description:
         require(data, "description", dict)
-        status = data.get("status")
+        check_keys(data, "description", {"state", "status", "detail"})
+        state = data.get("state")
+        if state not in set(TaskState):
+            raise InvalidRequest("description.state", f"{state!r} is not one of {[s.value for s in TaskState]}")
+        status, detail = data.get("status"), data.get("detail")
+        try:
+            parsed = Status.from_dict(status) if status is not None else None
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"description.{exc.field}", exc.message) from exc
         return cls(
-            state=TaskState(data["state"]),
-            status=Status.from_dict(status) if status else None,
-            detail=data.get("detail"),
+            state=TaskState(state),
+            status=parsed,
+            detail=require(detail, "description.detail", str) if detail is not None else None,
         )

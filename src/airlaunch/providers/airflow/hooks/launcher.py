@@ -16,10 +16,9 @@ retries are apart from Airflow's task retries, which start a new try.
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
@@ -29,8 +28,31 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from airlaunch.config import ADAPTIVE_RETRIES, AirflowSettings
-from airlaunch.protocol import Description, Handle, LaunchRequest, ResultLayout, Status
+from airlaunch.protocol import (
+    Action,
+    Call,
+    CallFailed,
+    DescribeCall,
+    Description,
+    Handle,
+    InvalidRequest,
+    LaunchCall,
+    LaunchRequest,
+    ListCall,
+    ListedTask,
+    PingCall,
+    PingReply,
+    ReapCall,
+    ReapReply,
+    ResultLayout,
+    RunIdentity,
+    Status,
+    StopCall,
+    read_reply,
+)
 from airlaunch.providers.airflow.hooks.retry import aretrying, retrying
+
+R = TypeVar("R")
 
 # botocore retries a few attempts itself (adaptive mode: client-side rate limiting when Lambda
 # throttles a large fan-out); the hook's own policy counts seconds on top of that.
@@ -50,31 +72,24 @@ def launched_message(task: str, handle: Handle) -> str:
     return f"{verb} {task} ({handle.backend} {handle.task_ref}); results at {handle.layout.uri()}"
 
 
-def parse_response(payload: bytes, function_error: str | None) -> dict[str, Any]:
-    """Turn a launcher response into a dict, or raise LauncherError with the launcher's own words."""
+def reply_or_raise(call: Call[R], payload: bytes, function_error: str | None) -> R:
+    """``call``'s typed reply from the launcher's answer, or LauncherError in the launcher's own words:
+    retryable for Lambda's own failures and for refusals the launcher marks retryable, never for a
+    reply that is malformed."""
     try:
-        body = json.loads(payload or b"null")
-    except ValueError as exc:
-        raise LauncherError(f"the launcher answered with non-JSON: {payload[:200]!r}") from exc
-    if function_error or (isinstance(body, dict) and "errorMessage" in body and "ok" not in body):
-        # Lambda's error shape: the handler raised or timed out, or the runtime (the local pool's
-        # PoolError) could not run it. Every launcher action is idempotent (a launch by its try's
-        # identity), so it is retried within the budget like any transient failure.
-        kind = function_error or (body.get("errorType") if isinstance(body, dict) else None) or "error"
-        message = body.get("errorMessage") if isinstance(body, dict) else body
-        raise LauncherError(f"the launcher Lambda failed ({kind}): {message}", retryable=True)
-    if not isinstance(body, dict) or not body.get("ok"):
-        error = (body or {}).get("error") or {}
-        field = f" [{error.get('field')}]" if error.get("field") else ""
-        raise LauncherError(
-            f"the launcher refused the request: {error.get('type')}{field}: {error.get('message')}",
-            retryable=bool(error.get("retryable")),
-        )
-    return body
+        return read_reply(call, payload, function_error)
+    except CallFailed as exc:
+        raise LauncherError(str(exc), retryable=exc.retryable) from exc
+    except InvalidRequest as exc:
+        raise LauncherError(f"the launcher's answer to {call.action} is malformed: {exc}") from exc
 
 
 class LauncherHook(LambdaHook):
-    """Invokes the launcher (launch, describe, stop) and reads results; sync and async."""
+    """Invokes the launcher, each of its calls typed (airlaunch.protocol's envelope), and reads results.
+
+    Sync on a worker, async (``a``-prefixed) in the triggerer: launch, describe, stop (by handle,
+    identity or both) and list; reap and ping sync only (no trigger needs them).
+    """
 
     def __init__(
         self,
@@ -104,29 +119,44 @@ class LauncherHook(LambdaHook):
         # the region this hook was asked for: self.region_name would read the connection (see shared_client)
         return S3Hook(aws_conn_id=self.aws_conn_id, region_name=requested_region(self), config=CLIENT_CONFIG)
 
-    def _payload(self, event: dict[str, Any]) -> bytes:
-        return json.dumps(event).encode()
-
     # -- sync (worker) ------------------------------------------------------------------------
-    def call(self, event: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
-        what = f"launcher {event.get('action')}"
+    def call(self, call: Call[R], budget: float | None = None) -> R:
+        """Invoke the launcher with ``call``; its reply, retried through transient failures for ``budget``
+        seconds (``retry_seconds`` unless given; 0: one attempt)."""
+        what = f"launcher {call.action}"
         for attempt in retrying(self.retry_seconds if budget is None else budget, self.retry_cap, what):
             with attempt:
                 response = self.conn.invoke(
-                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=self._payload(event)
+                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=call.to_payload()
                 )
-                return parse_response(response["Payload"].read(), response.get("FunctionError"))
+                return reply_or_raise(call, response["Payload"].read(), response.get("FunctionError"))
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def launch(self, request: LaunchRequest) -> Handle:
-        return Handle.from_dict(self.call({"action": "launch", "request": request.to_dict()})["handle"])
+        return self.call(LaunchCall(request)).handle
 
-    def describe(self, handle: Handle) -> Description:
-        return Description.from_dict(self.call({"action": "describe", "handle": handle.to_dict()})["description"])
+    def describe(self, handle: Handle, budget: float | None = None) -> Description:
+        return self.call(DescribeCall(handle), budget).description
 
-    def stop(self, handle: Handle, reason: str) -> Description:
-        response = self.call({"action": "stop", "handle": handle.to_dict(), "reason": reason})
-        return Description.from_dict(response["description"])
+    def stop(
+        self,
+        reason: str,
+        *,
+        handle: Handle | None = None,
+        identity: RunIdentity | None = None,
+        budget: float | None = None,
+    ) -> Description:
+        """Stop a try by its handle, or by its identity while its launch may still be in flight (or both)."""
+        return self.call(StopCall(reason, handle, identity), budget).description
+
+    def list_tasks(self, budget: float | None = None) -> tuple[ListedTask, ...]:
+        return self.call(ListCall(), budget).tasks
+
+    def reap(self) -> ReapReply:
+        return self.call(ReapCall())
+
+    def ping(self) -> PingReply:
+        return self.call(PingCall())
 
     def read_status(self, layout: ResultLayout) -> Status | None:
         body = self.read_bytes(layout.bucket, layout.status_key)
@@ -145,23 +175,40 @@ class LauncherHook(LambdaHook):
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     # -- async (triggerer) --------------------------------------------------------------------
-    async def acall(self, event: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
-        what = f"launcher {event.get('action')}"
+    async def acall(self, call: Call[R], budget: float | None = None) -> R:
+        """:meth:`call` in the triggerer's event loop, on a client shared by its triggers."""
+        what = f"launcher {call.action}"
         async for attempt in aretrying(self.retry_seconds if budget is None else budget, self.retry_cap, what):
             with attempt:
                 # Launches wait for their containers (behind one another in a fan-out): a stop or a describe
                 # must not wait for a free connection behind them.
-                client = await shared_client(self, pool="launch" if event.get("action") == "launch" else "")
+                client = await shared_client(self, pool="launch" if call.action is Action.LAUNCH else "")
                 response = await client.invoke(
-                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=self._payload(event)
+                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=call.to_payload()
                 )
                 async with response["Payload"] as stream:
                     payload = await stream.read()
-                return parse_response(payload, response.get("FunctionError"))
+                return reply_or_raise(call, payload, response.get("FunctionError"))
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def alaunch(self, request: LaunchRequest) -> Handle:
-        return Handle.from_dict((await self.acall({"action": "launch", "request": request.to_dict()}))["handle"])
+        return (await self.acall(LaunchCall(request))).handle
+
+    async def adescribe(self, handle: Handle, budget: float | None = None) -> Description:
+        return (await self.acall(DescribeCall(handle), budget)).description
+
+    async def astop(
+        self,
+        reason: str,
+        *,
+        handle: Handle | None = None,
+        identity: RunIdentity | None = None,
+        budget: float | None = None,
+    ) -> Description:
+        return (await self.acall(StopCall(reason, handle, identity), budget)).description
+
+    async def alist_tasks(self, budget: float | None = None) -> tuple[ListedTask, ...]:
+        return (await self.acall(ListCall(), budget)).tasks
 
 
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Task[Any]]] = (

@@ -242,10 +242,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             # Marked failed or cleared while the launch was in flight: this process gets no kill
             # signal before its next heartbeat, and its deferral would be refused, so no trigger
             # would ever watch (or stop) the container.
-            hook.call(
-                {"action": "stop", "handle": handle.to_dict(), "identity": request.identity.to_dict(),
-                 "reason": f"the Airflow task became {cancelled} during its launch"}
-            )  # fmt: skip
+            why = f"the Airflow task became {cancelled} during its launch"
+            hook.stop(why, handle=handle, identity=request.identity)
             raise AirflowException(f"the task became {cancelled} during its launch: its container was stopped")
         context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
         if not self.wait_for_completion:
@@ -260,10 +258,6 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
 
     def on_kill(self) -> None:
         """Killed while still on the worker (before deferring): stop the container, started or starting."""
-        event: dict[str, Any] = {"action": "stop", "reason": "the Airflow task was killed during its launch"}
-        if self._handle is not None:
-            event["handle"] = self._handle.to_dict()
-        if self._identity is not None:
-            event["identity"] = self._identity.to_dict()
-        if len(event) > 2:
-            (self._hook or self.hook).call(event)
+        if self._handle is not None or self._identity is not None:
+            why = "the Airflow task was killed during its launch"
+            (self._hook or self.hook).stop(why, handle=self._handle, identity=self._identity)

@@ -300,9 +300,7 @@ class LaunchedTaskTrigger(BaseTrigger):
 
     async def _ended_unrecorded(self) -> Status | None:
         """Ask the launcher about the container: it records (and returns) an end no event reported."""
-        response = await self.hook.acall({"action": "describe", "handle": self.watched.to_dict()}, budget=0)
-        status = response["description"].get("status")
-        return Status.from_dict(status) if status else None
+        return (await self.hook.adescribe(self.watched, budget=0)).status
 
     async def _ride_out(self, exc: BaseException) -> TriggerEvent | None:
         """An S3 or Lambda error that may pass: keep watching, unless it lasted outage_seconds."""
@@ -472,16 +470,11 @@ class LaunchedTaskTrigger(BaseTrigger):
     async def _stop(self, reason: str, budget: float | None = None) -> bool:
         """Stop this try's container, by handle and identity, whichever is known; False if that failed."""
         identity = self.identity or self._identity_from_ti()
-        event: dict[str, Any] = {"action": "stop", "reason": reason}
-        if self.handle is not None:
-            event["handle"] = self.handle.to_dict()
-        if identity is not None:
-            event["identity"] = identity.to_dict()
-        if len(event) == 2:
+        if self.handle is None and identity is None:
             self.log.warning("cannot stop: neither the launch handle nor the task instance is known")
             return False
         try:
-            await self.hook.acall(event, budget=budget)
+            await self.hook.astop(reason, handle=self.handle, identity=identity, budget=budget)
         except Exception as exc:
             self.log.error("stopping the container failed: %s", exc)
             return False

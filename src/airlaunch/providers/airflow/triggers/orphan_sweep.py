@@ -78,14 +78,14 @@ async def sweep_once(hook: LauncherHook, states_of: Any = None, now: float | Non
     {run_id: {task_id or task_id_mapindex: state}} or None for a DAG this Airflow has no runs of."""
     states_of = states_of or _airflow_states
     now = now or time.time()
-    tasks = (await hook.acall({"action": "list"}, budget=0))["tasks"]
+    tasks = await hook.alist_tasks(budget=0)
     by_dag: dict[str, list[RunIdentity]] = {}
     young: set[RunIdentity] = set()
     for task in tasks:
-        identity = identity_of_prefix(task.get("prefix") or "")
+        identity = identity_of_prefix(task.prefix)
         if identity is not None:
             by_dag.setdefault(identity.dag_id, []).append(identity)
-            if now - (task.get("started_at") or now) < GRACE_SECONDS:
+            if now - (task.started_at or now) < GRACE_SECONDS:
                 young.add(identity)
     stopped = []
     for dag_id, identities in by_dag.items():
@@ -100,7 +100,7 @@ async def sweep_once(hook: LauncherHook, states_of: Any = None, now: float | Non
             if state in ALIVE or (identity in young and state not in ENDED):
                 continue
             why = f"its Airflow task instance is {state}" if state else "its Airflow task instance or run is gone"
-            await hook.acall({"action": "stop", "identity": identity.to_dict(), "reason": f"orphan sweep: {why}"})
+            await hook.astop(f"orphan sweep: {why}", identity=identity)
             stopped.append(identity.execution_id)
     return stopped
 
