@@ -20,14 +20,16 @@ from airlaunch.stack import Stack, StackConfig, stop_task_containers
 # The launcher of the test stack serves a copy of the catalog, which tests may edit while it runs.
 _REPO = Path(__file__).resolve().parents[1]
 TEST_CATALOG = StackConfig(repo=_REPO).state_dir / "test-catalog" / "catalog.yaml"
-TEST_CATALOG.parent.mkdir(parents=True, exist_ok=True)
-shutil.copyfile(_REPO / "tasks" / "catalog.yaml", TEST_CATALOG)
-os.environ["AIRLAUNCH_STACK_CATALOG"] = str(TEST_CATALOG)
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    """Start LocalStack and the launcher Lambda unless they run already; stop what was started."""
+    """Start LocalStack and the launcher Lambda unless they run already; stop what was started. The copy of
+    the catalog is made here, not at import: a pytest session that needs no stack (the unit tests) must not
+    overwrite the catalog a running stack's tests have edited."""
+    TEST_CATALOG.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_REPO / "tasks" / "catalog.yaml", TEST_CATALOG)
+    os.environ["AIRLAUNCH_STACK_CATALOG"] = str(TEST_CATALOG)
     stack = Stack(StackConfig())
     started = stack.up()
     if not stack.launcher.serves(stack.cfg.catalog):  # an already running launcher with another catalog
