@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from airlaunch.aws_errors import error_code, is_missing
 from airlaunch.protocol import (
     LOG_FILE,
     NOTEBOOK_FILE,
@@ -236,10 +237,9 @@ class ResultStore:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404"):
+            if is_missing(exc):
                 return None
-            if code == "InvalidRange":  # nothing after ``start`` yet
+            if error_code(exc) == "InvalidRange":  # nothing after ``start`` yet
                 return b""
             raise
 

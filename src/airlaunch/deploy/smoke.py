@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from airlaunch.aws_errors import is_missing
 from airlaunch.deploy.errors import DeployError, aws_reason
 from airlaunch.protocol import (
     Call,
@@ -31,6 +32,7 @@ from airlaunch.protocol import (
     Status,
     TaskState,
     read_reply,
+    status_of,
 )
 
 SMOKE_DAG = "airlaunch_smoke"
@@ -87,9 +89,9 @@ def smoke(lam: Any, s3: Any, function: str, timeout: float = 600, poll: float = 
         deadline = time.monotonic() + timeout
         next_describe = time.monotonic() + 30  # as the trigger does: is the container still there?
         while time.monotonic() < deadline:
-            body = _read(s3, handle.bucket, handle.layout.status_key)
-            if body is not None:
-                return Status.from_json(body)
+            status = status_of(_read(s3, handle.bucket, handle.layout.status_key), handle.layout)
+            if status is not None:
+                return status
             if time.monotonic() > next_describe:
                 next_describe += 30
                 described = _invoke(lam, function, DescribeCall(handle)).description
@@ -136,8 +138,8 @@ def _peek(lam: Any, s3: Any, function: str, timeout: float, poll: float) -> dict
     identity = RunIdentity(dag_id=SMOKE_DAG, run_id=f"smoke__{time.strftime('%Y%m%dT%H%M%S')}", task_id="peek")
     request = LaunchRequest(task="diagnostic", identity=identity, params={"action": "peek"})
     handle = _invoke(lam, function, LaunchCall(request)).handle
-    body = _wait_for(s3, handle.bucket, handle.layout.status_key, timeout)
-    status = Status.from_json(body)
+    status = status_of(_wait_for(s3, handle.bucket, handle.layout.status_key, timeout), handle.layout)
+    assert status is not None  # _wait_for returns the body or raises
     result = json.loads(_read(s3, handle.bucket, status.result_keys.get("result", "")) or b"null")
     if status.state.value != "succeeded" or not isinstance(result, dict):
         raise DeployError(f"the diagnostic task's peek {status.state.value}: {status.error}")
@@ -151,6 +153,6 @@ def _read(s3: Any, bucket: str, key: str) -> bytes | None:
         body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if is_missing(exc):
             return None
         raise DeployError(f"reading s3://{bucket}/{key} failed: {aws_reason(exc)}") from exc

@@ -36,6 +36,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from airlaunch.aws_errors import is_missing
 from airlaunch.aws_names import RUN_TAG_KEYS, run_session_tags
 from airlaunch.protocol import ENV_RUN_CREDENTIALS, ResultLayout, RunIdentity, identity_of_prefix
 
@@ -199,7 +200,7 @@ class RunSessions:
         try:
             found: dict[str, str] = self.s3.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if is_missing(exc):
                 return None
             raise
         return found

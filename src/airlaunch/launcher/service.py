@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
+from airlaunch.aws_errors import is_missing
 from airlaunch.catalog import Catalog, CatalogFile, TaskSpec
 from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import (
@@ -64,6 +65,7 @@ from airlaunch.protocol import (
     StopRequest,
     TaskState,
     identity_of_prefix,
+    status_of,
     utcnow,
 )
 
@@ -99,10 +101,6 @@ def request_of(document: Any) -> LaunchRequest:
         params=document.get("params") or {},
         overrides=Overrides.from_dict(document.get("overrides")),
     )
-
-
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
 
 
 class Launcher:
@@ -392,19 +390,13 @@ class Launcher:
         return StopRequest.from_json(body) if body is not None else None
 
     def read_status(self, layout: ResultLayout) -> Status | None:
-        body = self._get(layout, layout.status_key)
-        if body is None:
-            return None
-        try:
-            return Status.from_json(body)
-        except InvalidRequest as exc:
-            raise InvalidRequest("status", f"{layout.uri('status.json')}: {exc.message}") from exc
+        return status_of(self._get(layout, layout.status_key), layout)
 
     def _get(self, layout: ResultLayout, key: str) -> bytes | None:
         try:
             body: bytes = self.s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 return None
             raise
         return body

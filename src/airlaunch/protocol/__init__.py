@@ -85,6 +85,7 @@ from airlaunch.protocol.status import (
     StopReason,
     StopRequest,
     TaskState,
+    status_of,
     utcnow,
 )
 from airlaunch.protocol.telemetry import (
@@ -180,6 +181,7 @@ __all__ = [
     "read_reply",
     "refusal_of",
     "run_prefix",
+    "status_of",
     "utcnow",
     "validate_id",
 ]

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from airlaunch.protocol.checks import InvalidRequest, check_keys, require
+from airlaunch.protocol.layout import STATUS_FILE, ResultLayout
 from airlaunch.protocol.telemetry import Usage
 
 PROTOCOL_VERSION = 2
@@ -115,6 +116,17 @@ class Status:
         except ValueError as exc:
             raise InvalidRequest("status", f"status.json is not JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+def status_of(body: bytes | None, layout: ResultLayout) -> Status | None:
+    """A try's status.json as read from its layout's status_key: None while there is none (``body`` None),
+    else the status; InvalidRequest on field ``status``, naming the file's URI, when it cannot be read."""
+    if body is None:
+        return None
+    try:
+        return Status.from_json(body)
+    except InvalidRequest as exc:
+        raise InvalidRequest("status", f"{layout.uri(STATUS_FILE)}: {exc.message}") from exc
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+from airlaunch.aws_errors import error_code, is_missing
 from airlaunch.protocol import ENV_RUN_CREDENTIALS
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
@@ -95,7 +96,7 @@ def _read_renewal(current: dict[str, str]) -> dict[str, str] | None:
     try:
         body = s3.get_object(Bucket=current["Bucket"], Key=current["RenewalKey"])["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
+        if is_missing(exc) or error_code(exc) in ("AccessDenied", "403"):
             return None
         raise
     fresh: dict[str, str] = json.loads(body)

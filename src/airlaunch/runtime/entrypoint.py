@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import yaml
 
+from airlaunch.aws_errors import is_missing
 from airlaunch.config import RuntimeSettings
 from airlaunch.protocol import (
     ENV_BUCKET,
@@ -202,7 +203,7 @@ class TaskRun:
             body = self.s3.get_object(Bucket=self.layout.bucket, Key=self.layout.stop_key)["Body"].read()
             self.stop_detail = StopRequest.from_json(body).reason
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            if not is_missing(exc):
                 self.stop_detail = f"a SIGTERM came, and stop.json could not be read ({exc})"
                 return StopReason.STOPPED
             self.stop_detail = ""

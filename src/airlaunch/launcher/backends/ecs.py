@@ -25,10 +25,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch import catalog
+from airlaunch.aws_errors import is_transient
 from airlaunch.aws_names import CONTAINER_NAME, task_family
 from airlaunch.catalog import TaskSpec
 from airlaunch.config import LauncherSettings
@@ -116,15 +116,6 @@ def _environment(task: dict[str, Any]) -> dict[str, str]:
         for override in (task.get("overrides") or {}).get("containerOverrides") or []
         for item in override.get("environment") or []
     }
-
-
-def _transient(exc: ClientError | BotoCoreError) -> bool:
-    """Throttling, ECS's own 5xx, or no answer: the same call may pass a moment later. A request
-    botocore refused to send (bad parameters, no credentials) never will."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return exc.response.get("Error", {}).get("Code") in ("ThrottlingException", "ServerException") or status >= 500
-    return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
 # RunTask failures[] that started nothing and may pass: no capacity or agent just now (RESOURCE:*,
@@ -343,7 +334,7 @@ class EcsBackend:
             raise LaunchError(
                 f"cannot start a run session of {self.settings.run_role_arn} (AIRLAUNCH_RUN_ROLE_ARN): "
                 f"{_client_error(exc)}",
-                _transient(exc),
+                is_transient(exc),
             ) from exc
 
     def _run_task(self, params: dict[str, Any], what: str) -> tuple[str, str | None]:
@@ -366,7 +357,7 @@ class EcsBackend:
             try:
                 response = self.client.run_task(**params)
             except (ClientError, BotoCoreError) as exc:
-                transient = _transient(exc)
+                transient = is_transient(exc)
                 message = (
                     f"ECS refused to run {what} (task definition {params['taskDefinition']!r}, "
                     f"cluster {self.cluster!r}): {_client_error(exc)}"
@@ -401,7 +392,7 @@ class EcsBackend:
         try:
             tasks = self.client.describe_tasks(cluster=self.cluster, tasks=[task_ref], include=["TAGS"])["tasks"]
         except (ClientError, BotoCoreError) as exc:
-            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}", _transient(exc)) from exc
+            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}", is_transient(exc)) from exc
         task = tasks[0] if tasks else {}
         if task.get("lastStatus") != "STOPPED" or not str(task.get("startedBy", "")).startswith("al-"):
             return None
@@ -422,7 +413,7 @@ class EcsBackend:
         try:
             response = self.client.describe_tasks(cluster=self.cluster, tasks=[task_ref])
         except (ClientError, BotoCoreError) as exc:
-            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}", _transient(exc)) from exc
+            raise LaunchError(f"cannot describe ECS task {task_ref}: {_client_error(exc)}", is_transient(exc)) from exc
         if not response.get("tasks"):
             reason = "; ".join(str(f.get("reason")) for f in response.get("failures") or []) or "not found"
             return BackendState(TaskState.LOST, detail=f"ECS no longer knows task {task_ref} ({reason})")

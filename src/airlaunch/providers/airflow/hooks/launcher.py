@@ -27,6 +27,7 @@ from airflow.sdk.exceptions import AirflowException
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from airlaunch.aws_errors import error_code, is_missing
 from airlaunch.config import ADAPTIVE_RETRIES, AirflowSettings
 from airlaunch.protocol import (
     Action,
@@ -49,6 +50,7 @@ from airlaunch.protocol import (
     Status,
     StopCall,
     read_reply,
+    status_of,
 )
 from airlaunch.providers.airflow.hooks.retry import aretrying, retrying
 
@@ -159,8 +161,7 @@ class LauncherHook(LambdaHook):
         return self.call(PingCall())
 
     def read_status(self, layout: ResultLayout) -> Status | None:
-        body = self.read_bytes(layout.bucket, layout.status_key)
-        return Status.from_json(body) if body is not None else None
+        return status_of(self.read_bytes(layout.bucket, layout.status_key), layout)
 
     def read_bytes(self, bucket: str, key: str) -> bytes | None:
         for attempt in retrying(self.retry_seconds, self.retry_cap, f"reading s3://{bucket}/{key}"):
@@ -168,7 +169,7 @@ class LauncherHook(LambdaHook):
                 try:
                     body: bytes = self.s3_hook.conn.get_object(Bucket=bucket, Key=key)["Body"].read()
                 except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    if is_missing(exc):
                         return None
                     raise
                 return body
@@ -256,7 +257,7 @@ async def aget(client: Any, bucket: str, key: str, byte_range: str | None = None
     try:
         response = await client.get_object(Bucket=bucket, Key=key, **kwargs)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange", "416"):
+        if is_missing(exc) or error_code(exc) in ("InvalidRange", "416"):
             return None
         raise
     async with response["Body"] as stream:

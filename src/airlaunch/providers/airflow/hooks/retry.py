@@ -1,57 +1,26 @@
-"""Which AWS errors pass by themselves, and the retry policy that waits them out (tenacity).
+"""The retry policy that waits out the AWS errors which pass by themselves (tenacity).
 
-A connection refused or reset, a timeout, throttling and 5xx answers are *transient*: the
-same call can succeed a moment later (LocalStack restarting, Lambda throttled, S3 slowing
-down). Everything else (access denied, a missing bucket, a refused request) is not, and is
-raised at once. botocore's own retries count attempts; these count seconds from the first
-failure, so an outage of a minute is ridden out whatever the attempts cost, and a first
-attempt that waited long (a launch queued behind hundreds) does not eat the budget.
+Which errors those are (a connection refused or reset, a timeout, throttling, 5xx answers, a
+launch the launcher calls retryable) is decided by airlaunch.aws_errors.is_transient, the
+classifier the launcher's ECS backend uses too; everything else is raised at once. botocore's
+own retries count attempts; these count seconds from the first failure, so an outage of a
+minute is ridden out whatever the attempts cost, and a first attempt that waited long (a
+launch queued behind hundreds) does not eat the budget.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    ReadTimeoutError,
-)
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_exponential
 from tenacity.stop import stop_base
 
+from airlaunch.aws_errors import is_transient
+
+__all__ = ["aretrying", "is_transient", "retrying"]
+
 log = logging.getLogger(__name__)
-
-_TRANSIENT_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "ServiceUnavailable",
-    "ServiceException",
-    "InternalError",
-    "InternalFailure",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "EC2ThrottledException",
-}
-_NETWORK = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError, HTTPClientError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (*_NETWORK, ConnectionError, asyncio.TimeoutError, TimeoutError)):
-        return True
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES or status >= 500 or status == 429
-    return bool(getattr(exc, "retryable", False))  # e.g. a launch the platform may accept a moment later
 
 
 class StopAfterOutage(stop_base):

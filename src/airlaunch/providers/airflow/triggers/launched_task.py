@@ -64,6 +64,7 @@ from airlaunch.protocol import (
     Status,
     TaskState,
     Timeline,
+    status_of,
     utcnow,
 )
 from airlaunch.providers.airflow.hooks.launcher import (
@@ -290,13 +291,8 @@ class LaunchedTaskTrigger(BaseTrigger):
         return max(1, math.ceil(per_second / self.settings.triggerer_reads_per_second))
 
     async def _read_status(self, s3: Any) -> Status | None:
-        body = await aread(s3, self.watched.bucket, self.watched.layout.status_key)
-        if body is None:
-            return None
-        try:
-            return Status.from_json(body)
-        except InvalidRequest as exc:
-            raise InvalidRequest("status", f"{self.watched.layout.uri('status.json')}: {exc.message}") from exc
+        layout = self.watched.layout
+        return status_of(await aread(s3, layout.bucket, layout.status_key), layout)
 
     async def _ended_unrecorded(self) -> Status | None:
         """Ask the launcher about the container: it records (and returns) an end no event reported."""
