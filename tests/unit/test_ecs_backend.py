@@ -111,6 +111,12 @@ def _identity(name: str, **extra: Any) -> RunIdentity:
     return RunIdentity(dag_id="ecs_tests", run_id=f"{name}_{time.time_ns()}", task_id="t", **extra)
 
 
+def _running(backend: EcsBackend, identity: RunIdentity) -> str | None:
+    """The live task of exactly this try, if any: what the launcher looks for before it starts one."""
+    mine = [task.task_ref for task in backend.live(identity) if task.digest == identity.digest]
+    return mine[0] if mine else None
+
+
 # -- against moto -------------------------------------------------------------------------------
 
 
@@ -143,8 +149,8 @@ def test_relaunch_of_the_same_identity_finds_the_running_task(backend: EcsBacken
     second = launcher.launch(request)
 
     assert first.launched and not second.launched
-    assert second.task_ref == first.task_ref == backend.find(identity)
-    assert backend.find(_identity("other")) is None
+    assert second.task_ref == first.task_ref == _running(backend, identity)
+    assert _running(backend, _identity("other")) is None
     arns = aws["ecs"].list_tasks(cluster="airlaunch-test", startedBy=started_by(identity))["taskArns"]
     assert arns == [first.task_ref]
     params = yaml.safe_load(aws["s3"].get_object(Bucket=first.bucket, Key=first.layout.params_key)["Body"].read())
@@ -174,7 +180,7 @@ def test_a_start_that_failed_after_the_platform_took_it_keeps_the_task_and_its_p
     monkeypatch.setattr(backend, "start", start_then_time_out)
     handle = launcher.launch(LaunchRequest(task="task_two", identity=identity, params={"n": 2}))
 
-    assert handle.task_ref == calls[0] == backend.find(identity)
+    assert handle.task_ref == calls[0] == _running(backend, identity)
     assert aws["ecs"].list_tasks(cluster="airlaunch-test", startedBy=started_by(identity))["taskArns"] == calls[:1]
     params = yaml.safe_load(aws["s3"].get_object(Bucket=handle.bucket, Key=handle.layout.params_key)["Body"].read())
     assert params["params"] == {"n": 2}
@@ -190,7 +196,7 @@ def test_stop_stops_the_task_and_describe_reports_why(backend: EcsBackend) -> No
     assert seen.state is TaskState.LOST
     assert seen.detail is not None and "STOPPED" in seen.detail and "cancelled in Airflow" in seen.detail
     assert seen.exit_code == 0  # moto's containers always report 0
-    assert backend.find(identity) is None
+    assert _running(backend, identity) is None
     assert backend.stop(ref, "again") is False
 
 
@@ -220,7 +226,7 @@ def test_unknown_task_definition_is_a_launch_error(aws: dict[str, Any]) -> None:
 def test_unknown_cluster_is_a_launch_error(aws: dict[str, Any]) -> None:
     backend = EcsBackend(_settings(ecs_cluster="nope", ecs_subnets=(aws["subnet"],)), aws["ecs"])
     with pytest.raises(LaunchError, match=r"cluster 'nope'.*ClusterNotFoundException"):
-        backend.find(_identity("nocluster"))
+        backend.live(_identity("nocluster"))
 
 
 # -- exact requests and responses (Stubber) ----------------------------------------------------
@@ -501,7 +507,7 @@ def test_a_new_try_stops_the_earlier_one_and_records_why(backend: EcsBackend, aw
 
     assert two.launched and two.task_ref != one.task_ref and two.prefix != one.prefix
     assert backend.describe(one.task_ref).state is TaskState.LOST  # stopped
-    assert backend.find(second) == two.task_ref and backend.find(first) is None
+    assert _running(backend, second) == two.task_ref and _running(backend, first) is None
     status = _status(aws, one.prefix)
     assert status["reason"] == "stopped" and status["written_by"] == "launcher"
     assert f"superseded by try 2-{TI_2} of the same task" in status["error"]

@@ -250,11 +250,6 @@ class EcsBackend:
     def live_tasks(self) -> list[LiveTask]:
         return self._list_live()
 
-    def find(self, identity: RunIdentity) -> str | None:
-        """The live task of exactly this try, if any."""
-        mine = [task.task_ref for task in self.live(identity) if task.digest == identity.digest]
-        return mine[0] if mine else None
-
     def forget(self, task_ref: str) -> None:
         """ECS forgets stopped tasks by itself (after about an hour)."""
 
