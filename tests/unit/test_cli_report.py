@@ -299,3 +299,29 @@ def test_timings_json_gives_every_phase_from_airflows_start_to_its_end(
         ("finish", 0.25, "Airflow"),
     ]
     assert tried["total_seconds"] == 10.25
+
+
+def test_a_platform_start_recorded_after_the_runtime_began_makes_no_negative_phase(
+    moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Docker's StartedAt and ECS's startedAt come once the start call is done, after the runtime inside
+    has begun (measured: ECS mode's startedAt 49 ms after the runtime's start): boot is zero, not negative."""
+    written = lay_out(moto_s3, bucket, "local", docker_usage)  # the runtime starts at +1.5 s
+    timeline = Timeline(
+        airflow=AirflowMoments(
+            task_started_at=at(written, -1.0),
+            launch_requested_at=at(written, -0.4),
+            completion_seen_at=at(written, 9.0),
+            task_ended_at=at(written, 9.25),
+        ),
+        launcher=LauncherMoments(
+            received_at=at(written, -0.3), container_created_at=at(written, 0.5), container_started_at=at(written, 1.9)
+        ),
+    )
+    layout = ResultLayout.for_identity(bucket, "runs", RunIdentity("d", "r1", "local"))
+    moto_s3.put_object(Bucket=bucket, Key=layout.timings_key, Body=timeline.to_json().encode())
+
+    [tried] = json.loads(report(capsys, "--bucket", bucket, "--json")[1])["tries"]
+    seconds = {p["phase"]: p["seconds"] for p in tried["phases"]}
+    assert seconds["boot"] == 0 and seconds["create"] == 1.0 and min(seconds.values()) >= 0
+    assert tried["total_seconds"] == 10.25

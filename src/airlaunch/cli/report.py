@@ -168,10 +168,27 @@ def phases_of(task_try: TaskTry, timeline: Timeline | None = None, ecs_times: Ec
     elif status:  # a status.json from before the usage record: the runtime's run as one span
         moments += [("run", _at(status.started_at), CONTAINER), ("", _at(status.ended_at), CONTAINER)]
     spans = []
-    for (phase, start, clock), (_, end, _) in pairwise(moments):
+    for (phase, start, clock), (_, end, _) in pairwise(_in_order(moments)):
         if phase and start and end:
             spans.append(Span(phase, start, end, clock))
     return spans
+
+
+def _in_order(moments: list[tuple[str, datetime | None, str]]) -> list[tuple[str, datetime | None, str]]:
+    """The moments with none later than a later one: a platform records a container's start (Docker's
+    StartedAt, ECS's startedAt) once its start call is done, after the runtime inside has already begun,
+    and the runtime's own moment is the truer one. So a moment after the next is taken back to it, which
+    makes the phase between them zero instead of negative."""
+    ordered = list(moments)
+    latest: datetime | None = None
+    for i in range(len(ordered) - 1, -1, -1):
+        phase, moment, clock = ordered[i]
+        if moment is None:
+            continue
+        if latest is not None and moment > latest:
+            ordered[i] = (phase, latest, clock)
+        latest = ordered[i][1]
+    return ordered
 
 
 def cost_of(
