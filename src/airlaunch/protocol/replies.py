@@ -14,7 +14,7 @@ older launchers sent: a refusal without ``field`` or ``retryable``, a reap witho
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -271,9 +271,7 @@ class EventReply:
     started_again: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        outcome = {"ignored": self.ignored, "recorded": self.recorded, "state": self.state, "error": self.error}
-        outcome["started_again"] = self.started_again
-        return {"ok": True, **{key: value for key, value in outcome.items() if value is not None}}
+        return {"ok": True, **{key: value for key, value in asdict(self).items() if value is not None}}
 
     @classmethod
     def from_dict(cls, data: Any) -> EventReply:
