@@ -263,21 +263,25 @@ compose-logs: compose-check ## Show the compose stack's logs: make compose-logs 
 # -- Benchmarks (bench/, docs/benchmarks.md) -------------------------------------------------
 .PHONY: bench
 
-bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint]
+bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint,scale-ecs]
 	@PARTS='$(PARTS)' $(PY) -m bench.run
 
 # -- Fault suite (bench/faults, docs/faults.md) ------------------------------------------------
 # Breaks an embedded stack of its own (.stack-faults; LocalStack 4766, Lambda 9200, Airflow 8280,
-# emulators 19400+), so the stack you work with is left alone; AIRLAUNCH_* in the environment win.
+# emulators 19400+, in the ECS mode the emulated account on 4767), so the stack you work with is left
+# alone; AIRLAUNCH_* in the environment win. The scenarios run on the launcher's Docker backend, then
+# on the stack's ECS mode (BACKEND=docker or BACKEND=ecs: one of them; FAULTS_BACKENDS=docker,ecs).
 # The dockerd-restart scenario restarts the Docker engine: it runs only when no other container does.
 FAULTS_STATE_DIR ?= $(CURDIR)/.stack-faults
 FAULTS_BUILD ?= 1
+FAULTS_BACKENDS ?= $(if $(filter command line environment,$(origin BACKEND)),$(BACKEND),docker,ecs)
 .PHONY: faults
 
-faults: install $(if $(filter 0,$(FAULTS_BUILD)),engine,images) ## Break the stack on purpose (kills, OOM, outages, cancels...), print the table, write docs/faults.md: make faults [FAULTS=kill,oom] [FAULTS_SKIP=fan-out-kills]
+faults: install $(if $(filter 0,$(FAULTS_BUILD)),engine,images) ## Break the stack on purpose (kills, OOM, outages, cancels...) on Docker and ECS, print the table, write docs/faults.md: make faults [FAULTS=kill,oom] [FAULTS_SKIP=fan-out-kills] [BACKEND=ecs]
 	@AIRLAUNCH_STATE_DIR=$${AIRLAUNCH_STATE_DIR:-$(FAULTS_STATE_DIR)} \
 	  AIRLAUNCH_LOCALSTACK_PORT=$${AIRLAUNCH_LOCALSTACK_PORT:-4766} AIRLAUNCH_LAMBDA_PORT=$${AIRLAUNCH_LAMBDA_PORT:-9200} \
 	  AIRLAUNCH_AIRFLOW_PORT=$${AIRLAUNCH_AIRFLOW_PORT:-8280} AIRLAUNCH_RIE_PORT_BASE=$${AIRLAUNCH_RIE_PORT_BASE:-19400} \
+	  AIRLAUNCH_ECS_PORT=$${AIRLAUNCH_ECS_PORT:-4767} \
 	  AIRLAUNCH_LAUNCHER_CONTAINER=$${AIRLAUNCH_LAUNCHER_CONTAINER:-airlaunch-launcher-faults} \
 	  FAULTS_DOCKERD_PIDFILES=$${FAULTS_DOCKERD_PIDFILES:-$(CURDIR)/.stack/dockerd.pid} \
-	  FAULTS='$(FAULTS)' FAULTS_SKIP='$(FAULTS_SKIP)' $(PY) -m bench.faults
+	  FAULTS='$(FAULTS)' FAULTS_SKIP='$(FAULTS_SKIP)' FAULTS_BACKENDS='$(FAULTS_BACKENDS)' $(PY) -m bench.faults

@@ -18,9 +18,9 @@ from typing import Any
 import boto3
 
 from airlaunch.airflow_rest import AirflowRest
-from bench.faults.observe import DockerEvents, assess, epoch, wait_terminal
-from bench.faults.scenarios import Row, Suite, scenario
+from bench.faults.observe import ContainerScope, DockerEvents, assess, epoch, wait_terminal
 from bench.faults.stack import REPO
+from bench.faults.suite import Row, Suite, scenario
 
 PROJECT = "airlaunch-faults"
 PORTS = {"AIRFLOW_PORT": "8380", "LOCALSTACK_PORT": "4866", "LAUNCHER_PORT": "9300"}
@@ -34,7 +34,8 @@ class ComposeProject:
     def __init__(self) -> None:
         self.auth_dir = REPO / ".stack-faults" / "compose-airflow"
         self.env = {**os.environ, **PORTS, "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S)}
-        self.scope = f"compose-{PROJECT}"  # the launcher's AIRLAUNCH_DOCKER_SCOPE (the project's network)
+        # the launcher's AIRLAUNCH_DOCKER_SCOPE (the project's network)
+        self.scope = ContainerScope("docker", f"airlaunch.scope=compose-{PROJECT}")
 
     def make(self, *targets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = ["make", "--no-print-directory", *targets, f"COMPOSE_PROJECT={PROJECT}"]
@@ -63,9 +64,9 @@ class ComposeProject:
         )
 
 
-@scenario("celery-worker-killed")
+@scenario("celery-worker-killed", ecs="the compose stack runs the Docker backend only")
 def celery_worker_killed(suite: Suite) -> Row:
-    row = Row(
+    row = suite.row(
         "celery-worker-killed",
         "Celery worker killed (SIGKILL) while its task's launch is in flight (compose stack)",
         f"Airflow fails the task once its heartbeat is missing ({HEARTBEAT_TIMEOUT_S} s here); the orphan sweep "

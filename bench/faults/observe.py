@@ -1,6 +1,9 @@
 """What the fault suite looks at, all from the outside: Docker's events, Airflow's REST API, S3.
 
-* ``DockerEvents`` records every event of this stack's task containers (its Docker scope) from
+* ``ContainerScope`` says which Docker containers are this stack's task containers, by one label:
+  the Docker backend's ``airlaunch.scope``, or in the ECS mode the label of the stack's ECS emulator
+  (its emulated Fargate tasks carry their ECS tags as labels, never ``airlaunch.scope``).
+* ``DockerEvents`` records every event of this stack's task containers (its scope) from
   the suite's start: which containers started for which try, when each died and how. It
   reconnects after an engine restart, asking for what it missed.
 * ``assess`` settles a DAG run and counts what the goals are about: containers left behind,
@@ -24,6 +27,7 @@ import docker
 from docker.errors import DockerException
 
 from airlaunch.airflow_rest import AirflowApiError, AirflowRest
+from airlaunch.launcher.backends.ecs import ecs_tags
 
 TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 # A container stopped on its task's end gets SIGTERM, then SIGKILL after the stop grace (10 s): one that
@@ -37,6 +41,20 @@ def epoch(text: str | None) -> float | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class ContainerScope:
+    """This stack's task containers: those labelled ``label`` ("key=value"), each with the labels of
+    ``airlaunch.launcher.backends.base.labels_for`` (airlaunch.run_id, ti_id, try_number...)."""
+
+    backend: str  # docker or ecs
+    label: str
+
+    def run_label(self, run_id: str) -> str:
+        """A run id as the containers' ``airlaunch.run_id`` label holds it: on ECS, the value of its ECS tag
+        (ECS allows fewer characters in a tag than Airflow in a run id)."""
+        return ecs_tags({"run_id": run_id})[0]["value"] if self.backend == "ecs" else run_id
 
 
 @dataclass
@@ -61,7 +79,7 @@ class DockerEvents:
 
     ACTIONS = ("create", "start", "die", "oom", "kill", "destroy")
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: ContainerScope) -> None:
         self.scope = scope
         self.events: list[Event] = []
         self._lock = threading.Condition()
@@ -75,7 +93,7 @@ class DockerEvents:
         while not self._stop.is_set():
             try:
                 client = docker.from_env(timeout=10)
-                filters = {"type": "container", "label": [f"airlaunch.scope={self.scope}"]}
+                filters = {"type": "container", "label": [self.scope.label]}
                 self._stream = client.events(decode=True, since=int(self._since) - 1, filters=filters)
                 for raw in self._stream:
                     if raw.get("Action") not in self.ACTIONS:
@@ -104,15 +122,17 @@ class DockerEvents:
             self._stream.close()
 
     def of_run(self, run_id: str, action: str | None = None) -> list[Event]:
+        label = self.scope.run_label(run_id)
         with self._lock:
-            return [e for e in self.events if e.labels.get("airlaunch.run_id") == run_id and action in (None, e.action)]
+            return [e for e in self.events if e.labels.get("airlaunch.run_id") == label and action in (None, e.action)]
 
     def wait(self, run_id: str, action: str, timeout: float = 120, count: int = 1) -> list[Event]:
         """Wait for ``count`` events of ``action`` of the run's containers; those events."""
         deadline = time.monotonic() + timeout
+        label = self.scope.run_label(run_id)
         with self._lock:
             while True:
-                found = [e for e in self.events if e.labels.get("airlaunch.run_id") == run_id and e.action == action]
+                found = [e for e in self.events if e.labels.get("airlaunch.run_id") == label and e.action == action]
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()
@@ -121,12 +141,12 @@ class DockerEvents:
                 self._lock.wait(min(left, 0.5))
 
 
-def containers(scope: str, run_id: str | None = None, running_only: bool = False) -> list[str]:
+def containers(scope: ContainerScope, run_id: str | None = None, running_only: bool = False) -> list[str]:
     """Ids of this stack's task containers (of one run), as ``docker ps`` lists them."""
-    command = ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=airlaunch.scope={scope}"]
+    command = ["docker", "ps", "-q", "--no-trunc", "--filter", f"label={scope.label}"]
     command += ["--filter", "label=airlaunch.identity"]
     if run_id is not None:
-        command += ["--filter", f"label=airlaunch.run_id={run_id}"]
+        command += ["--filter", f"label=airlaunch.run_id={scope.run_label(run_id)}"]
     if not running_only:
         command.insert(2, "-a")
     out = subprocess.run(command, capture_output=True, text=True)
@@ -225,9 +245,11 @@ class Assessment:
     exit_overlaps: list[float] = field(default_factory=list)  # seconds a container took to exit after its status.json
     tries: list[Try] = field(default_factory=list)
     task_instances: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what else was counted, in words (ECS's tasks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "notes": self.notes,
             "containers_left": self.containers_left,
             "left_detail": self.left_detail,
             "outlived": self.outlived,
@@ -251,7 +273,7 @@ def assess(
     s3: Any,
     bucket: str,
     events: DockerEvents,
-    scope: str,
+    scope: ContainerScope,
     dag_id: str,
     run_id: str,
     settle_seconds: float = 75.0,

@@ -1,4 +1,10 @@
-"""The fault suite's table: printed, written into docs/faults.md (between markers) and kept as JSON."""
+"""The fault suite's table: printed, written into docs/faults.md (between markers) and kept as JSON.
+
+One line per scenario, one group of columns per backend (the launcher's Docker backend, and the stack's
+ECS mode): outcome, seconds to detection, the message Airflow shows, containers left, results lost,
+duplicates. A scenario that does not run on a backend has "n/a" there and the reason in its message
+cell; one not measured there yet has dashes.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.faults.scenarios import DETECTION_GOAL, SCENARIOS, Row
+from bench.faults.suite import BACKENDS, DETECTION_GOAL, NOT_ON, SCENARIOS, Row
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "faults.md"
 RESULTS = REPO / "bench" / "results"
+# The rows of the table in docs/faults.md, as data (committed with it; bench/results/ is not): what a partial
+# run keeps of the rows it did not measure, in any checkout.
+TABLE = REPO / "bench" / "faults" / "table.json"
 BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
-HEADERS = ["Scenario", "Outcome", "Detection (s)", "Message Airflow shows", "Containers left", "Results lost", "Dups"]
+LABEL = {"docker": "Docker", "ecs": "ECS"}
+GROUP = ["{b}", "{b} s", "{b}: message Airflow shows", "{b} left", "{b} lost", "{b} dups"]
+HEADERS = ["Scenario", *[cell.format(b=LABEL[backend]) for backend in BACKENDS for cell in GROUP]]
 
 
 def _cell(value: Any, width: int = 0) -> str:
@@ -26,10 +37,10 @@ def _cell(value: Any, width: int = 0) -> str:
 
 
 def cells(row: Row, message_width: int = 150) -> list[str]:
+    """One backend's cells of a scenario: outcome, detection, message, left, lost, duplicates."""
     outcome = row.outcome.upper() if row.outcome in ("pass", "fail") else row.outcome
     detection = f"{row.detection:.2f}" if row.detection is not None else None
     return [
-        row.title,
         outcome,
         _cell(detection),
         _cell(row.message, message_width),
@@ -39,15 +50,37 @@ def cells(row: Row, message_width: int = 150) -> list[str]:
     ]
 
 
+def lines(rows: list[Row], message_width: int) -> list[list[str]]:
+    """One line per scenario (the catalogue's order): its title, then each backend's cells."""
+    by_key = {(row.name, row.backend): row for row in rows}
+    names = [name for name in SCENARIOS if any((name, b) in by_key for b in BACKENDS)]
+    names += [row.name for row in rows if row.name not in SCENARIOS and row.name not in names]
+    table = []
+    for name in names:
+        measured = [by_key[(name, b)] for b in BACKENDS if (name, b) in by_key]
+        line = [measured[0].title]
+        for backend in BACKENDS:
+            row = by_key.get((name, backend))
+            why = NOT_ON.get(name, {}).get(backend)
+            if row is not None:
+                line += cells(row, message_width)
+            elif why is not None:
+                line += ["n/a", "", _cell(why, message_width), "", "", ""]
+            else:
+                line += ["—", "", "(not measured yet)", "", "", ""]
+        table.append(line)
+    return table
+
+
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
-    return "\n".join(lines)
+    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    out += ["| " + " | ".join(line) + " |" for line in lines(rows, 110)]
+    return "\n".join(out)
 
 
 def text_table(rows: list[Row]) -> str:
-    """The table for a terminal: fixed-width columns, the message cut to fit."""
-    table = [HEADERS, *[cells(row, 70) for row in rows]]
+    """The table for a terminal: fixed-width columns, the messages cut to fit."""
+    table = [HEADERS, *lines(rows, 40)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
     out = []
     for number, row in enumerate(table):
@@ -67,33 +100,49 @@ def machine() -> dict[str, Any]:
 
 
 def with_earlier_rows(rows: list[Row], measured: str) -> list[Row]:
-    """This run's rows, and for the scenarios it did not run, their rows from the latest earlier run
-    (marked with when they were measured), in the suite's order: a partial run updates its rows only."""
+    """This run's rows, and for each scenario and backend it did not run, the row from the latest earlier
+    run (marked with when it was measured), in the suite's order: a partial run updates its rows only.
+    Rows of runs before the ECS column are the Docker backend's."""
     for row in rows:
         row.details["measured"] = measured
-    earlier: dict[str, Row] = {}
+    earlier: dict[tuple[str, str], Row] = {}
+
+    def keep(row: Row) -> None:  # the later measurement of a scenario and backend wins
+        key = (row.name, row.backend)
+        if key not in earlier or earlier[key].details["measured"] <= row.details["measured"]:
+            earlier[key] = row
+
+    for data in json.loads(TABLE.read_text()) if TABLE.exists() else []:
+        keep(Row(**data))
     for path in sorted(RESULTS.glob("faults-*.json")):
         document = json.loads(path.read_text())
         for data in document["rows"]:
             row = Row(**data)
             row.details.setdefault("measured", document["started"][:16].replace("T", " "))
-            earlier[row.name] = row
-    ran = {row.name for row in rows}
-    merged = rows + [row for name, row in earlier.items() if name not in ran and name in SCENARIOS]
+            keep(row)
+    ran = {(row.name, row.backend) for row in rows}
+    merged = rows + [
+        row for key, row in earlier.items() if key not in ran and key[0] in SCENARIOS and key[1] not in NOT_ON[key[0]]
+    ]
     order = list(SCENARIOS)
-    return sorted(merged, key=lambda row: order.index(row.name) if row.name in order else len(order))
+    return sorted(
+        merged,
+        key=lambda row: (order.index(row.name) if row.name in order else len(order), BACKENDS.index(row.backend)),
+    )
 
 
 def explanations(rows: list[Row]) -> str:
-    parts = []
+    """Per scenario, what each backend's run did and measured."""
+    parts: dict[str, list[str]] = {}
     for row in rows:
         when = f", measured {row.details['measured']}" if row.details.get("measured") else ""
-        lines = [f"- **{row.title}** ({row.outcome}, {row.seconds:.0f} s{when}). Goal: {row.goal or '—'}."]
-        lines += [f"  {note[0].upper() + note[1:]}." for note in row.notes]
+        head = parts.setdefault(row.name, [f"- **{row.title}**. Goal: {row.goal or '—'}."])
+        title = "" if head[0].startswith(f"- **{row.title}**") else f" ({row.title})"
+        notes = [f"{note[0].upper() + note[1:]}." for note in row.notes]
         if row.missed:
-            lines.append("  Goals missed: " + "; ".join(row.missed) + ".")
-        parts.append("\n".join(lines))
-    return "\n".join(parts)
+            notes.append("Goals missed: " + "; ".join(row.missed) + ".")
+        head.append(f"  - {LABEL[row.backend]}{title}: {row.outcome}, {row.seconds:.0f} s{when}. " + " ".join(notes))
+    return "\n".join("\n".join(part) for part in parts.values())
 
 
 def save(rows: list[Row], started: datetime, settings: dict[str, Any], load_at_start: list[float]) -> Path:
@@ -112,14 +161,17 @@ def save(rows: list[Row], started: datetime, settings: dict[str, Any], load_at_s
     path.write_text(json.dumps(document, indent=1, default=str))
     ran = len(rows)
     rows = with_earlier_rows(rows, started.strftime("%Y-%m-%d %H:%M"))
-    passed = sum(row.outcome == "pass" for row in rows)
-    earlier = "" if ran == len(rows) else f" This run measured {ran} of the rows; the others are from earlier runs."
+    counts = ", ".join(
+        f"{LABEL[b]} {sum(r.outcome == 'pass' for r in rows if r.backend == b)} of {sum(r.backend == b for r in rows)}"
+        for b in BACKENDS
+    )
+    earlier = "" if ran == len(rows) else f" This run measured {ran} of them; the others are from earlier runs."
     block = "\n".join(
         [
             BEGIN,
             f"Measured {started.strftime('%Y-%m-%d %H:%M')} to {finished.strftime('%H:%M')} UTC on {about['host']} "
             f"({about['cores']} cores, {about['memory_gib']} GiB), load average (1, 5, 15 min) "
-            f"{load_at_start} at the start and {about['load']} at the end; {passed} of {len(rows)} rows pass. "
+            f"{load_at_start} at the start and {about['load']} at the end; rows that pass: {counts}. "
             f"Raw results: `bench/results/{path.name}`.{earlier}",
             "",
             markdown_table(rows),
@@ -130,6 +182,8 @@ def save(rows: list[Row], started: datetime, settings: dict[str, Any], load_at_s
             END,
         ]
     )
+    table = [{**row.to_dict(), "details": {"measured": row.details["measured"]}} for row in rows]
+    TABLE.write_text(json.dumps(table, indent=1, default=str) + "\n")
     if DOC.exists():
         text = DOC.read_text()
         if BEGIN in text and END in text:

@@ -2,7 +2,9 @@
 
 The suite runs the embedded stack of ``AIRLAUNCH_STATE_DIR`` (``make faults`` gives it one of its
 own, ``.stack-faults``, on its own ports, so a stack you work with is left alone) with the suite's
-DAGs (bench/faults/dags) and a copy of the task catalog whose image is ``FAULTS_TASK_IMAGE``.
+DAGs (bench/faults/dags) and a copy of the task catalog whose image is ``FAULTS_TASK_IMAGE``, with the
+launcher's Docker backend or in the stack's ECS mode (``up(backend)``: the ECS backend against the
+emulated account, whose Fargate tasks run as Docker containers all the same).
 
 Breaking things is done from the outside, as an operator or the machine would: SIGKILL to a
 process (its pid file), ``docker kill``/``docker stop`` of a container, SIGTERM to dockerd. To keep
@@ -25,6 +27,8 @@ import yaml
 
 from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import Stack, StackConfig, supervisor
+from bench.faults.account import EcsAccount
+from bench.faults.observe import ContainerScope
 from bench.harness import fail_leftover_runs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,9 +59,15 @@ class FaultStack:
         self._api: AirflowRest | None = None
 
     # -- up and down ------------------------------------------------------------------------------
-    def up(self) -> list[str]:
-        """Everything up and healthy (started if needed); the suite's DAGs parsed and unpaused."""
-        started = self.stack.up(with_airflow=True)
+    def running_backend(self) -> str | None:
+        """The backend of the launcher running now (None: none runs)."""
+        return self.cfg.backend if self.stack.launcher.alive() else None
+
+    def up(self, backend: str = "docker") -> list[str]:
+        """Everything up and healthy (started if needed) with the launcher's ``backend`` (a launcher of the
+        other one is replaced; in the ECS mode the emulated account comes up first); the suite's DAGs
+        parsed and unpaused."""
+        started = self.stack.up(with_airflow=True, backend=backend)
         if not self.stack.launcher.serves(self.cfg.catalog):
             self.stack.restart("launcher")
         os.environ.update(self.cfg.client_env())
@@ -73,10 +83,27 @@ class FaultStack:
             api.unpause(dag_id)
         if fail_leftover_runs(api, DAG_IDS, "fault suite"):
             self.stack.restart("airflow-triggerer")
+        self.warm_triggerer()
         return started
+
+    def warm_triggerer(self) -> None:
+        """One short task launched from the triggerer, so that the first row measures its fault rather than the
+        triggerer's start: its first trigger builds Airflow's in-process execution API (about 9 s on 2 busy
+        cores, paid once per triggerer start; docs/faults.md) and starts the orphan sweep."""
+        run_id = self.api.trigger("faults_trigger", {"action": "echo", "message": "warm-up"})
+        state = self.api.wait_for_run("faults_trigger", run_id, timeout=300)["state"]
+        if state != "success":
+            raise RuntimeError(f"the warm-up run faults_trigger/{run_id} ended {state}")
 
     def down(self) -> None:
         self.stack.down()
+
+    def container_scope(self) -> ContainerScope:
+        """Which containers are this stack's task containers now: the Docker backend labels them with the
+        stack's scope; in the ECS mode they are the emulated account's (each start of it is a new one)."""
+        if self.cfg.backend == "ecs":
+            return ContainerScope("ecs", EcsAccount(self.cfg).container_label())
+        return ContainerScope("docker", f"airlaunch.scope={self.cfg.docker_scope}")
 
     @property
     def api(self) -> AirflowRest:
@@ -98,7 +125,8 @@ class FaultStack:
         return time.monotonic() - start
 
     def all_ready(self, timeout: float = 240) -> None:
-        for name in self.stack.components:
+        """Every component the supervisor keeps up is healthy (not the ECS mode's account in the Docker mode)."""
+        for name in supervisor.read_wants(self.cfg) or list(self.stack.components):
             self.wait_ready(name, timeout)
 
     # -- breaking things ----------------------------------------------------------------------------
