@@ -16,6 +16,7 @@ retries are apart from Airflow's task retries, which start a new try.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from functools import cached_property
 from typing import Any, TypeVar
@@ -217,6 +218,23 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, .
 )
 
 
+_KEEPER = ("keeper",)
+
+
+async def _close_when_the_loop_ends(clients: dict[tuple[Any, ...], asyncio.Task[Any]]) -> None:
+    """Wait for ever; when the loop ends (``asyncio.run`` cancels what still runs, a triggerer that stops
+    does too) close the loop's clients as aiobotocore intends (``__aexit__``), so no session is left open
+    for the interpreter to complain about at exit."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for key, opened in list(clients.items()):
+            if key != _KEEPER and opened.done() and not opened.cancelled() and opened.exception() is None:
+                with contextlib.suppress(Exception):
+                    await opened.result().__aexit__(None, None, None)
+        clients.clear()
+
+
 def requested_region(hook: AwsGenericHook) -> str | None:
     """The region a hook was created with (None: the connection's), without reading the connection."""
     region: str | None = vars(hook).get("_region_name")
@@ -237,6 +255,8 @@ async def shared_client(hook: AwsGenericHook, pool: str = "") -> Any:
     # through the triggerer's supervisor, for every new hook (two per trigger): 500 triggers
     # starting together queued for tens of seconds behind those lookups.
     key = (hook.client_type, hook.aws_conn_id, requested_region(hook), pool)
+    if not clients:  # the loop's first client: closed with the loop's other tasks when the loop ends
+        clients[_KEEPER] = asyncio.ensure_future(_close_when_the_loop_ends(clients))
     if key not in clients:  # one creation however many triggers ask at once
 
         async def open_client() -> Any:
