@@ -173,11 +173,16 @@ def container_mib(client: docker.DockerClient, name: str) -> float:
 
 
 def stack_memory(airflow: BenchAirflow, client: docker.DockerClient) -> dict[str, float]:
-    """PSS of LocalStack and of each Airflow process tree, the Lambda container's memory (MiB)."""
+    """PSS of LocalStack, of the ECS mode's emulator (when it runs) and of each Airflow process tree, the Lambda
+    container's memory (MiB)."""
+    cfg = StackConfig()
     memory = {
-        "localstack": pss_mib(listening_pid(4566)),
-        "lambda": container_mib(client, StackConfig().launcher_container),
+        "localstack": pss_mib(listening_pid(cfg.localstack_port)),
+        "lambda": container_mib(client, cfg.launcher_container),
     }
+    emulator = listening_pid(cfg.ecs_port)  # the ECS mode's emulated account
+    if emulator is not None:
+        memory["ecs emulator"] = pss_mib(emulator)
     for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
         memory[f"airflow {component}"] = pss_mib(airflow.pid(component))
     memory["total"] = sum(memory.values())
@@ -258,7 +263,13 @@ class DockerStarts:
 
 # -- LocalStack: requests ----------------------------------------------------------------------
 
-LOCALSTACK_LOG = SHARED_STATE_DIR / "localstack.log"
+
+def localstack_log() -> Path:
+    """The log of the LocalStack the benchmark measures: the shared one's, or the one BENCH_LOCALSTACK_LOG names
+    (the ECS part's own stack)."""
+    return Path(os.environ.get("BENCH_LOCALSTACK_LOG") or SHARED_STATE_DIR / "localstack.log")
+
+
 REQUEST_MARK = "localstack.request.aws"
 
 
@@ -266,10 +277,11 @@ class RequestCounter:
     """Counts the requests LocalStack logs (one `localstack.request.aws` line each) from now on."""
 
     def __init__(self) -> None:
-        self.offset = LOCALSTACK_LOG.stat().st_size
+        self.log = localstack_log()
+        self.offset = self.log.stat().st_size
 
     def count(self) -> Counter[str]:
-        with LOCALSTACK_LOG.open("rb") as log:
+        with self.log.open("rb") as log:
             log.seek(self.offset)
             lines = log.read().decode(errors="replace").splitlines()
         # e.g. "... localstack.request.aws     : AWS s3.GetObject => 200"

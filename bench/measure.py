@@ -31,10 +31,12 @@ CFG = StackConfig()
 
 
 def s3_client() -> Any:
+    """The S3 of the stack the benchmark measures now (its ports as the environment gives them)."""
+    cfg = StackConfig()
     return boto3.client(
         "s3",
-        endpoint_url=CFG.localstack_url,
-        region_name=CFG.region,
+        endpoint_url=cfg.localstack_url,
+        region_name=cfg.region,
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
@@ -42,7 +44,7 @@ def s3_client() -> Any:
 
 def store() -> ResultStore:
     """The benchmark's results as `airlaunch report` reads them (every try, its files and status)."""
-    return ResultStore(s3_client(), CFG.bucket, os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"))
+    return ResultStore(s3_client(), StackConfig().bucket, os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"))
 
 
 def read_status(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:

@@ -5,9 +5,11 @@ end) and an Airflow of its own (.stack-bench/, port 8180, DAGs from bench/dags),
 with PASS/FAIL per target, saves JSON and a chart under bench/results/, and writes the table
 into docs/benchmarks.md between its markers.
 
-Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,slots
+Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,slots,scale-ecs
 (default all); BENCH_SAMPLES (20) launch/latency samples; BENCH_SLOTS_N (32) and
 BENCH_SLOTS_BLOCKING_N (same) tasks for the slot test; BENCH_SCALE (50,200,500) fan-out sizes;
+BENCH_SCALE_ECS (500) fan-out sizes on the ECS mode (scale-ecs, bench/scale_ecs.py: on a stack of its
+own, .stack-bench-ecs, run last) and BENCH_ECS_VCPU_QUOTA (256) the emulated account's vCPU quota for it;
 BENCH_SCALE_MAX_SECONDS (1) task sleep; BENCH_PARALLELISM (4) for everything but the slot test
 (always 2); BENCH_DOCS=0 leaves docs/benchmarks.md alone; BENCH_KEEP_AIRFLOW=1 leaves it up.
 """
@@ -24,15 +26,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
-from bench import measure, report, scale
+from bench import measure, report, scale, scale_ecs
 from bench.harness import REPO, BenchAirflow, load
 
 SCALE_ROW_PREFIXES = ("Scale:", "Completion latency at", "Stack peak memory at")
-PARTS = ("footprint", "launch", "latency", "scale", "slots")
+PARTS = ("footprint", "launch", "latency", "scale", "slots", "scale-ecs")
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 SCALE_BEGIN, SCALE_END = "<!-- bench-scale:begin -->", "<!-- bench-scale:end -->"
+ECS_BEGIN, ECS_END = "<!-- bench-ecs:begin -->", "<!-- bench-ecs:end -->"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Settings:
     slots_n: int
     slots_blocking_n: int
     scale: list[int]
+    scale_ecs: list[int]
     scale_max_seconds: float
     parallelism: int
 
@@ -68,9 +72,14 @@ def measured_line(results: dict[str, Any]) -> str:
 
 
 def write_docs(table: list[report.Row], results: dict[str, Any]) -> None:
-    """The scale part has a block of its own, so each block is rewritten only by a run that measured it."""
+    """The scale parts have blocks of their own, so each block is rewritten only by a run that measured it."""
+    ecs_rows = [row for row in table if row[0].startswith(scale_ecs.PREFIX)]
     scale_rows = [row for row in table if row[0].startswith(SCALE_ROW_PREFIXES)]
-    other_rows = [row for row in table if row not in scale_rows]
+    other_rows = [row for row in table if row not in scale_rows and row not in ecs_rows]
+    if "scale_ecs" in results:
+        grids = "\n\n".join(report.grid_markdown(*grid) for grid in report.scale_tables(results["scale_ecs"]))
+        body = f"{measured_line(results)}\n\n{report.markdown_table(ecs_rows)}\n\n{grids}"
+        write_block(ECS_BEGIN, ECS_END, body)
     if "scale" in results:
         grids = "\n\n".join(report.grid_markdown(*grid) for grid in report.scale_tables(results["scale"]))
         body = f"{measured_line(results)}\n\n{report.markdown_table(scale_rows)}\n\n{grids}"
@@ -91,13 +100,17 @@ def main() -> int:
         slots_n=int(os.environ.get("BENCH_SLOTS_N", "32")),
         slots_blocking_n=int(os.environ.get("BENCH_SLOTS_BLOCKING_N") or os.environ.get("BENCH_SLOTS_N", "32")),
         scale=[int(s) for s in env_list("BENCH_SCALE", "50,200,500")],
+        scale_ecs=[int(s) for s in env_list("BENCH_SCALE_ECS", "500")],
         scale_max_seconds=float(os.environ.get("BENCH_SCALE_MAX_SECONDS", "1")),
         parallelism=int(os.environ.get("BENCH_PARALLELISM", "4")),
     )
     os.environ.update(StackConfig(repo=REPO).client_env())
     shared = Stack(StackConfig(repo=REPO))
     shared_state_dir = shared.cfg.state_dir  # read from the environment, which BenchAirflow changes
-    started = shared.up()  # the shared LocalStack and Lambda: started only if down, and then stopped at the end
+    # the shared LocalStack and Lambda (with the Docker backend): started only if down, and then stopped at the
+    # end; the ECS part has a stack of its own
+    started = shared.up(backend="docker") if set(parts) - {"scale-ecs"} else []
+    ecs_stack = scale_ecs.EcsStack()
     results: dict[str, Any] = {
         "settings": asdict(settings),
         "machine": f"{platform.node()} ({os.cpu_count()} cores)",
@@ -137,22 +150,38 @@ def main() -> int:
             airflow = BenchAirflow(2)
             airflow.ensure()
             results["slots"] = measure.slots(airflow, settings.slots_n, settings.slots_blocking_n)
+        if "scale-ecs" in parts:
+            say(f"==> scale on the ECS mode (a stack of its own in {scale_ecs.STATE_DIR.name}): {settings.scale_ecs}")
+            airflow.down()  # it points at the shared stack: started again, pointing at the part's
+            ecs_stack.enter()
+            airflow = BenchAirflow(settings.parallelism)
+            airflow.ensure()
+
+            def keep_ecs(done: dict[str, Any]) -> None:
+                results["scale_ecs"] = done
+                say(f"    ECS fan-out of {max(int(k) for k in done if k.isdigit())} measured")
+
+            results["scale_ecs"] = scale_ecs.scale_ecs(
+                airflow, settings.scale_ecs, settings.scale_max_seconds, keep_ecs
+            )
     finally:
-        if os.environ.get("BENCH_KEEP_AIRFLOW") != "1":
+        keep_up = os.environ.get("BENCH_KEEP_AIRFLOW") == "1"
+        if not keep_up:
             airflow.down()
-            if started:  # left running, a later `make test` would join a stack started with the bench's settings
-                os.environ["AIRLAUNCH_STATE_DIR"] = str(shared_state_dir)
-                shared.down(only=started)
+        ecs_stack.leave(keep_up)
+        if started and not keep_up:  # left running, a later `make test` would join a stack started with the
+            os.environ["AIRLAUNCH_STATE_DIR"] = str(shared_state_dir)  # bench's settings
+            shared.down(only=started)
     results["load_end"] = load()
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     for name in (f"results-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(results, indent=2))
     report.chart(results, RESULTS / "latest.png")
-    table = report.rows(results)
+    table = report.rows(results) + scale_ecs.rows(results)
     print(report.text_table(table))
-    if "scale" in results:
-        for grid in report.scale_tables(results["scale"]):
+    for key in ("scale", "scale_ecs"):
+        for grid in report.scale_tables(results[key]) if key in results else []:
             print(f"\n{report.grid_text(*grid)}")
     print(f"\nload average at start {results['load_start']}, at end {results['load_end']}")
     print(f"saved {RESULTS / 'latest.json'}, {RESULTS / 'latest.png'}")

@@ -13,6 +13,9 @@ task reading every XCom) and reports
   Docker engine, the task containers (their own cgroup, from status.json) and the rest (the
   kernel, container shims, this benchmark), against what two cores could give in that time;
 - completion latency (the result in S3 to the task's end in Airflow) and the stack's peak memory.
+
+The same fan-out runs on the stack's ECS mode too (bench/scale_ecs.py), where ``observe`` adds what the
+emulated account counted during each size's run.
 """
 
 from __future__ import annotations
@@ -78,13 +81,16 @@ def cpu_snapshot(airflow: BenchAirflow) -> dict[str, float]:
     parts["localstack"] = cpu_seconds(listening_pid(cfg.localstack_port))
     parts["launcher"] = cpu_seconds(listening_pid(cfg.lambda_port))
     parts["docker engine"] = _engine_seconds()
+    emulator = listening_pid(cfg.ecs_port)  # the ECS mode's emulated account (moto and the Fargate stand-in)
+    if emulator is not None:
+        parts["ecs emulator"] = cpu_seconds(emulator)
     parts["machine"] = _busy_seconds()
     return parts
 
 
 def cpu_breakdown(before: dict[str, float], after: dict[str, float], containers: float) -> dict[str, float]:
     """CPU-seconds per part during the run; "other" is what the machine spent beyond the named parts."""
-    used = {part: after[part] - before[part] for part in before}
+    used = {part: after[part] - before[part] for part in before if part in after}
     machine = used.pop("machine")
     used["task containers"] = containers
     used["other (kernel, shims, runc, this benchmark)"] = max(0.0, machine - sum(used.values()))
@@ -170,9 +176,11 @@ def one_size(airflow: BenchAirflow, count: int, max_seconds: float) -> dict[str,
     ti_end = {ti["map_index"]: parse_time(ti["end_date"]) for ti in tis if ti["task_id"] == TASK_ID and ti["end_date"]}
     latency = [ti_end[i] - parse_time(t.status.ended_at) for i, t in tries.items() if t.status and i in ti_end]
     peaks = [s.usage.resources.memory_peak_bytes or 0 for s in statuses if s.usage and s.usage.resources]
+    states = [ti["state"] for ti in tis if ti["task_id"] == TASK_ID]
     return {
         "state": run["state"],
         "count": count,
+        "failed_tasks": sum(state != "success" for state in states),
         "seconds": took,
         "run_phases": run_phases(run, tis, statuses),
         "try_phases": try_phases([r for r in reports if r.task_try.identity.task_id == TASK_ID]),
@@ -190,16 +198,24 @@ def one_size(airflow: BenchAirflow, count: int, max_seconds: float) -> dict[str,
 
 
 def scale(
-    airflow: BenchAirflow, sizes: list[int], max_seconds: float, keep: Callable[[dict[str, Any]], None]
+    airflow: BenchAirflow,
+    sizes: list[int],
+    max_seconds: float,
+    keep: Callable[[dict[str, Any]], None],
+    observe: Callable[[int, float, float], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every size in turn, after a small warm-up fan-out (a triggerer's first triggers import and connect);
-    ``keep`` saves what was measured after each size, should a later one fail or be interrupted."""
+    ``keep`` saves what was measured after each size, should a later one fail or be interrupted;
+    ``observe(count, start, end)`` (epoch seconds of the size's run) adds its figures as ``observed``."""
     api = airflow.api()
     background_before = background_request_rate()
     run_dag(api, DAG_ID, {"count": 2, "max_seconds": 0}, timeout=300)
     results: dict[str, Any] = {"dag_id": DAG_ID, "max_seconds": max_seconds}
     for count in sizes:
+        began = time.time()
         results[str(count)] = one_size(airflow, count, max_seconds)
+        if observe is not None:
+            results[str(count)]["observed"] = observe(count, began, time.time())
         keep(results)
     # Others (the shared Airflow, tests) use the same LocalStack: subtract their rate.
     background = (background_before + background_request_rate()) / 2
