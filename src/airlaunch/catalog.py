@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from airlaunch.cache_policy import CachePolicy, parse_cache
 from airlaunch.protocol import (
     MAX_CPU,
     MAX_MEMORY_MIB,
@@ -29,7 +30,7 @@ from airlaunch.protocol import (
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _TASK_FIELDS = {
     "description", "image", "build", "command", "notebook", "cpu", "memory_mib", "timeout_seconds", "env",
-    "architecture", "max_cpu", "max_memory_mib", "max_timeout_seconds",
+    "architecture", "max_cpu", "max_memory_mib", "max_timeout_seconds", "cache",
 }  # fmt: skip
 _BUILD_FIELDS = {"dockerfile", "context", "args"}
 ARCHITECTURES = ("x86_64", "arm64")
@@ -97,6 +98,7 @@ class TaskSpec:
     max_memory_mib: int | None = None
     max_timeout_seconds: int | None = None
     build: BuildSpec | None = None
+    cache: CachePolicy | None = None  # the result cache, opt-in per entry
 
     @property
     def cpu_cap(self) -> float:
@@ -239,6 +241,7 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
         max_memory_mib=_optional(entry, "max_memory_mib", int),
         max_timeout_seconds=_optional(entry, "max_timeout_seconds", int),
         build=_parse_build(entry.get("build"), where),
+        cache=parse_cache(entry.get("cache"), where, CatalogError),
     )
     for low, high, what in (
         (spec.cpu, spec.cpu_cap, "cpu"),

@@ -21,6 +21,9 @@ What it guarantees:
   its catalog entry and its own params.yaml, never from anything the event carries.
 * A try's run session (ECS: launcher.run_credentials) is renewed by the reaper while its task
   runs, and its files are deleted once the task has stopped or its launch failed.
+* The result cache (launcher.cache) is one step of a launch, just before params.yaml: a hit serves
+  the try and starts nothing; and one step of recording a container's end (``ended``,
+  ``task_stopped``), where a success is cached.
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ from airlaunch.launcher.backends.base import (
     LiveTask,
     Started,
 )
+from airlaunch.launcher.cache import ResultCache
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.run_credentials import RunSessions
 from airlaunch.protocol import (
     ENV_BUCKET,
+    ENV_CACHE_CLAIM,
     ENV_EXECUTION_ID,
     ENV_PREFIX,
     ENV_TIMEOUT_SECONDS,
@@ -118,6 +123,7 @@ class Launcher:
         self.s3 = s3
         self.forwarded_env = {k: environ[k] for k in _FORWARDED_ENV if environ.get(k)}
         self.run_sessions: RunSessions | None = getattr(backend, "run_sessions", None)  # ECS with a files role
+        self.cache = ResultCache(settings, catalog, backend, s3)
 
     def layout_of(self, identity: RunIdentity) -> ResultLayout:
         return ResultLayout.for_identity(self.settings.bucket, self.settings.key_prefix, identity)
@@ -154,14 +160,16 @@ class Launcher:
             self.settle(earlier.task_ref, earlier.layout, why)
             self.backend.stop(earlier.task_ref, why)  # its status.json comes before its exit: wait for that too
 
+        params_yaml = yaml.safe_dump(params_document(request), sort_keys=False).encode()
+        cached = self.cache.step(request, spec, layout, params_yaml)  # served from it, or what to cache at the end
+        if cached.served_from is not None:
+            return replace(handle("", launched=False), cached_from=cached.served_from)
         self.s3.put_object(
-            Bucket=layout.bucket,
-            Key=layout.params_key,
-            Body=yaml.safe_dump(params_document(request), sort_keys=False).encode(),
-            ContentType="application/yaml",
+            Bucket=layout.bucket, Key=layout.params_key, Body=params_yaml, ContentType="application/yaml"
         )
         try:
-            started = self._start(spec, identity, self._task_env(spec, layout, identity))
+            env = {**self._task_env(spec, layout, identity), **cached.env}
+            started = self._start(spec, identity, env)
         except BaseException:  # no params.yaml without a container: it would read as a try still running
             self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
             self._end_run_session(layout)
@@ -251,6 +259,7 @@ class Launcher:
         if seen.state is not TaskState.LOST:
             return None  # still running after all (e.g. restarted): nothing ended
         status = self.settle(task.task_ref, task.layout, None, seen)
+        self.cache.record(task, status, seen)
         self.backend.forget(task.task_ref)
         return status
 
@@ -273,6 +282,7 @@ class Launcher:
         status = self.read_status(task.layout)
         if status is not None:
             self._end_run_session(task.layout)
+            self.cache.record(task, status, seen)
             return EventReply(recorded="by its runtime", state=status.state.value)
         if stopped.may_start_again and stopped.start_attempt < START_ATTEMPTS and self._read_stop(task.layout) is None:
             log.warning("%s failed to start (%s): starting it again", task.layout.prefix, seen.detail)
@@ -312,6 +322,8 @@ class Launcher:
             return running[0].task_ref
         spec = self.catalog.get(request.task).with_overrides(request.overrides)
         env = {**self._task_env(spec, task.layout, identity), ENV_START_ATTEMPT: str(attempt)}
+        if task.cache:  # the claim it was started with: a success is still cached
+            env[ENV_CACHE_CLAIM] = task.cache
         return self._start(spec, identity, env).task_ref
 
     def reap(self, now: float | None = None) -> list[str]:

@@ -9,13 +9,16 @@ One module per concern, each saying what it guarantees: ``checks`` (InvalidReque
 ``identity`` (which try), ``layout`` (its S3 keys), ``env`` (the container's environment),
 ``requests`` (a launch and its handle), ``status`` (how a try ends), ``envelope`` and
 ``replies`` (the launcher's calls and their replies: the only place that spells them),
-``telemetry`` (usage and timings, for the report). Import the names from here: the modules
-are how the package is kept, not part of its interface.
+``telemetry`` (usage and timings, for the report), ``cache`` (the result cache's entries in
+S3). Import the names from here: the modules are how the package is kept, not part of its
+interface.
 """
 
+from airlaunch.protocol.cache import CacheClaim, CacheEntry, cache_root, entry_key, is_cache_key
 from airlaunch.protocol.checks import InvalidRequest
 from airlaunch.protocol.env import (
     ENV_BUCKET,
+    ENV_CACHE_CLAIM,
     ENV_EXECUTION_ID,
     ENV_PARAMS_FILE,
     ENV_PREFIX,
@@ -109,6 +112,7 @@ __all__ = [
     "ECS_CLOCK",
     "ECS_TIMES_FILE",
     "ENV_BUCKET",
+    "ENV_CACHE_CLAIM",
     "ENV_EXECUTION_ID",
     "ENV_PARAMS_FILE",
     "ENV_PREFIX",
@@ -135,6 +139,8 @@ __all__ = [
     "AirflowMoments",
     "AnyCall",
     "AnyReply",
+    "CacheClaim",
+    "CacheEntry",
     "Call",
     "CallFailed",
     "DescribeCall",
@@ -172,9 +178,12 @@ __all__ = [
     "Timeline",
     "Usage",
     "action_of",
+    "cache_root",
     "check_params",
     "digest_of",
+    "entry_key",
     "identity_of_prefix",
+    "is_cache_key",
     "parse_call",
     "parse_reply",
     "parse_try_key",

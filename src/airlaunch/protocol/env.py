@@ -16,6 +16,10 @@ ENV_TIMEOUT_SECONDS = "AIRLAUNCH_TIMEOUT_SECONDS"
 # environment file (airlaunch.launcher.run_credentials) and renewed through the run's renewal.json
 # (airlaunch.runtime.credentials), never by the task itself.
 ENV_RUN_CREDENTIALS = "AIRLAUNCH_RUN_CREDENTIALS"
+# The result cache's claim on a task whose launch missed (airlaunch.protocol.cache.CacheClaim): what the
+# launcher records once the task has succeeded. Read back from the platform (Docker's labels, ECS's
+# RunTask overrides), never from anything the task writes.
+ENV_CACHE_CLAIM = "AIRLAUNCH_CACHE_CLAIM"
 # Environment the task runtime gives the task's own process.
 ENV_PARAMS_FILE = "AIRLAUNCH_PARAMS_FILE"
 ENV_RESULT_FILE = "AIRLAUNCH_RESULT_FILE"

@@ -96,17 +96,23 @@ class LaunchRequest:
     identity: RunIdentity
     params: dict[str, Any] = field(default_factory=dict)
     overrides: Overrides = field(default_factory=Overrides)
+    # The result cache for this launch: None (absent on the wire, as from older callers) uses the catalog
+    # entry's setting; False turns it off (no lookup, no entry written). True cannot turn on a cache the
+    # catalog entry does not have: the catalog says which tasks are worth caching.
+    cache: bool | None = None
 
     def __post_init__(self) -> None:
         require(self.task, "task", str)
         if not _TASK_NAME_RE.match(self.task):
             raise InvalidRequest("task", f"{self.task!r} is not a catalog task name (lower-case, digits, _ and -)")
         check_params(self.params)
+        if self.cache is not None:
+            require(self.cache, "cache", bool)
 
     @classmethod
     def from_dict(cls, data: Any) -> LaunchRequest:
         require(data, "request", dict)
-        check_keys(data, "request", {"task", "identity", "params", "overrides"})
+        check_keys(data, "request", {"task", "identity", "params", "overrides", "cache"})
         if "task" not in data:
             raise InvalidRequest("task", "is required")
         return cls(
@@ -114,15 +120,19 @@ class LaunchRequest:
             identity=RunIdentity.from_dict(data.get("identity")),
             params=check_params(data.get("params", {})),
             overrides=Overrides.from_dict(data.get("overrides")),
+            cache=data.get("cache"),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "task": self.task,
             "identity": self.identity.to_dict(),
             "params": self.params,
             "overrides": self.overrides.to_dict(),
         }
+        if self.cache is not None:  # absent unless set: a launcher from before the cache reads the rest
+            data["cache"] = self.cache
+        return data
 
 
 @dataclass(frozen=True)
@@ -135,24 +145,32 @@ class Handle:
     prefix: str
     launched: bool  # False when an earlier launch of the same identity was found instead
     timings: dict[str, str] = field(default_factory=dict)  # LauncherMoments of this launch, as a dict
+    # Served from the result cache: the prefix of the try whose result this try's files copy (nothing was
+    # started, task_ref is empty). Absent from the wire unless set, as handles were before the cache.
+    cached_from: str | None = None
 
     @property
     def layout(self) -> ResultLayout:
         return ResultLayout(bucket=self.bucket, prefix=self.prefix)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.cached_from is None:
+            del data["cached_from"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Handle:
         require(data, "handle", dict)
-        check_keys(data, "handle", {"backend", "task_ref", "bucket", "prefix", "launched", "timings"})
+        check_keys(data, "handle", {"backend", "task_ref", "bucket", "prefix", "launched", "timings", "cached_from"})
         for name, kind in (("backend", str), ("task_ref", str), ("bucket", str), ("prefix", str), ("launched", bool)):
             if name not in data:
                 raise InvalidRequest(f"handle.{name}", "is required")
             require(data[name], f"handle.{name}", kind)
         for moment, value in require(data.get("timings", {}), "handle.timings", dict).items():
             require(value, f"handle.timings.{moment}", str)
-        if ".." in data["prefix"] or data["prefix"].startswith("/"):
-            raise InvalidRequest("handle.prefix", "must be a relative key prefix without '..'")
+        for name in ("prefix", "cached_from"):
+            value = data.get(name)
+            if value is not None and (".." in require(value, f"handle.{name}", str) or value.startswith("/")):
+                raise InvalidRequest(f"handle.{name}", "must be a relative key prefix without '..'")
         return cls(**data)

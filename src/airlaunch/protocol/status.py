@@ -72,9 +72,12 @@ class Status:
     log_tail: list[str] = field(default_factory=list)
     result_keys: dict[str, str] = field(default_factory=dict)
     host: str = ""  # where it ran: the short Docker container id, else the hostname
-    written_by: str = "runtime"  # or "launcher", for a try whose container ended without writing it
+    written_by: str = "runtime"  # "launcher": its container ended without writing it; "cache": served from the cache
     version: int = PROTOCOL_VERSION
     usage: Usage | None = None  # absent from status.json written before it existed
+    # Served from the result cache (``written_by`` "cache"): the prefix of the try that computed the result
+    # this try's files copy; no container ran. Absent otherwise, as in status.json written before the cache.
+    cached_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,6 +85,8 @@ class Status:
         data["reason"] = self.reason.value
         if self.usage is None:
             del data["usage"]
+        if self.cached_from is None:
+            del data["cached_from"]
         return data
 
     def to_json(self) -> str:
@@ -105,6 +110,7 @@ class Status:
                 written_by=str(data.get("written_by", "runtime")),
                 version=data.get("version", PROTOCOL_VERSION),
                 usage=_optional_usage(data.get("usage")),
+                cached_from=str(data["cached_from"]) if data.get("cached_from") else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidRequest("status", f"malformed status.json: {exc!r}") from exc

@@ -54,6 +54,7 @@ class LiveTask:
     layout: ResultLayout  # where its try keeps its files (from the environment it was started with)
     started_at: float | None = None  # epoch seconds, when the platform says it started
     timeout_seconds: int | None = None  # the timeout it was started with
+    cache: str = ""  # the result cache's claim it was started with (airlaunch.protocol.CacheClaim), if any
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class BackendState:
     log_tail: list[str] = field(default_factory=list)  # its last output lines, where the platform keeps them
     host: str = ""
     ecs_times: EcsTimes | None = None  # ECS's own timestamps of the task, once it stopped
+    image: str | None = None  # the image it ran, by content (Docker's image id, ECS's imageDigest), once known
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class Backend(Protocol):
 
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         """Start the task without waiting for it; idempotent per identity."""
+
+    def image_digest(self, spec: TaskSpec) -> str | None:
+        """The image the entry's task would run now, by content (``sha256:...``), as the platform reports it
+        once run (BackendState.image); None when it cannot be known (then nothing is cached)."""
 
     def describe(self, task_ref: str) -> BackendState: ...
 

@@ -32,6 +32,7 @@ from airlaunch.launcher.backends.base import (
 )
 from airlaunch.protocol import (
     ENV_BUCKET,
+    ENV_CACHE_CLAIM,
     ENV_PREFIX,
     ENV_TIMEOUT_SECONDS,
     ResultLayout,
@@ -46,6 +47,7 @@ _PENDING_STATES = {"created", "restarting"}
 _LIVE_STATES = _PENDING_STATES | {"running"}
 # Where a container's results go and its timeout, as labels too: a listing shows labels, not the environment.
 BUCKET_LABEL, PREFIX_LABEL, TIMEOUT_LABEL = "airlaunch.bucket", "airlaunch.prefix", "airlaunch.timeout"
+CACHE_LABEL = "airlaunch.cache"  # the result cache's claim (launcher.cache), when its launch missed
 LOG_TAIL_LINES = 20
 
 
@@ -139,6 +141,7 @@ class DockerBackend:
             ),
             started_at=_epoch(state.get("StartedAt", "")) if isinstance(state, dict) else attrs.get("Created"),
             timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
+            cache=labels.get(CACHE_LABEL) or env.get(ENV_CACHE_CLAIM, ""),
         )
 
     def task(self, task_ref: str) -> LiveTask | None:
@@ -173,6 +176,7 @@ class DockerBackend:
                     BUCKET_LABEL: env.get(ENV_BUCKET, ""),
                     PREFIX_LABEL: env.get(ENV_PREFIX, ""),
                     TIMEOUT_LABEL: env.get(ENV_TIMEOUT_SECONDS, ""),
+                    CACHE_LABEL: env.get(ENV_CACHE_CLAIM, ""),
                 },
                 environment=env,
                 detach=True,
@@ -219,6 +223,16 @@ class DockerBackend:
             started_at=_iso(state.get("StartedAt", "")),
         )
 
+    def image_digest(self, spec: TaskSpec) -> str | None:
+        """The image id of the entry's image on this engine (its content: a rebuild under the same tag has
+        another id), which is what a container started now runs and what ``describe`` reports it ran."""
+        try:
+            return str(self.client.images.get(spec.image).id or "") or None
+        except ImageNotFound:
+            return None
+        except (DockerException, RequestException) as exc:
+            raise LaunchError(f"cannot inspect image {spec.image!r}: {exc}", retryable=True) from exc
+
     def _existing(self, identity: RunIdentity) -> Started | None:
         """The container an earlier start of this try left (its name is the try's), started if it was only
         created (a start that failed half-way); None if there is none."""
@@ -262,6 +276,7 @@ class DockerBackend:
             reason=reason,
             log_tail=output,
             host=(container.id or "")[:12],
+            image=str(container.attrs.get("Image") or "") or None,
         )
 
     def stop(self, task_ref: str, reason: str) -> bool:

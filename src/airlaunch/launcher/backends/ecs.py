@@ -42,9 +42,11 @@ from airlaunch.launcher.backends.base import (
     killed_by,
     labels_for,
 )
+from airlaunch.launcher.backends.ecs_images import EcsImages
 from airlaunch.launcher.run_credentials import RunSessions
 from airlaunch.protocol import (
     ENV_BUCKET,
+    ENV_CACHE_CLAIM,
     ENV_EXECUTION_ID,
     ENV_PREFIX,
     ENV_RUN_CREDENTIALS,
@@ -210,6 +212,7 @@ class EcsBackend:
                 settings.run_role_arn, settings.bucket, settings.key_prefix,
             )  # fmt: skip
         self._essential: dict[str, set[str]] = {}  # task definition ARN -> essential container names
+        self.images = EcsImages(self.client, settings.ecs_family_prefix)  # the result cache's image digests
         self._pacer = RunTaskPacer(settings)
 
     def _describe_tasks(self, arns: list[str]) -> list[dict[str, Any]]:
@@ -230,6 +233,7 @@ class EcsBackend:
             layout=ResultLayout(bucket=env.get(ENV_BUCKET, ""), prefix=env.get(ENV_PREFIX, "")),
             started_at=_epoch(task.get("startedAt")),
             timeout_seconds=int(timeout) if timeout.isdigit() else None,
+            cache=env.get(ENV_CACHE_CLAIM, ""),
         )
 
     def _list_live(self, **filters: str) -> list[LiveTask]:
@@ -316,6 +320,9 @@ class EcsBackend:
         params = self.run_task_params(spec, identity, env, self._run_session(spec, identity, env))
         task_ref, created = self._run_task(params, f"task {spec.name!r}")
         return Started(task_ref=task_ref, launched=True, created_at=created)
+
+    def image_digest(self, spec: TaskSpec) -> str | None:
+        return self.images.digest(spec)
 
     def _run_session(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> str | None:
         """The ARN of the try's run session file (launcher.run_credentials); None without a files role."""
@@ -441,7 +448,8 @@ class EcsBackend:
             parts.insert(0, killed)
         if exit_code is not None:
             parts.append(f"exit code {exit_code}")
-        return BackendState(TaskState.LOST, exit_code=exit_code, detail="; ".join(parts), reason=reason)
+        image = container.get("imageDigest") if container else None
+        return BackendState(TaskState.LOST, exit_code=exit_code, detail="; ".join(parts), reason=reason, image=image)
 
     def _essential_container(self, task: dict[str, Any]) -> dict[str, Any] | None:
         containers: list[dict[str, Any]] = task.get("containers") or []
