@@ -133,6 +133,9 @@ def test_tasks_started_from_the_triggerer_never_visit_a_worker(airflow_api: Airf
     assert _overlap(airflow_api, s3, dag_id, run_id, 8) == 8
     log = airflow_api.log(dag_id, run_id, "sleep", map_index=3)
     assert "launched task_two (docker" in log and "[container] slept 10.0 s" in log
+    # No worker built their extra links: the trigger pushed them (locally the results link is the s3:// URI).
+    where = airflow_api.xcom(dag_id, run_id, "sleep", "airlaunch", map_index=3)
+    assert airflow_api.xcom(dag_id, run_id, "sleep", "_link_ResultsLink", map_index=3) == where["uri"]
 
 
 def _epoch(iso: str) -> float:

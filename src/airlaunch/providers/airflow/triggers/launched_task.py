@@ -370,6 +370,7 @@ class LaunchedTaskTrigger(BaseTrigger):
             detail = f"cannot launch catalog task {task!r}: {exc}"
             return TriggerEvent({"state": "launch_failed", "detail": detail})
         self.log.info(launched_message(task, handle))
+        await self._push_links(request.identity, handle, task)
         if not spec.wait_for_completion:  # as the operator does; a watched task's XComs come at its end
             await self._set_xcom(request.identity, HANDLE_XCOM_KEY, handle.to_dict())
             await self._set_xcom(request.identity, "return_value", handle.to_dict())
@@ -380,6 +381,17 @@ class LaunchedTaskTrigger(BaseTrigger):
             begin = started.timestamp() if started is not None else time.time()
             self.deadline = begin + spec.execution_timeout
         return None
+
+    async def _push_links(self, identity: RunIdentity, handle: Handle, task: str) -> None:
+        """The operator's extra links (results, log stream, ECS task) for a task no worker ever runs: Airflow
+        builds links on the worker, so a task launched here would show none. A failure costs the links only."""
+        from airlaunch.providers.airflow.links import link_xcoms  # links imports this module's XCom key
+
+        try:
+            for key, url in link_xcoms(handle.to_dict(), task).items():
+                await self._set_xcom(identity, key, url)
+        except Exception as exc:
+            self.log.warning("cannot push the extra links from the triggerer (%s)", exc)
 
     @staticmethod
     async def _set_xcom(identity: RunIdentity, key: str, value: Any) -> None:
