@@ -3,11 +3,13 @@ api-server, scheduler, dag-processor and triggerer for end-to-end tests through 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,18 @@ def airflow_api(stack: Stack) -> Iterator[AirflowRest]:
     yield AirflowRest.for_home(stack.cfg.airflow_url, stack.cfg.airflow_home)
     if started:
         stack.down(only=started)
+
+
+def run_dag(
+    api: AirflowRest, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300
+) -> tuple[str, dict]:
+    """Trigger the DAG (parsed, unpaused) and wait until its run ends; (run id, run)."""
+    api.wait_for_dag(dag_id)
+    api.unpause(dag_id)
+    run_id = api.trigger(dag_id, conf)
+    return run_id, api.wait_for_run(dag_id, run_id, timeout)
+
+
+def status_at(s3: Any, where: dict[str, Any]) -> dict[str, Any]:
+    """The status.json of the try an ``airlaunch`` XCom (bucket, prefix) names."""
+    return dict(json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read()))

@@ -7,7 +7,6 @@ an image of its own, added to the catalog and deployed as `make deploy` would.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import ECS_ACCOUNT, Stack
 from airlaunch.stack.ecs_account import STACK_NAME
+from tests.airflow.conftest import run_dag, status_at
 from tests.conftest import TEST_CATALOG
 
 PROBE = Path(__file__).resolve().parents[1] / "fixtures" / "ecs_probe"
@@ -51,25 +51,14 @@ def ecs_airflow(stack: Stack, airflow_api: AirflowRest) -> Iterator[AirflowRest]
         stack.up(backend="docker")
 
 
-def _run(api: AirflowRest, dag_id: str, conf: dict[str, Any], timeout: float = 300) -> tuple[str, dict[str, Any]]:
-    api.wait_for_dag(dag_id)
-    api.unpause(dag_id)
-    run_id = api.trigger(dag_id, conf)
-    return run_id, api.wait_for_run(dag_id, run_id, timeout)
-
-
-def _status(s3: Any, where: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read())
-
-
 def test_the_reference_pipeline_runs_on_ecs(ecs_airflow: AirflowRest, s3: Any) -> None:
-    run_id, run = _run(ecs_airflow, "airlaunch_reference", {"min_seconds": 1, "max_seconds": 2})
+    run_id, run = run_dag(ecs_airflow, "airlaunch_reference", {"min_seconds": 1, "max_seconds": 2})
     states = {ti["task_id"]: ti["state"] for ti in ecs_airflow.task_instances("airlaunch_reference", run_id)}
     assert run["state"] == "success", states
     for task_id in ("test_docker", "do_task_one", "do_task_two", "do_task_three", "report"):
         where = ecs_airflow.xcom("airlaunch_reference", run_id, task_id, "airlaunch")
         assert where["task_ref"].startswith(f"arn:aws:ecs:us-east-1:000000000000:task/{STACK_NAME}/"), where
-        assert _status(s3, where)["state"] == "succeeded"
+        assert status_at(s3, where)["state"] == "succeeded"
     two = ecs_airflow.xcom("airlaunch_reference", run_id, "do_task_two")
     three = ecs_airflow.xcom("airlaunch_reference", run_id, "do_task_three")
     assert three["task_two_value"] == two["sleep_seconds"]
@@ -77,7 +66,7 @@ def test_the_reference_pipeline_runs_on_ecs(ecs_airflow: AirflowRest, s3: Any) -
 
 def test_a_20_way_fan_out_of_a_new_task_with_its_own_image(ecs_airflow: AirflowRest, stack: Stack, s3: Any) -> None:
     conf = {"count": 20, "task": "ecs_probe", "min_seconds": 0, "max_seconds": 2}
-    run_id, run = _run(ecs_airflow, "airlaunch_fan_out", conf, timeout=600)
+    run_id, run = run_dag(ecs_airflow, "airlaunch_fan_out", conf, timeout=600)
     assert run["state"] == "success", [ti["state"] for ti in ecs_airflow.task_instances("airlaunch_fan_out", run_id)]
     results = [ecs_airflow.xcom("airlaunch_fan_out", run_id, "sleep", map_index=i) for i in range(20)]
     assert sorted(r["batch"] for r in results) == list(range(20))

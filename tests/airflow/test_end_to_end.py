@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -12,31 +11,20 @@ import pytest
 
 from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import Stack, StackConfig
-from tests.airflow.conftest import E2E_PARALLELISM
+from tests.airflow.conftest import E2E_PARALLELISM, run_dag, status_at
 
 CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
 
 
-def _run(api: AirflowRest, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300) -> tuple[str, dict]:
-    api.wait_for_dag(dag_id)
-    api.unpause(dag_id)
-    run_id = api.trigger(dag_id, conf)
-    return run_id, api.wait_for_run(dag_id, run_id, timeout)
-
-
-def _status(s3: Any, where: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(s3.get_object(Bucket=where["bucket"], Key=where["prefix"] + "status.json")["Body"].read())
-
-
 def test_reference_pipeline_through_the_rest_api(airflow_api: AirflowRest, s3: Any) -> None:
-    run_id, run = _run(airflow_api, "airlaunch_reference", {"min_seconds": 1, "max_seconds": 2})
+    run_id, run = run_dag(airflow_api, "airlaunch_reference", {"min_seconds": 1, "max_seconds": 2})
     states = {ti["task_id"]: ti["state"] for ti in airflow_api.task_instances("airlaunch_reference", run_id)}
     assert run["state"] == "success", states
     assert set(states.values()) == {"success"}
 
     for task_id in CONTAINER_TASKS:
         where = airflow_api.xcom("airlaunch_reference", run_id, task_id, "airlaunch")
-        status = _status(s3, where)
+        status = status_at(s3, where)
         # It ran in a real container: the runtime reports the hostname Docker gave it.
         assert status["state"] == "succeeded" and status["host"] == where["task_ref"][:12]
         for key in where["result_keys"].values():  # every key in XCom names a real object
@@ -50,7 +38,7 @@ def test_reference_pipeline_through_the_rest_api(airflow_api: AirflowRest, s3: A
 
 
 def test_failing_container_fails_the_task_with_exit_code_and_log_tail(airflow_api: AirflowRest) -> None:
-    run_id, run = _run(airflow_api, "airlaunch_diagnostic", {"action": "exit", "code": 7})
+    run_id, run = run_dag(airflow_api, "airlaunch_diagnostic", {"action": "exit", "code": 7})
     assert run["state"] == "failed"
     log = airflow_api.log("airlaunch_diagnostic", run_id, "diagnostic")
     assert "container task failed (reason: exit, exit code 7): exit code 7: exiting with code 7" in log
@@ -79,7 +67,7 @@ def test_marking_a_running_task_failed_stops_its_container(airflow_api: AirflowR
 
     _wait_for(lambda: not _containers(run_id), "the container to be stopped", timeout=60)
     where = airflow_api.xcom(dag_id, run_id, "diagnostic", "airlaunch_handle")
-    status = _status(s3, where)
+    status = status_at(s3, where)
     assert status["state"] == "failed" and status["reason"] == "stopped" and status["host"] == container[:12]
     assert _ti_state(airflow_api, dag_id, run_id) == "failed"
 
@@ -95,7 +83,7 @@ def test_a_triggerer_restart_resumes_the_watch_without_relaunching(airflow_api: 
     assert ti["try_number"] == 1
     where = airflow_api.xcom(dag_id, run_id, "diagnostic", "airlaunch")
     assert where["task_ref"] == container  # the one container launched, watched to its end
-    assert _status(s3, where)["host"] == container[:12]
+    assert status_at(s3, where)["host"] == container[:12]
 
 
 def _overlap(api: AirflowRest, s3: Any, dag_id: str, run_id: str, count: int) -> int:
@@ -104,7 +92,7 @@ def _overlap(api: AirflowRest, s3: Any, dag_id: str, run_id: str, count: int) ->
     for index in range(count):
         where = api.xcom(dag_id, run_id, "sleep", "airlaunch", map_index=index)
         assert re.search(f"/sleep/{index}/1-[0-9a-f-]{{36}}/$", where["prefix"])  # one prefix per index and try
-        status = _status(s3, where)
+        status = status_at(s3, where)
         intervals.append((_epoch(status["started_at"]), _epoch(status["ended_at"])))
     assert len({start for start, _ in intervals}) == count
     return max(sum(start <= t < end for start, end in intervals) for t, _ in intervals)
@@ -113,7 +101,7 @@ def _overlap(api: AirflowRest, s3: Any, dag_id: str, run_id: str, count: int) ->
 def test_waiting_tasks_hold_no_worker_slot(airflow_api: AirflowRest, s3: Any) -> None:
     """8 ten-second containers launched from workers, parallelism 2: if waiting held a slot, 2 would overlap."""
     dag_id = "airlaunch_fan_out_workers"
-    run_id, run = _run(airflow_api, dag_id, {"count": 8, "min_seconds": 10, "max_seconds": 10})
+    run_id, run = run_dag(airflow_api, dag_id, {"count": 8, "min_seconds": 10, "max_seconds": 10})
     assert run["state"] == "success"
     assert airflow_api.xcom(dag_id, run_id, "total") == pytest.approx(80.0)
     most_at_once = _overlap(airflow_api, s3, dag_id, run_id, 8)
@@ -124,7 +112,7 @@ def test_waiting_tasks_hold_no_worker_slot(airflow_api: AirflowRest, s3: Any) ->
 def test_tasks_started_from_the_triggerer_never_visit_a_worker(airflow_api: AirflowRest, s3: Any) -> None:
     """start_from_trigger: the scheduler defers the mapped tasks at once; the triggerer launches all 8."""
     dag_id = "airlaunch_fan_out"
-    run_id, run = _run(airflow_api, dag_id, {"count": 8, "min_seconds": 10, "max_seconds": 10})
+    run_id, run = run_dag(airflow_api, dag_id, {"count": 8, "min_seconds": 10, "max_seconds": 10})
     assert run["state"] == "success"
     assert airflow_api.xcom(dag_id, run_id, "total") == pytest.approx(80.0)
     sleepers = [ti for ti in airflow_api.task_instances(dag_id, run_id) if ti["task_id"] == "sleep"]

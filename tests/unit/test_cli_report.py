@@ -266,9 +266,9 @@ def test_ecs_times_without_a_zone_are_taken_as_utc(
     assert code == 0 and json.loads(out)["tries"][0]["cost"]["billed_seconds"] == 96
 
 
-def test_timings_json_gives_every_phase_from_airflows_start_to_its_end(
-    moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def timed_try(moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str], container_started_after: float) -> Any:
+    """A local try with Airflow's and the launcher's timings.json (the container started this long after
+    params.yaml was written), as the report's JSON shows it."""
     written = lay_out(moto_s3, bucket, "local", docker_usage)
     timeline = Timeline(
         airflow=AirflowMoments(
@@ -278,13 +278,21 @@ def test_timings_json_gives_every_phase_from_airflows_start_to_its_end(
             task_ended_at=at(written, 9.25),
         ),
         launcher=LauncherMoments(
-            received_at=at(written, -0.3), container_created_at=at(written, 0.5), container_started_at=at(written, 1.0)
+            received_at=at(written, -0.3),
+            container_created_at=at(written, 0.5),
+            container_started_at=at(written, container_started_after),
         ),
     )
     layout = ResultLayout.for_identity(bucket, "runs", RunIdentity("d", "r1", "local"))
     moto_s3.put_object(Bucket=bucket, Key=layout.timings_key, Body=timeline.to_json().encode())
-
     [tried] = json.loads(report(capsys, "--bucket", bucket, "--json")[1])["tries"]
+    return tried
+
+
+def test_timings_json_gives_every_phase_from_airflows_start_to_its_end(
+    moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tried = timed_try(moto_s3, bucket, capsys, container_started_after=1.0)
     phases = [(p["phase"], p["seconds"], p["clock"]) for p in tried["phases"]]
     assert phases == [
         ("airflow", 0.6, "Airflow"),
@@ -306,22 +314,7 @@ def test_a_platform_start_recorded_after_the_runtime_began_makes_no_negative_pha
 ) -> None:
     """Docker's StartedAt and ECS's startedAt come once the start call is done, after the runtime inside
     has begun (measured: ECS mode's startedAt 49 ms after the runtime's start): boot is zero, not negative."""
-    written = lay_out(moto_s3, bucket, "local", docker_usage)  # the runtime starts at +1.5 s
-    timeline = Timeline(
-        airflow=AirflowMoments(
-            task_started_at=at(written, -1.0),
-            launch_requested_at=at(written, -0.4),
-            completion_seen_at=at(written, 9.0),
-            task_ended_at=at(written, 9.25),
-        ),
-        launcher=LauncherMoments(
-            received_at=at(written, -0.3), container_created_at=at(written, 0.5), container_started_at=at(written, 1.9)
-        ),
-    )
-    layout = ResultLayout.for_identity(bucket, "runs", RunIdentity("d", "r1", "local"))
-    moto_s3.put_object(Bucket=bucket, Key=layout.timings_key, Body=timeline.to_json().encode())
-
-    [tried] = json.loads(report(capsys, "--bucket", bucket, "--json")[1])["tries"]
+    tried = timed_try(moto_s3, bucket, capsys, container_started_after=1.9)  # the runtime starts at +1.5 s
     seconds = {p["phase"]: p["seconds"] for p in tried["phases"]}
     assert seconds["boot"] == 0 and seconds["create"] == 1.0 and min(seconds.values()) >= 0
     assert tried["total_seconds"] == 10.25
