@@ -95,3 +95,30 @@ def test_upstream_results_cannot_start_from_the_triggerer() -> None:
                 LaunchContainerOperator(
                     task_id=f"t{number}", task="task_three", parameters=parameters, start_from_trigger=True
                 )
+
+
+def test_cache_false_reaches_the_launch_request_from_a_worker_and_from_the_triggerer() -> None:
+    """The call's cache=False is the request's ``cache``; without it the field stays absent (the entry decides)."""
+    with DAG("d", start_date=datetime(2026, 1, 1), schedule=None) as dag:
+        off = LaunchContainerOperator(task_id="off", task="task_three", cache=False)
+        LaunchContainerOperator(task_id="off_t", task="task_three", cache=False, start_from_trigger=True)
+        LaunchContainerOperator(task_id="default_t", task="task_three", start_from_trigger=True)
+        LaunchContainerOperator.partial(task_id="m", task="task_three", cache=False, start_from_trigger=True).expand(
+            parameters=[{"i": 0}]
+        )
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="off", map_index=-1, try_number=1, id=None)
+    request = off.build_request({"params": {}, "ti": ti})  # type: ignore[arg-type]
+    assert request.cache is False and request.to_dict()["cache"] is False
+    for task_id, expected in (("off_t", False), ("default_t", None)):
+        serialized = _serialized(dag, task_id)
+        kwargs = BaseSerialization.deserialize(serialized.start_trigger_args.trigger_kwargs)
+        assert _resolve(kwargs["launch"], serialized).cache is expected
+    assert _resolve({"mapped": True}, _serialized(dag, "m"), map_index=0).cache is False
+    assert (
+        "cache"
+        not in LaunchContainerOperator(task_id="x", task="t")
+        .build_request(
+            {"params": {}, "ti": ti}  # type: ignore[arg-type]
+        )
+        .to_dict()
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from airlaunch.protocol import (
+    Handle,
     InvalidRequest,
     LaunchRequest,
     ResultLayout,
@@ -140,3 +143,28 @@ def test_a_status_the_launcher_wrote_says_so_and_old_ones_still_read() -> None:
     with pytest.raises(InvalidRequest, match="not JSON"):
         Status.from_json(b"{half")
     assert StopRequest.from_json(StopRequest("superseded").to_json()).reason == "superseded"
+
+
+def test_the_result_cache_fields_are_optional_on_the_wire() -> None:
+    """Payloads from before the cache parse, and nothing new is written unless set."""
+    old_request = {"task": "task_one", "identity": IDENTITY, "params": {"x": 1}, "overrides": {}}
+    request = LaunchRequest.from_dict(old_request)
+    assert request.cache is None and set(request.to_dict()) == set(old_request)
+    assert LaunchRequest.from_dict({**old_request, "cache": False}).to_dict()["cache"] is False
+    with pytest.raises(InvalidRequest) as refused:
+        LaunchRequest.from_dict({**old_request, "cache": "no"})
+    assert refused.value.field == "cache"
+
+    old_handle = {"backend": "docker", "task_ref": "c", "bucket": "b", "prefix": "runs/d/r/t/-1/1/",
+                  "launched": True, "timings": {}}  # fmt: skip
+    assert Handle.from_dict(old_handle).cached_from is None and Handle.from_dict(old_handle).to_dict() == old_handle
+    served = Handle.from_dict({**old_handle, "task_ref": "", "cached_from": "runs/d/r0/t/-1/1/"})
+    assert served.to_dict()["cached_from"] == "runs/d/r0/t/-1/1/"
+    with pytest.raises(InvalidRequest) as refused:
+        Handle.from_dict({**old_handle, "cached_from": "../elsewhere/"})
+    assert refused.value.field == "handle.cached_from"
+
+    status = Status(TaskState.SUCCEEDED, 0, StopReason.EXIT, "2026-01-01T00:00:00", "2026-01-01T00:00:01", "e")
+    assert "cached_from" not in status.to_dict()
+    cached = Status.from_json(json.dumps({**status.to_dict(), "cached_from": "runs/d/r0/t/-1/1/"}))
+    assert cached.cached_from == "runs/d/r0/t/-1/1/" and Status.from_dict(status.to_dict()).cached_from is None

@@ -140,6 +140,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
     :param overrides: env, cpu, memory_mib, timeout_seconds for this launch (templated).
     :param wait_for_completion: False to only launch and return the handle (pair it with
         ``LaunchedTaskSensor``).
+    :param cache: False to run the container whatever the result cache holds, and to cache nothing
+        from this try; None (the default) does what the catalog entry's ``cache`` says (docs/cache.md).
     :param start_from_trigger: launch from the triggerer: the scheduler defers the task at once
         and no worker is involved unless it fails. Templates are rendered in the triggerer;
         ``parameters`` cannot take upstream results there (no XComArgs, no ``xcom_pull``,
@@ -171,6 +173,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         overrides: dict[str, Any] | None = None,
         include_dag_params: bool = True,
         wait_for_completion: bool = True,
+        cache: bool | None = None,
         start_from_trigger: bool = False,
         function_name: str | None = None,
         aws_conn_id: str | None = None,
@@ -185,6 +188,7 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         self.overrides = overrides or {}
         self.include_dag_params = include_dag_params
         self.wait_for_completion = wait_for_completion
+        self.cache = cache
         self._init_settings(
             function_name=function_name,
             aws_conn_id=aws_conn_id,
@@ -214,6 +218,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             "wait_for_completion": self.wait_for_completion,
             "execution_timeout": timeout,
         }
+        if self.cache is not None:  # absent unless set, as kwargs serialized before the cache
+            launch["cache"] = self.cache
         settings = {name: getattr(self, name) for name in TRIGGER_SETTINGS}
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
@@ -224,7 +230,9 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
 
     def build_request(self, context: Context) -> LaunchRequest:
         try:
-            return launch_request(context, self.task, self.parameters, self.overrides, self.include_dag_params)
+            return launch_request(
+                context, self.task, self.parameters, self.overrides, self.include_dag_params, self.cache
+            )
         except InvalidRequest as exc:
             raise AirflowException(f"bad launch request for catalog task {self.task!r}: {exc}") from exc
 
@@ -237,6 +245,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         hook = self._hook = self.hook
         handle = self._handle = hook.launch(request)
         self.log.info(launched_message(self.task, handle))
+        if handle.cached_from:
+            self.log.info("served from the result cache, no container ran: the result of %s", handle.cached_from)
         cancelled = state_if_cancelled(request.identity)
         if cancelled:
             # Marked failed or cleared while the launch was in flight: this process gets no kill

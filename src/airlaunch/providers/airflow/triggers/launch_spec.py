@@ -36,15 +36,20 @@ def identity_of_ti(ti: Any) -> RunIdentity:
 
 
 def launch_request(
-    context: Context, task: str, parameters: dict[str, Any], overrides: dict[str, Any], include_dag_params: bool
+    context: Context,
+    task: str,
+    parameters: dict[str, Any],
+    overrides: dict[str, Any],
+    include_dag_params: bool,
+    cache: bool | None = None,
 ) -> LaunchRequest:
     """The request a worker or the triggerer sends: the DAG's params updated with the task's
-    (rendered) parameters, and the run's identity. Raises InvalidRequest naming a bad field."""
+    (rendered) parameters, and the run's identity; ``cache`` False turns the result cache off for
+    this launch (None: as the catalog entry says). Raises InvalidRequest naming a bad field."""
     params = dict(context["params"]) if include_dag_params else {}
     params.update(parameters)
-    return LaunchRequest(
-        task=task, identity=identity_of(context), params=params, overrides=Overrides.from_dict(overrides)
-    )
+    overrides_ = Overrides.from_dict(overrides)
+    return LaunchRequest(task=task, identity=identity_of(context), params=params, overrides=overrides_, cache=cache)
 
 
 class CannotStartHere(Exception):
@@ -60,6 +65,7 @@ class LaunchSpec:
     wait_for_completion: bool = True
     execution_timeout: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    cache: bool | None = None  # absent from trigger kwargs serialized before the cache: the entry's setting
 
 
 async def resolve_launch_spec(launch: dict[str, Any], ti: Any) -> LaunchSpec:
@@ -81,6 +87,7 @@ async def resolve_launch_spec(launch: dict[str, Any], ti: Any) -> LaunchSpec:
         wait_for_completion=partial.get("wait_for_completion", True),
         execution_timeout=timeout.total_seconds() if timeout is not None else None,
         settings={name: partial[name] for name in TRIGGER_SETTINGS if partial.get(name) is not None},
+        cache=partial.get("cache"),
     )
     if pulls_xcoms((spec.parameters, spec.overrides)):
         raise CannotStartHere("its parameters or overrides pull XComs in a template")

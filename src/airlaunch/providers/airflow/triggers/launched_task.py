@@ -120,6 +120,8 @@ def xcoms_for(handle: Handle, status: Status, result: Any) -> dict[str, Any]:
         "result_keys": status.result_keys,
         "task_ref": handle.task_ref,
     }
+    if status.cached_from:  # served from the result cache: the try whose result this is
+        summary["cached_from"] = status.cached_from
     return {"return_value": result, "airlaunch": summary}
 
 
@@ -362,6 +364,7 @@ class LaunchedTaskTrigger(BaseTrigger):
                 self.render_template(spec.parameters, context, jinja_env),
                 self.render_template(spec.overrides, context, jinja_env),
                 spec.include_dag_params,
+                spec.cache,
             )
             self.identity = request.identity  # from now on a kill can stop it, even before the handle comes
             self.launch_requested_at = utcnow()
@@ -370,6 +373,8 @@ class LaunchedTaskTrigger(BaseTrigger):
             detail = f"cannot launch catalog task {task!r}: {exc}"
             return TriggerEvent({"state": "launch_failed", "detail": detail})
         self.log.info(launched_message(task, handle))
+        if handle.cached_from:
+            self.log.info("served from the result cache, no container ran: the result of %s", handle.cached_from)
         await self._push_links(request.identity, handle, task)
         if not spec.wait_for_completion:  # as the operator does; a watched task's XComs come at its end
             await self._set_xcom(request.identity, HANDLE_XCOM_KEY, handle.to_dict())
