@@ -5,6 +5,8 @@ here, never from the request, so an Airflow user cannot make the launcher run an
 arbitrary image, and may raise cpu, memory and timeout only up to the entry's ``max_*``
 caps. On AWS every entry becomes its own ECS task definition (``make deploy``,
 airlaunch.deploy.template), so the catalog is also what the deployment is generated from.
+An entry's ``secrets`` name the only secrets its task may have, by reference
+(airlaunch.secret_refs); a launch can neither add one nor set a secret's variable.
 See tasks/catalog.yaml for the format.
 """
 
@@ -26,11 +28,12 @@ from airlaunch.protocol import (
     InvalidRequest,
     Overrides,
 )
+from airlaunch.secret_refs import SecretRef, parse_secrets
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _TASK_FIELDS = {
     "description", "image", "build", "command", "notebook", "cpu", "memory_mib", "timeout_seconds", "env",
-    "architecture", "max_cpu", "max_memory_mib", "max_timeout_seconds", "cache",
+    "architecture", "max_cpu", "max_memory_mib", "max_timeout_seconds", "secrets", "cache",
 }  # fmt: skip
 _BUILD_FIELDS = {"dockerfile", "context", "args"}
 ARCHITECTURES = ("x86_64", "arm64")
@@ -98,6 +101,7 @@ class TaskSpec:
     max_memory_mib: int | None = None
     max_timeout_seconds: int | None = None
     build: BuildSpec | None = None
+    secrets: dict[str, SecretRef] = field(default_factory=dict)  # environment name -> where its value lives
     cache: CachePolicy | None = None  # the result cache, opt-in per entry
 
     @property
@@ -131,6 +135,13 @@ class TaskSpec:
                     f"overrides.{name}",
                     f"{value:g} is over what catalog task {self.name!r} allows ({cap:g}); "
                     f"raise its {cap_field} in the task catalog to allow more",
+                )
+        for name in overrides.env:
+            if name in self.secrets:
+                raise InvalidRequest(
+                    f"overrides.env.{name}",
+                    f"is a secret of catalog task {self.name!r}: its value comes only from "
+                    f"{self.secrets[name].describe()}, never from a launch",
                 )
         return replace(
             self,
@@ -241,6 +252,7 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
         max_memory_mib=_optional(entry, "max_memory_mib", int),
         max_timeout_seconds=_optional(entry, "max_timeout_seconds", int),
         build=_parse_build(entry.get("build"), where),
+        secrets=_parse_secrets(entry, where),
         cache=parse_cache(entry.get("cache"), where, CatalogError),
     )
     for low, high, what in (
@@ -255,6 +267,13 @@ def _parse_task(name: str, entry: dict[str, Any], source: str) -> TaskSpec:
     if spec.timeout_seconds < 1 or spec.timeout_cap > MAX_TIMEOUT_SECONDS:
         raise CatalogError(f"{where}: timeout_seconds must be in [1, {MAX_TIMEOUT_SECONDS}]")
     return spec
+
+
+def _parse_secrets(entry: dict[str, Any], where: str) -> dict[str, SecretRef]:
+    try:
+        return parse_secrets(entry.get("secrets"), {str(k): str(v) for k, v in (entry.get("env") or {}).items()})
+    except ValueError as exc:
+        raise CatalogError(f"{where}: {exc}") from exc
 
 
 def _optional(entry: dict[str, Any], key: str, kind: type) -> Any:

@@ -24,6 +24,9 @@ What it guarantees:
 * The result cache (launcher.cache) is one step of a launch, just before params.yaml: a hit serves
   the try and starts nothing; and one step of recording a container's end (``ended``,
   ``task_stopped``), where a success is cached.
+* A catalog entry's secrets are settled in one step before anything of the launch is written or
+  stopped (launcher.secrets): a missing one fails the launch and leaves nothing behind; their
+  values reach only the container's environment (Docker), or never the launcher at all (ECS).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from airlaunch.launcher.backends.base import (
 from airlaunch.launcher.cache import ResultCache
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.run_credentials import RunSessions
+from airlaunch.launcher.secrets import LaunchSecrets
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_CACHE_CLAIM,
@@ -116,6 +120,7 @@ class Launcher:
         backend: Backend,
         s3: Any,
         environ: dict[str, str],
+        secrets: LaunchSecrets | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -124,6 +129,8 @@ class Launcher:
         self.forwarded_env = {k: environ[k] for k in _FORWARDED_ENV if environ.get(k)}
         self.run_sessions: RunSessions | None = getattr(backend, "run_sessions", None)  # ECS with a files role
         self.cache = ResultCache(settings, catalog, backend, s3)
+        # ECS's agent injects a task's secrets itself; on Docker the launcher reads them for the container
+        self.secrets = secrets or LaunchSecrets(read_values=not getattr(backend, "injects_secrets", False))
 
     def layout_of(self, identity: RunIdentity) -> ResultLayout:
         return ResultLayout.for_identity(self.settings.bucket, self.settings.key_prefix, identity)
@@ -155,6 +162,7 @@ class Launcher:
         if self.read_status(layout) is not None:
             log.info("already finished (or stopped before it started): %s", identity.execution_id)
             return handle("", launched=False)
+        secret_env = self.secrets.environment(spec)  # before anything is stopped or written: a missing one fails here
         for earlier in live:  # a new try never runs beside an old one
             why = f"superseded by try {identity.try_key} of the same task"
             self.settle(earlier.task_ref, earlier.layout, why)
@@ -168,7 +176,7 @@ class Launcher:
             Bucket=layout.bucket, Key=layout.params_key, Body=params_yaml, ContentType="application/yaml"
         )
         try:
-            env = {**self._task_env(spec, layout, identity), **cached.env}
+            env = {**self._task_env(spec, layout, identity), **secret_env, **cached.env}
             started = self._start(spec, identity, env)
         except BaseException:  # no params.yaml without a container: it would read as a try still running
             self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
@@ -321,7 +329,8 @@ class Launcher:
         if running:
             return running[0].task_ref
         spec = self.catalog.get(request.task).with_overrides(request.overrides)
-        env = {**self._task_env(spec, task.layout, identity), ENV_START_ATTEMPT: str(attempt)}
+        env = {**self._task_env(spec, task.layout, identity), **self.secrets.environment(spec)}
+        env[ENV_START_ATTEMPT] = str(attempt)
         if task.cache:  # the claim it was started with: a success is still cached
             env[ENV_CACHE_CLAIM] = task.cache
         return self._start(spec, identity, env).task_ref

@@ -7,6 +7,7 @@ naming the offending field, so a bad message fails where it enters, not deep ins
 
 One module per concern, each saying what it guarantees: ``checks`` (InvalidRequest),
 ``identity`` (which try), ``layout`` (its S3 keys), ``env`` (the container's environment),
+``masking`` (how a secret's value is hidden in what a try leaves),
 ``requests`` (a launch and its handle), ``status`` (how a try ends), ``envelope`` and
 ``replies`` (the launcher's calls and their replies: the only place that spells them),
 ``telemetry`` (usage and timings, for the report), ``cache`` (the result cache's entries in
@@ -24,6 +25,7 @@ from airlaunch.protocol.env import (
     ENV_PREFIX,
     ENV_RESULT_FILE,
     ENV_RUN_CREDENTIALS,
+    ENV_SECRET_NAMES,
     ENV_TIMEOUT_SECONDS,
 )
 from airlaunch.protocol.envelope import (
@@ -56,6 +58,7 @@ from airlaunch.protocol.layout import (
     identity_of_prefix,
     run_prefix,
 )
+from airlaunch.protocol.masking import MASK, mask, mask_json, secret_names, secret_values
 from airlaunch.protocol.replies import (
     AnyReply,
     CallFailed,
@@ -118,10 +121,12 @@ __all__ = [
     "ENV_PREFIX",
     "ENV_RESULT_FILE",
     "ENV_RUN_CREDENTIALS",
+    "ENV_SECRET_NAMES",
     "ENV_TIMEOUT_SECONDS",
     "LAUNCHER_CLOCK",
     "LOG_FILE",
     "LOG_PARTS_DIR",
+    "MASK",
     "MAX_CPU",
     "MAX_MEMORY_MIB",
     "MAX_PARAMS_BYTES",
@@ -184,12 +189,16 @@ __all__ = [
     "entry_key",
     "identity_of_prefix",
     "is_cache_key",
+    "mask",
+    "mask_json",
     "parse_call",
     "parse_reply",
     "parse_try_key",
     "read_reply",
     "refusal_of",
     "run_prefix",
+    "secret_names",
+    "secret_values",
     "status_of",
     "utcnow",
     "validate_id",

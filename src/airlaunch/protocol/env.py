@@ -16,6 +16,10 @@ ENV_TIMEOUT_SECONDS = "AIRLAUNCH_TIMEOUT_SECONDS"
 # environment file (airlaunch.launcher.run_credentials) and renewed through the run's renewal.json
 # (airlaunch.runtime.credentials), never by the task itself.
 ENV_RUN_CREDENTIALS = "AIRLAUNCH_RUN_CREDENTIALS"
+# Which variables of the container hold secrets (comma-separated names, never values): the catalog
+# entry's ``secrets``, whose values the platform or the launcher injected; the runtime masks their
+# values in everything it uploads (airlaunch.protocol.masking).
+ENV_SECRET_NAMES = "AIRLAUNCH_SECRET_NAMES"
 # The result cache's claim on a task whose launch missed (airlaunch.protocol.cache.CacheClaim): what the
 # launcher records once the task has succeeded. Read back from the platform (Docker's labels, ECS's
 # RunTask overrides), never from anything the task writes.

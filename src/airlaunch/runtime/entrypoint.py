@@ -4,7 +4,9 @@
 notebook with papermill, its parameters injected. The task's output is streamed to stdout
 (so ``docker logs`` and CloudWatch see it), archived as log.txt and uploaded every few
 seconds while it runs. status.json is written last, once, in every outcome: success,
-non-zero exit, timeout, SIGTERM (stop) or a failure of the runtime itself.
+non-zero exit, timeout, SIGTERM (stop) or a failure of the runtime itself. The values of the
+task's secrets (``AIRLAUNCH_SECRET_NAMES``) are masked in everything it keeps: its stdout, the
+log's parts and log.txt, status.json's log tail and error, result.json and the output notebook.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +46,9 @@ from airlaunch.protocol import (
     StopReason,
     StopRequest,
     TaskState,
+    mask,
+    mask_json,
+    secret_values,
     utcnow,
 )
 from airlaunch.runtime import resources
@@ -60,7 +65,7 @@ class LogArchive:
     ``log/000001``...; at most ``part_bytes`` each, cut after a newline where there is one), so
     each byte is uploaded once while the task runs, however long the log gets. A part whose
     upload fails is tried again at the next flush: nothing is skipped. log.txt, the whole log,
-    is uploaded once at the end.
+    is uploaded once at the end. Every line is masked (``secrets``) before it goes anywhere.
     """
 
     def __init__(
@@ -70,8 +75,10 @@ class LogArchive:
         upload_part: Any,
         flush_interval: Callable[[float], float],
         part_bytes: int = 1 << 20,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.path = path
+        self.secrets = secrets
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._file = path.open("w", encoding="utf-8")
         self._lock = threading.Lock()
@@ -86,6 +93,8 @@ class LogArchive:
         self._uploader.start()
 
     def write(self, line: str) -> None:
+        if self.secrets:
+            line = mask(line, self.secrets)
         sys.stdout.write(line)
         sys.stdout.flush()
         with self._lock:
@@ -150,6 +159,7 @@ class TaskRun:
         self.layout = ResultLayout(bucket=environ[ENV_BUCKET], prefix=environ[ENV_PREFIX])
         self.execution_id = environ.get(ENV_EXECUTION_ID, self.layout.prefix)
         self.timeout = float(environ.get(ENV_TIMEOUT_SECONDS) or 0) or None
+        self.secrets = secret_values(environ)  # masked in all it keeps of the task's output
         self.work = Path(settings.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         # Here, not at import: SIGTERM must be handled from the runtime's first moment.
@@ -169,6 +179,12 @@ class TaskRun:
     # -- S3 ---------------------------------------------------------------------------------
     def _put_file(self, path: Path, key: str, content_type: str) -> None:
         self.s3.put_object(Bucket=self.layout.bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
+
+    def _mask_file(self, path: Path) -> None:
+        """A JSON file the task left (result.json, output.ipynb) with every string in it masked."""
+        if self.secrets:
+            masked = mask_json(json.loads(path.read_text()), self.secrets)
+            path.write_text(json.dumps(masked, ensure_ascii=False, indent=1))
 
     def _upload_log(self, path: Path) -> None:
         self._put_file(path, self.layout.log_key, "text/plain; charset=utf-8")
@@ -320,10 +336,12 @@ class TaskRun:
         result = self.work / RESULT_FILE
         if result.exists():
             json.loads(result.read_text())  # a malformed result fails the task, not the reader downstream
+            self._mask_file(result)
             self._persist("result.json", lambda: self._put_file(result, self.layout.result_key, "application/json"))
             keys["result"] = self.layout.result_key
         notebook = self.work / NOTEBOOK_FILE
         if notebook.exists():
+            self._mask_file(notebook)
             self._persist(
                 "output.ipynb", lambda: self._put_file(notebook, self.layout.notebook_key, "application/x-ipynb+json")
             )
@@ -341,6 +359,7 @@ class TaskRun:
             self._upload_log_part,
             self.settings.log_flush_interval,
             self.settings.log_part_bytes,
+            self.secrets,
         )
         error: str | None = None
         try:
@@ -361,6 +380,8 @@ class TaskRun:
                 keys["log"] = self.layout.log_key
         if code != 0 and error is None:
             error = describe_failure(code, reason, log.tail, self.stop_detail)
+        if error is not None and self.secrets:
+            error = mask(error, self.secrets)
         status = Status(
             state=TaskState.SUCCEEDED if code == 0 else TaskState.FAILED,
             exit_code=code,

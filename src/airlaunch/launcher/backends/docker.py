@@ -6,6 +6,11 @@ launcher then reports the existing container. Containers run unprivileged, with 
 capability dropped and no host mounts. They are kept after they exit, so their exit code
 and OOM flag can be read (``describe``) and recorded; the launcher's event watcher
 (``docker_events``) removes each one (``forget``) once its end is in S3.
+
+A task's secrets reach it in its environment, read by the launcher at the launch
+(launcher.secrets), so whoever may inspect containers on the Docker engine sees them, as with any
+Docker environment; the log tail of a stand-in status.json is masked as the runtime masks its own
+(airlaunch.protocol.masking).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from airlaunch.protocol import (
     RunIdentity,
     StopReason,
     TaskState,
+    mask,
+    secret_values,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +91,7 @@ def how_it_ended(state: dict[str, Any], memory_limit: int) -> tuple[StopReason, 
 
 class DockerBackend:
     name = "docker"
+    injects_secrets = False  # the launcher reads a task's secrets and gives them to the container itself
 
     def __init__(
         self,
@@ -269,6 +277,9 @@ class DockerBackend:
             output = container.logs(tail=LOG_TAIL_LINES).decode("utf-8", "replace").splitlines()
         except DockerException:
             output = []
+        config = container.attrs.get("Config") or {}
+        secrets = secret_values(dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item))
+        output = [mask(line, secrets) for line in output] if secrets else output
         return BackendState(
             TaskState.LOST,
             exit_code=state.get("ExitCode"),

@@ -9,7 +9,10 @@ instead of starting a second one. Cluster and network come from
 :class:`~airlaunch.config.LauncherSettings`. The task runs with its own task role and gets
 credentials for its own run's files only, as an environment file in S3 that RunTask names
 by ARN (launcher.run_credentials): neither they nor the launcher's own AWS credentials are
-ever in RunTask's request, so DescribeTasks and ECS's events do not show them.
+ever in RunTask's request, so DescribeTasks and ECS's events do not show them. A task's secrets
+are its task definition's ``secrets``, which ECS's agent fetches with the execution role: the
+launcher never holds their values, and a variable the catalog names secret never goes into
+RunTask's overrides.
 """
 
 from __future__ import annotations
@@ -200,6 +203,7 @@ def _client_error(exc: ClientError | BotoCoreError) -> str:
 
 class EcsBackend:
     name = "ecs"
+    injects_secrets = True  # ECS's agent: the task definition's secrets, with the task's execution role
 
     def __init__(self, settings: LauncherSettings, client: Any = None, sts: Any = None, s3: Any = None) -> None:
         self.settings = settings
@@ -270,7 +274,8 @@ class EcsBackend:
         if not self.settings.ecs_subnets:
             raise LaunchError("AIRLAUNCH_ECS_SUBNETS is empty: set it to the subnet ids Fargate tasks run in")
         cpu, memory = fargate_size(spec.cpu, spec.memory_mib)
-        environment = [{"name": k, "value": v} for k, v in sorted(env.items()) if k not in _CREDENTIAL_ENV]
+        hidden = _CREDENTIAL_ENV | set(spec.secrets)  # secrets come from the task definition, never the overrides
+        environment = [{"name": k, "value": v} for k, v in sorted(env.items()) if k not in hidden]
         container: dict[str, Any] = {
             "name": CONTAINER_NAME,
             "command": spec.runtime_args(),
