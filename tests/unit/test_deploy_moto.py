@@ -122,7 +122,9 @@ def test_roles_and_their_policy_text(aws: dict[str, Any], stack: str) -> None:
     assert out["TaskExecutionRoleArn"] in passed and len(passed) == 1 + len(CATALOG.tasks)
     assert all(arn.split(":role/")[1].startswith(f"{stack}-") for arn in passed)
     assert _statement(launcher, "StartRunSessions")["Resource"] == out["RunFilesRoleArn"]
-    _, execution = _role(iam, out["TaskExecutionRoleArn"])
+    shared = iam.get_policy(PolicyArn=out["TaskExecutionPolicyArn"])["Policy"]  # moto attaches no managed policy
+    document = iam.get_policy_version(PolicyArn=shared["Arn"], VersionId=shared["DefaultVersionId"])
+    execution = {"shared": _policy_text(document["PolicyVersion"]["Document"])}
     assert _statement(execution, "PullCatalogImages")["Resource"] == [
         f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{stack}/reference-tasks"
     ]

@@ -226,7 +226,7 @@ def test_a_new_catalog_entry_gets_its_own_image_definition_and_grants() -> None:
     launcher = rendered["Resources"]["LauncherRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     [run] = [s for s in launcher if s["Sid"] == "RunCatalogTasks"]
     assert any(_sub(r).endswith("task-definition/${AWS::StackName}-my-model:*") for r in run["Resource"])
-    execution = rendered["Resources"]["TaskExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    execution = rendered["Resources"]["TaskExecutionPolicy"]["Properties"]["PolicyDocument"]
     [pull] = [s for s in execution["Statement"] if s["Sid"] == "PullCatalogImages"]
     assert any(_sub(r).endswith("repository/${AWS::StackName}/my-model") for r in pull["Resource"])
     [assertion] = rendered["Rules"]["FargateSpotHasNoArm64"]["Assertions"]

@@ -1,8 +1,9 @@
 """``python -m airlaunch.deploy [deploy|destroy|smoke|template]``: the commands behind make deploy/destroy/smoke.
 
-deploy (the default): check credentials, stack state, catalog, network and the ECS
-service-linked role; build the images for their platform, push them to ECR; render the
-template from the catalog and deploy it with a change set; print the Airflow connection.
+deploy (the default): check credentials, stack state, catalog (and the Secrets Manager secrets
+it names: their full ARNs), network and the ECS service-linked role; build the images for their
+platform, push them to ECR; render the template from the catalog and deploy it with a change
+set; print the Airflow connection.
 ``--localstack`` deploys the same template into the local LocalStack (no ECS, no images).
 destroy: throttle the launcher and stop the tasks running in the stack's cluster, then delete
 the stack and, whatever happens to it, the ECR repositories it used (images included); the
@@ -25,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from airlaunch.aws_names import check_stack_name, cluster_name, function_name
 from airlaunch.catalog import Catalog, CatalogError
 from airlaunch.config import ADAPTIVE_RETRIES
-from airlaunch.deploy import account, checklist, cloudformation, images, sessions, smoke, teardown, template
+from airlaunch.deploy import account, checklist, cloudformation, images, secrets, sessions, smoke, teardown, template
 from airlaunch.deploy.connection import airflow_setup
 from airlaunch.deploy.errors import DeployError, failed
 
@@ -70,11 +71,24 @@ def load_catalog(path: str) -> Catalog:
         raise DeployError(f"{exc}; fix the catalog and run the command again") from exc
 
 
-def render(catalog: Catalog, tags: dict[str, str] | None = None) -> str:
+def render(catalog: Catalog, tags: dict[str, str] | None = None, arns: dict[str, str] | None = None) -> str:
     try:
-        return template.body(template.render(catalog, tags))
+        return template.body(template.render(catalog, tags, secret_arns=arns))
     except template.TemplateError as exc:
         raise DeployError(str(exc)) from exc
+
+
+def secret_arns(secretsmanager: Any, catalog: Catalog) -> dict[str, str]:
+    """The full ARN of each Secrets Manager secret the catalog names by name (DescribeSecret); none to look up,
+    no call. A missing secret stops the deploy naming it: its task definition could not name it."""
+    if not secrets.names_to_resolve(catalog):
+        return {}
+    try:
+        arns = secrets.resolve_arns(secretsmanager, catalog)
+    except secrets.SecretLookupError as exc:
+        raise DeployError(str(exc)) from exc
+    say(f"==> Secrets: {len(arns)} Secrets Manager secret(s) of the catalog found: {', '.join(sorted(arns))}")
+    return arns
 
 
 def effective(stack: dict[str, Any] | None, given: dict[str, str], key: str, default: str) -> str:
@@ -96,7 +110,8 @@ def deploy_aws(args: argparse.Namespace, given: dict[str, str]) -> int:
     client = lambda name: session.client(name, config=ADAPTIVE_RETRIES)  # noqa: E731
     cfn, iam, ec2, ecr = client("cloudformation"), client("iam"), client("ec2"), client("ecr")
     catalog = load_catalog(args.catalog)
-    render(catalog)  # the catalog renders (before anything is built)
+    arns = secret_arns(client("secretsmanager"), catalog)
+    render(catalog, arns=arns)  # the catalog renders (before anything is built)
     stack = cloudformation.stack_of(cfn, stack_name)
     cloudformation.change_kind(stack_name, stack["StackStatus"] if stack else "")
     spot = effective(stack, given, "CapacityProvider", "") == "FARGATE_SPOT"
@@ -145,7 +160,7 @@ def deploy_aws(args: argparse.Namespace, given: dict[str, str]) -> int:
     for repository, tag in new_tags.items():
         pusher.keep(repository, in_use.get(repository, set()) | {tag})
     given = {**given, "LauncherImageUri": pushed.pop("airlaunch/launcher")}
-    body = render(catalog, images.tags_of(pushed))
+    body = render(catalog, images.tags_of(pushed), arns)
     outputs = cloudformation.deploy(cfn, stack_name, given, cloudformation.terminal_approval, body)
     for repository, tag in new_tags.items():
         if in_use.get(repository, set()) - {tag}:
@@ -162,7 +177,8 @@ def deploy_localstack(args: argparse.Namespace, given: dict[str, str]) -> int:
     if seeded:
         say(f"==> Seeded a stub lambda-runtime-init for LocalStack at {seeded}")
     cfn = session.client("cloudformation", endpoint_url=endpoint, config=ADAPTIVE_RETRIES)
-    body = render(load_catalog(args.catalog))
+    catalog = load_catalog(args.catalog)
+    body = render(catalog, arns=secret_arns(session.client("secretsmanager", endpoint_url=endpoint), catalog))
     approve = cloudformation.terminal_approval
     outputs = cloudformation.deploy(cfn, args.stack_name, {**sessions.LOCALSTACK_PARAMS, **given}, approve, body, 1)
     print_outputs(outputs)
@@ -315,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.localstack:
             check_stack_name(args.stack_name)
         if args.command == "template":
-            sys.stdout.write(render(load_catalog(args.catalog)) + "\n")
+            catalog = load_catalog(args.catalog)
+            lookup = secrets.names_to_resolve(catalog)  # only then are credentials needed
+            arns = secret_arns(sessions.aws_session(args.region).client("secretsmanager"), catalog) if lookup else {}
+            sys.stdout.write(render(catalog, arns=arns) + "\n")
             return 0
         if args.command == "destroy":
             return destroy(args)

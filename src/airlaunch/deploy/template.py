@@ -5,9 +5,11 @@ the part that follows the catalog is generated rather than written by hand: for 
 catalog task a task definition (its image, cpu, memory, architecture, command), a task
 role of its own and a log group; and the grants that must list exactly those (the
 execution role pulls exactly the catalog's repositories, the launcher runs exactly these
-families and passes exactly these roles). A new catalog entry thus reaches AWS with
-``make deploy`` alone. Statements to complete carry a ``GENERATED`` comment in the base
-template and are found by their Sid.
+families and passes exactly these roles). An entry with secrets also gets the task
+definition's ``secrets`` and an execution role of its own that reads exactly them, and the
+launcher may look at (never read) every catalog secret (airlaunch.deploy.secrets). A new
+catalog entry thus reaches AWS with ``make deploy`` alone. Statements to complete carry a
+``GENERATED`` comment in the base template and are found by their Sid.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import yaml
 
 from airlaunch.aws_names import CONTAINER_NAME, TASK_LOG_STREAM_PREFIX, image_basename, task_log_group
 from airlaunch.catalog import Catalog, TaskSpec
+from airlaunch.deploy import secrets
 from airlaunch.launcher.backends.ecs import fargate_size
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,11 +67,19 @@ def logical_id(task: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_-]", task) if part)
 
 
-def render(catalog: Catalog, image_tags: dict[str, str] | None = None, base: dict[str, Any] | None = None) -> dict:
-    """The full template for this catalog; ``image_tags`` maps a catalog image to the tag pushed to ECR."""
+def render(
+    catalog: Catalog,
+    image_tags: dict[str, str] | None = None,
+    base: dict[str, Any] | None = None,
+    secret_arns: dict[str, str] | None = None,
+) -> dict:
+    """The full template for this catalog; ``image_tags`` maps a catalog image to the tag pushed to ECR,
+    ``secret_arns`` a Secrets Manager secret the catalog names by name to its full ARN
+    (airlaunch.deploy.secrets.resolve_arns)."""
     template = json.loads(json.dumps(base or load_base()))  # a deep copy, whatever the caller keeps
     resources: dict[str, Any] = template["Resources"]
     tags = image_tags or {}
+    arns = secret_arns or {}
     ids: dict[str, str] = {}
     for name, spec in sorted(catalog.tasks.items()):
         lid = logical_id(name)
@@ -78,17 +89,24 @@ def render(catalog: Catalog, image_tags: dict[str, str] | None = None, base: dic
         ids[name] = lid
         resources[f"{lid}LogGroup"] = _log_group(name)
         resources[f"{lid}TaskRole"] = _task_role(name)
-        resources[f"{lid}TaskDefinition"] = _task_definition(spec, lid, tags.get(spec.image, "latest"))
+        try:
+            resources[f"{lid}TaskDefinition"] = _task_definition(spec, lid, tags.get(spec.image, "latest"), arns)
+            if spec.secrets:
+                resources[f"{lid}ExecutionRole"] = secrets.execution_role(resources["TaskExecutionRole"], spec, arns)
+        except secrets.SecretLookupError as exc:
+            raise TemplateError(f"catalog task {name!r}: {exc}") from exc
     _check_repositories(catalog)
     repositories = sorted({image_basename(spec.image) for spec in catalog.tasks.values()})
     names = sorted(ids)
     pull = [_sub(f"{_ARN}:ecr:{_AT}:repository/${{AWS::StackName}}/{r}") for r in repositories]
-    _fill(resources, "TaskExecutionRole", "PullCatalogImages", pull)
-    _fill(resources, "TaskExecutionRole", "WriteTaskLogs", [_sub(_log_streams(name)) for name in names])
+    _fill(resources, "TaskExecutionPolicy", "PullCatalogImages", pull)
+    _fill(resources, "TaskExecutionPolicy", "WriteTaskLogs", [_sub(_log_streams(name)) for name in names])
     families = [_sub(f"{_ARN}:ecs:{_AT}:task-definition/${{AWS::StackName}}-{name}:*") for name in names]
     _fill(resources, "LauncherRole", "RunCatalogTasks", families)
     roles = [{"Fn::GetAtt": [f"{ids[name]}TaskRole", "Arn"]} for name in names]
+    roles += [{"Fn::GetAtt": [f"{ids[n]}ExecutionRole", "Arn"]} for n in names if catalog.tasks[n].secrets]
     _fill(resources, "LauncherRole", "PassTaskRoles", [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, *roles])
+    _policy(resources, "LauncherRole").extend(secrets.check_statements(catalog, arns))
     arm = sorted(name for name, spec in catalog.tasks.items() if spec.architecture == "arm64")
     if arm:
         template.setdefault("Rules", {})["FargateSpotHasNoArm64"] = {
@@ -122,8 +140,18 @@ def _log_streams(task: str) -> str:
     return f"{_ARN}:logs:{_AT}:log-group:{task_log_group('${AWS::StackName}', task)}:log-stream:*"
 
 
-def _fill(resources: dict[str, Any], role: str, sid: str, resource: list[Any]) -> None:
-    statements = resources[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+def _policy(resources: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The statements of a managed policy, or of a role's (first) inline policy."""
+    properties = resources[name]["Properties"]
+    document = (
+        properties["PolicyDocument"] if "PolicyDocument" in properties else properties["Policies"][0]["PolicyDocument"]
+    )
+    statements: list[dict[str, Any]] = document["Statement"]
+    return statements
+
+
+def _fill(resources: dict[str, Any], name: str, sid: str, resource: list[Any]) -> None:
+    statements = _policy(resources, name)
     [statement] = [s for s in statements if s.get("Sid") == sid]
     statement["Resource"] = resource
 
@@ -170,7 +198,7 @@ def _task_role(task: str) -> dict[str, Any]:
     }
 
 
-def _task_definition(spec: TaskSpec, lid: str, tag: str) -> dict[str, Any]:
+def _task_definition(spec: TaskSpec, lid: str, tag: str, arns: dict[str, str]) -> dict[str, Any]:
     cpu, memory = fargate_size(spec.cpu, spec.memory_mib)
     image = f"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/${{AWS::StackName}}/{image_basename(spec.image)}:{tag}"  # noqa: E501
     container = {
@@ -189,6 +217,9 @@ def _task_definition(spec: TaskSpec, lid: str, tag: str) -> dict[str, Any]:
             },
         },
     }
+    if spec.secrets:  # fetched by ECS's agent with the entry's own execution role; never in RunTask's overrides
+        container["Secrets"] = secrets.container_secrets(spec, arns)
+    execution = f"{lid}ExecutionRole" if spec.secrets else "TaskExecutionRole"
     return {
         "Type": "AWS::ECS::TaskDefinition",
         "Condition": "CreateEcs",
@@ -199,7 +230,7 @@ def _task_definition(spec: TaskSpec, lid: str, tag: str) -> dict[str, Any]:
             "Cpu": str(cpu),
             "Memory": str(memory),
             "RuntimePlatform": {"OperatingSystemFamily": "LINUX", "CpuArchitecture": _ARCH[spec.architecture]},
-            "ExecutionRoleArn": {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
+            "ExecutionRoleArn": {"Fn::GetAtt": [execution, "Arn"]},
             "TaskRoleArn": {"Fn::GetAtt": [f"{lid}TaskRole", "Arn"]},
             "ContainerDefinitions": [container],
         },
