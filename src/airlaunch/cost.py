@@ -188,6 +188,16 @@ def try_cost(
     )
 
 
+def served_cost(table: PriceTable, platform: Platform, *, puts: int, gets: int) -> TryCost:
+    """A try served from the result cache: no task, so no Fargate; the launcher's one invocation and the
+    S3 requests of the lookup and the copies."""
+    prices = table.region(platform.region)
+    gb_seconds = Decimal(platform.lambda_memory_mb) / _MIB_PER_GB * platform.lambda_seconds
+    per_invocation = prices.lambda_request + gb_seconds * prices.lambda_gb_second[platform.lambda_architecture]
+    s3 = (puts * prices.s3_put_per_1000 + gets * prices.s3_get_per_1000) / _THOUSAND
+    return TryCost(0, 0, 0, Decimal(0), per_invocation, s3, platform)
+
+
 def run_cost(costs: Iterable[TryCost]) -> Decimal:
     return sum((c.total for c in costs), Decimal(0))
 

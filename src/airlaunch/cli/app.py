@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
+from airlaunch.cli.cache import add_cache_commands
 from airlaunch.cli.commands import cmd_log, cmd_notebook, cmd_runs, cmd_show, cmd_tasks, cmd_wait
 from airlaunch.cli.report import cmd_report
 from airlaunch.cli.store import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, ResultStore
@@ -127,6 +128,7 @@ def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
     p.add_argument("--cpu", type=_positive_number, help="vCPU of tries that recorded no size (default 0.5)")
     p.add_argument("--memory-mib", type=int, help="memory of tries that recorded no size (default 512)")
     p.set_defaults(handler=cmd_report)
+    add_cache_commands(sub, lambda p: add_common_args(p, settings, with_defaults=False))
     return parser
 
 

@@ -22,6 +22,7 @@ COLOURS = {
     "pull": "#fb8c00",
     "start": "#fdd835",
     "boot": "#c0ca33",
+    "cache": "#00acc1",  # a try served from the result cache: the launcher's lookup and copies
     "startup": "#1e88e5",
     "run": "#26a69a",
     "code": "#43a047",

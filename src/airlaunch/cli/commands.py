@@ -62,7 +62,8 @@ def cmd_tasks(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
         code = t.status.exit_code if t.status else None
         map_index = t.identity.map_index if t.identity.map_index >= 0 else None
         results = ",".join(t.result_keys)
-        rows.append([t.identity.task_id, map_index, t.identity.try_number, t.state, code, _dur(t), results])
+        state = f"{t.state} (cached)" if t.status and t.status.cached_from else t.state
+        rows.append([t.identity.task_id, map_index, t.identity.try_number, state, code, _dur(t), results])
     table(["TASK", "MAP", "TRY", "STATE", "EXIT", "DURATION", "RESULTS"], rows, out)
     return EXIT_OK
 
@@ -96,6 +97,8 @@ def cmd_show(store: ResultStore, args: argparse.Namespace, out: TextIO) -> int:
         lines += [("ended", status.ended_at), ("duration", human_duration(task_try.duration_seconds))]
     else:
         lines += [("running for", human_duration(task_try.duration_seconds))]
+    if status and status.cached_from:  # no container ran: the result is another try's, copied
+        lines.append(("cached from", f"s3://{task_try.layout.bucket}/{status.cached_from}"))
     if (status and status.error) or task_try.problem:
         lines.append(("error", (status.error if status else None) or task_try.problem or ""))
     lines += [("location", task_try.layout.uri()), ("files", ", ".join(task_try.result_keys))]

@@ -21,7 +21,17 @@ from typing import Any, TextIO
 
 from airlaunch.cli.render import human_bytes, human_duration, json_out, table
 from airlaunch.cli.store import EXIT_OK, ResultStore, TaskTry
-from airlaunch.cost import CostError, Platform, PriceTable, TryCost, money, run_cost, s3_requests, try_cost
+from airlaunch.cost import (
+    CostError,
+    Platform,
+    PriceTable,
+    TryCost,
+    money,
+    run_cost,
+    s3_requests,
+    served_cost,
+    try_cost,
+)
 from airlaunch.protocol import ECS_TIMES_FILE, PARAMS_FILE, TIMINGS_FILE, EcsTimes, InvalidRequest, Timeline, Usage
 
 CONTAINER = "container"
@@ -36,9 +46,11 @@ S3_TO_CONTAINER = "S3 (1 s) -> container"
 S3_TO_ECS = "S3 (1 s) -> ECS"
 ECS_TO_CONTAINER = "ECS -> container"
 CONTAINER_TO_ECS = "container -> ECS"
+LAUNCHER = "launcher"
+LAUNCHER_TO_AIRFLOW = "launcher -> Airflow"
 # Columns of the table: the phases before the runtime runs count as "launch", those after the
 # results are uploaded until Airflow ended the task as "end".
-LAUNCH_PHASES = ("airflow", "invoke", "launch", "create", "provision", "pull", "start", "boot")
+LAUNCH_PHASES = ("airflow", "invoke", "launch", "create", "provision", "pull", "start", "boot", "cache")
 END_PHASES = ("notify", "finish")
 DEFAULT_CPU, DEFAULT_MEMORY_MIB = 0.5, 512  # the catalog's defaults, when a try says nothing of its size
 
@@ -114,6 +126,8 @@ def _at(text: str | None) -> datetime | None:
 def phases_of(task_try: TaskTry, timeline: Timeline | None = None, ecs_times: EcsTimes | None = None) -> list[Span]:
     """The spans this try's records allow, in order; a missing moment drops the spans it bounds."""
     status = task_try.status
+    if status is not None and status.cached_from:
+        return _served_phases(status.ended_at, timeline)
     usage = status.usage if status else None
     params_written = task_try.files.get(PARAMS_FILE)
     moments: list[tuple[str, datetime | None, str]] = []  # (phase that starts here, moment, clock)
@@ -174,6 +188,25 @@ def phases_of(task_try: TaskTry, timeline: Timeline | None = None, ecs_times: Ec
     return spans
 
 
+def _served_phases(served_at: str, timeline: Timeline | None) -> list[Span]:
+    """A try served from the result cache: Airflow's launch, the launcher's lookup and copies ("cache", from
+    the request received to status.json written), then Airflow seeing it; no container phase at all."""
+    if timeline is None:
+        moment = _at(served_at)
+        return [Span("cache", moment, moment, LAUNCHER)] if moment else []
+    airflow = timeline.airflow
+    moments = [
+        ("airflow", _at(airflow.task_started_at), AIRFLOW),
+        ("invoke", _at(airflow.launch_requested_at), AIRFLOW_TO_LAUNCHER),
+        ("cache", _at(timeline.launcher.received_at), LAUNCHER),
+        ("notify", _at(served_at), LAUNCHER_TO_AIRFLOW),
+        ("finish", _at(airflow.completion_seen_at), AIRFLOW),
+        ("", _at(airflow.task_ended_at), AIRFLOW),
+    ]
+    ordered = _in_order(moments)
+    return [Span(p, s, e, c) for (p, s, c), (_, e, _) in pairwise(ordered) if p and s and e]
+
+
 def _in_order(moments: list[tuple[str, datetime | None, str]]) -> list[tuple[str, datetime | None, str]]:
     """The moments with none later than a later one: a platform records a container's start (Docker's
     StartedAt, ECS's startedAt) once its start call is done, after the runtime inside has already begun,
@@ -195,6 +228,12 @@ def cost_of(
     task_try: TaskTry, spans: list[Span], table: PriceTable, base: Platform, args: Any
 ) -> tuple[TryCost | None, str]:
     """The Fargate estimate of one try, and what it rests on."""
+    if task_try.status is not None and task_try.status.cached_from:
+        platform = Platform(region=args.region or base.region)
+        # puts: params, the copies, log, status; gets: entry, the source's status and files, the trigger's reads
+        copies = len(task_try.result_keys) - 2
+        cost = served_cost(table, platform, puts=3 + copies, gets=2 + copies + 3)
+        return cost, f"served from the result cache ({task_try.status.cached_from}): no container, no Fargate"
     usage = task_try.status.usage if task_try.status else None
     requested = usage.requested if usage else None
     measured = usage.resources if usage else None

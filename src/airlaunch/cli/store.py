@@ -123,6 +123,7 @@ class TaskTry:
             "error": status.error if status else self.problem,
             "result_keys": self.result_keys,
             "uri": self.layout.uri(),
+            "cached_from": status.cached_from if status else None,  # served from the result cache
         }
 
 
