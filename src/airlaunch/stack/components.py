@@ -229,8 +229,8 @@ class LauncherLambda:
     def _ecs_env(self) -> dict[str, str]:
         """In the ECS mode: the environment the template gives the function, as deployed into the emulated
         account, and only what must differ off AWS: endpoints (ECS, STS and the rest at the emulated account,
-        S3 at LocalStack, for the launcher and its tasks), test credentials, the function's timeout and its
-        concurrency for the local pool."""
+        S3, Secrets Manager and SSM at LocalStack, for the launcher and its tasks), test credentials, the
+        function's timeout and its concurrency for the local pool."""
         if self.cfg.backend != "ecs":
             return {}
         deployment = EcsAccount(self.cfg).deployment()
@@ -241,6 +241,9 @@ class LauncherLambda:
             **function_env,
             "AWS_ENDPOINT_URL": self.cfg.ecs_url,
             "AWS_ENDPOINT_URL_S3": self.cfg.localstack_url,
+            # the catalog's secrets live in LocalStack, where the Fargate stand-in reads them too
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.cfg.localstack_url,
+            "AWS_ENDPOINT_URL_SSM": self.cfg.localstack_url,
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(deployment["timeout_seconds"]),
             "AIRLAUNCH_LAMBDA_CONCURRENCY": function_env["AIRLAUNCH_LAUNCHER_CONCURRENCY"],
         }

@@ -4,8 +4,10 @@ The split between the two emulators, and why:
 
 * **LocalStack** keeps what Airflow and the tasks use and what its free build has, exactly as in
   the Docker mode: the results bucket, whose status.json writes S3 announces on the SQS queue
-  the triggerer listens to. Airflow's connection and the tasks' S3 endpoint do not change
-  between the modes.
+  the triggerer listens to, and the catalog's secrets (Secrets Manager, SSM), which the
+  deploy code looks up (a secret's full ARN for its task definition), the launcher checks and
+  the Fargate stand-in reads as ECS's agent would. Airflow's connection, the tasks' S3 endpoint
+  and ``airlaunch secret set`` do not change between the modes.
 * **moto** (served by the ECS emulator, airlaunch.stack.ecs_emulator) holds what LocalStack's
   free build lacks, ECS, and what the template ties to it: the template ``make deploy`` renders
   is deployed into moto's CloudFormation by the deploy code's own change-set flow, after the
@@ -40,7 +42,7 @@ import boto3
 
 from airlaunch.aws_names import function_name
 from airlaunch.catalog import Catalog
-from airlaunch.deploy import account, cloudformation, images
+from airlaunch.deploy import account, cloudformation, images, secrets
 from airlaunch.deploy.template import body, render
 from airlaunch.stack.config import StackConfig
 from airlaunch.stack.ecs_emulator import EcsEmulator, Settings
@@ -127,10 +129,12 @@ def deploy(
     concurrency: int,
     say: Callable[[str], None] = print,
     stack_name: str = STACK_NAME,
+    secrets_endpoint: str | None = None,
 ) -> Deployment:
     """Deploy the rendered template into the emulated account at ``endpoint`` as ``make deploy`` would.
 
-    The images must exist in the local engine (``make images``): they are used as built, not rebuilt.
+    The images must exist in the local engine (``make images``): they are used as built, not rebuilt. The
+    catalog's secrets are looked up at ``secrets_endpoint`` (LocalStack; default: the account itself).
     """
     session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
 
@@ -159,7 +163,8 @@ def deploy(
         "LauncherImageUri": pushed.pop("airlaunch/launcher"),
         "LauncherConcurrency": str(concurrency),
     }
-    template = body(render(catalog, images.tags_of(pushed)))
+    arns = secrets.resolve_arns(session.client("secretsmanager", endpoint_url=secrets_endpoint or endpoint), catalog)
+    template = body(render(catalog, images.tags_of(pushed), secret_arns=arns))
     cloudformation.deploy(cfn, stack_name, parameters, lambda _question: True, template, 1)
     configuration = client("lambda").get_function_configuration(FunctionName=function_name(stack_name))
     environment = {k: str(v) for k, v in configuration["Environment"]["Variables"].items()}
@@ -181,6 +186,7 @@ def main() -> int:
         port=cfg.ecs_port,
         account_id=ACCOUNT_ID,
         s3_endpoint=cfg.localstack_url,
+        secrets_endpoint=cfg.localstack_url,
         lambda_endpoints={"": f"{cfg.lambda_url}/2015-03-31/functions/function/invocations"},
         stop_timeout=30.0,
         schedule_speedup=float(os.environ.get("AIRLAUNCH_ECS_SCHEDULE_SPEEDUP") or 1.0),
@@ -189,7 +195,10 @@ def main() -> int:
     with EcsEmulator(settings) as emulator:
         started = time.monotonic()
         concurrency = int(os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY") or 4)
-        deployment = deploy(emulator.url, Catalog.load(cfg.catalog), cfg.bucket, cfg.region, concurrency)
+        deployment = deploy(
+            emulator.url, Catalog.load(cfg.catalog), cfg.bucket, cfg.region, concurrency,
+            secrets_endpoint=cfg.localstack_url,
+        )  # fmt: skip
         record = {"pid": os.getpid(), "url": emulator.url, **asdict(deployment)}
         tmp = cfg.ecs_account_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))

@@ -17,18 +17,32 @@ ECS's rules, as the emulator applies them:
 * the environment Fargate itself gives every container (``AWS_REGION``, ``AWS_DEFAULT_REGION``,
   ``AWS_EXECUTION_ENV``), plus the emulator's ``--task-env`` (the stand-in for what a task
   role provides on AWS), underneath the task's own variables.
+* ``secrets`` (the definition's; RunTask cannot override them): fetched at each start as ECS's
+  agent fetches them ("Pass sensitive data to an Amazon ECS container"): a ``valueFrom`` that is a
+  Secrets Manager ARN is GetSecretValue of the secret (``arn:...:secret:name-AbCdEf``, optionally
+  followed by ``:json-key:version-stage:version-id``; the current version unless one is named), the
+  JSON key's value if one is named; anything else is an SSM parameter name or ARN, read with
+  GetParameters and decryption. They come last, over every other variable. One that cannot be read
+  fails the start with ECS's ResourceInitializationError. The emulator reads them with its own
+  credentials (``--secrets-endpoint``: LocalStack in the stack's ECS mode), not an execution role.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 _S3_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::([^/]+)/(.+)$")
+_ASM_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:")
+_SECRETS_FAILED = (
+    "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed"
+)
 
 
 class StartFailure(Exception):
@@ -95,6 +109,82 @@ def read_env_files(files: list[dict[str, Any]], s3: Any) -> dict[str, str]:
     return env
 
 
+class SecretStore:
+    """Secrets Manager and SSM at ``endpoint``, a client per service and region (a valueFrom names its region)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            if (service, region) not in self._clients:
+                import boto3
+
+                self._clients[(service, region)] = boto3.client(
+                    service, endpoint_url=self.endpoint, region_name=region,
+                    aws_access_key_id="test", aws_secret_access_key="test",
+                )  # fmt: skip
+            return self._clients[(service, region)]
+
+
+def read_secrets(items: list[dict[str, Any]] | None, store: SecretStore | None, region: str) -> dict[str, str]:
+    """A container definition's ``secrets`` as ECS's agent resolves them; StartFailure, in ECS's words, if one
+    cannot be read."""
+    env: dict[str, str] = {}
+    for item in items or []:
+        name, value_from = str(item.get("name", "")), str(item.get("valueFrom", ""))
+        if store is None:
+            raise StartFailure(f"{_SECRETS_FAILED}: no secrets endpoint for {value_from}")
+        if _ASM_ARN.match(value_from):
+            env[name] = _from_secrets_manager(value_from, store)
+        else:
+            env[name] = _from_parameter_store(value_from, store, region)
+    return env
+
+
+def _from_secrets_manager(value_from: str, store: SecretStore) -> str:
+    parts = value_from.split(":")
+    arn, (json_key, stage, version) = ":".join(parts[:7]), [*parts[7:], "", "", ""][:3]
+    failed = f"{_SECRETS_FAILED}: unable to retrieve secret from asm: service call has been retried 1 time(s)"
+    if len(parts) not in (7, 10):
+        raise StartFailure(f"{failed}: invalid secret ARN {value_from}")
+    asked: dict[str, str] = {"SecretId": arn}
+    asked.update({"VersionStage": stage} if stage else {})
+    asked.update({"VersionId": version} if version else {})
+    try:
+        text = str(store.client("secretsmanager", parts[3]).get_secret_value(**asked)["SecretString"])
+    except (ClientError, BotoCoreError, KeyError) as exc:
+        error = getattr(exc, "response", {}).get("Error", {})
+        raise StartFailure(
+            f"{failed}: failed to fetch secret {arn} from secrets manager: {error.get('Code', type(exc).__name__)}: "
+            f"{error.get('Message', exc)}"
+        ) from exc
+    if not json_key:
+        return text
+    try:
+        value = json.loads(text)[json_key]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StartFailure(
+            f"{failed}: retrieved secret from Secrets Manager did not contain json key {json_key}"
+        ) from exc
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _from_parameter_store(value_from: str, store: SecretStore, region: str) -> str:
+    if value_from.startswith("arn:"):
+        region = value_from.split(":")[3]
+    failed = f"{_SECRETS_FAILED}: unable to retrieve secrets from ssm: service call has been retried 1 time(s)"
+    try:
+        answer = store.client("ssm", region).get_parameters(Names=[value_from], WithDecryption=True)
+    except (ClientError, BotoCoreError) as exc:
+        raise StartFailure(f"{failed}: {exc}") from exc
+    if answer.get("InvalidParameters") or not answer.get("Parameters"):
+        raise StartFailure(f"{failed}: invalid parameters: {value_from}")
+    return str(answer["Parameters"][0]["Value"])
+
+
 def _int(value: Any) -> int | None:
     try:
         number = int(str(value).strip())
@@ -117,7 +207,13 @@ def task_vcpus(overrides: dict[str, Any] | None, definition: Any) -> float:
 
 
 def build_spec(
-    task: Any, definition: Any, region: str, s3: Any, platform_env: dict[str, str], default_stop_timeout: float
+    task: Any,
+    definition: Any,
+    region: str,
+    s3: Any,
+    platform_env: dict[str, str],
+    default_stop_timeout: float,
+    secrets: SecretStore | None = None,
 ) -> ContainerSpec:
     """The container of a Fargate task (its one essential container; the emulator runs the first)."""
     container = dict(definition.container_definitions[0])
@@ -129,6 +225,7 @@ def build_spec(
     environment.update(read_env_files(files, s3))
     environment.update(_pairs(container.get("environment")))
     environment.update(_pairs(override.get("environment")))
+    environment.update(read_secrets(container.get("secrets"), secrets, region))
     task_cpu, task_memory = task_cpu_memory(task.overrides, definition)
     cpu_units = task_cpu or _int(override.get("cpu")) or _int(container.get("cpu"))
     memory = _int(override.get("memory")) or _int(container.get("memory")) or task_memory

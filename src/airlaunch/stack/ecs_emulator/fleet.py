@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from airlaunch.stack.ecs_emulator.clock import Scheduler, utcnow
-from airlaunch.stack.ecs_emulator.containers import StartFailure, build_spec
+from airlaunch.stack.ecs_emulator.containers import SecretStore, StartFailure, build_spec
 from airlaunch.stack.ecs_emulator.events import EventDelivery, envelope, task_detail
 from airlaunch.stack.ecs_emulator.records import TaskRecord, docker_name, new_record
 from airlaunch.stack.ecs_emulator.runner import DockerRunner
@@ -63,10 +63,12 @@ class Fleet:
         phase_seconds: float = 0.2,
         start_workers: int = 4,
         shutdown_grace: float = 2.0,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._events = events
         self._s3 = s3
+        self._secrets = secrets  # where the task definitions' secrets are read
         self._platform_env = platform_env
         self._default_stop_timeout = default_stop_timeout
         self._phase = phase_seconds
@@ -157,7 +159,7 @@ class Fleet:
             for attachment in t.attachments:
                 attachment["status"] = "ATTACHED"
             self._publish(r)
-        spec = build_spec(t, r.definition, r.region, self._s3, self._platform_env, r.stop_timeout)
+        spec = build_spec(t, r.definition, r.region, self._s3, self._platform_env, r.stop_timeout, self._secrets)
         digest = self.runner.image_digest(spec.image)
         with self._lock:
             if self._closing or t.desired_status == "STOPPED":

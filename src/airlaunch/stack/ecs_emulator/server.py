@@ -39,7 +39,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from airlaunch.stack.ecs_emulator import moto_hooks
 from airlaunch.stack.ecs_emulator.calls import CallCounter
 from airlaunch.stack.ecs_emulator.clock import Scheduler
-from airlaunch.stack.ecs_emulator.containers import task_vcpus
+from airlaunch.stack.ecs_emulator.containers import SecretStore, task_vcpus
 from airlaunch.stack.ecs_emulator.control import PREFIX, ControlApi, StartResponse
 from airlaunch.stack.ecs_emulator.events import EventDelivery
 from airlaunch.stack.ecs_emulator.fleet import Fleet
@@ -218,8 +218,9 @@ class EcsEmulator:
             s.lambda_concurrency,
         )
         fleet = Fleet(
-            scheduler, events, s3, s.task_env, s.stop_timeout, s.phase_seconds, s.start_workers, s.shutdown_grace
-        )
+            scheduler, events, s3, s.task_env, s.stop_timeout, s.phase_seconds, s.start_workers, s.shutdown_grace,
+            SecretStore(s.secrets_endpoint or self.url),
+        )  # fmt: skip
         limits = Limits(s.limits)
         schedules = Schedules(scheduler, events, s.account_id, s.schedule_speedup)
         self._parts = {"scheduler": scheduler, "events": events, "fleet": fleet, "schedules": schedules}

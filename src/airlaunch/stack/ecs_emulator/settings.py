@@ -16,6 +16,7 @@ class Settings:
     port: int = 0  # 0: a free port (EcsEmulator.url tells which)
     account_id: str = LOCALSTACK_ACCOUNT
     s3_endpoint: str | None = None  # where environmentFiles are read; None: this emulator's own (moto's) S3
+    secrets_endpoint: str | None = None  # where definitions' secrets are read (Secrets Manager, SSM); None: moto's
     lambda_endpoints: dict[str, str] = field(default_factory=dict)  # function name -> URL; "" for any function
     task_env: dict[str, str] = field(default_factory=dict)  # environment every task container gets
     stop_timeout: float = 30.0  # a container's stopTimeout when its definition sets none (ECS: 30 s)
@@ -61,6 +62,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--s3-endpoint",
         help="S3 for environmentFiles, e.g. LocalStack's http://127.0.0.1:4566 (default: this emulator's own S3)",
+    )
+    p.add_argument(
+        "--secrets-endpoint",
+        help="Secrets Manager and SSM for task definitions' secrets, e.g. LocalStack's (default: this emulator's own)",
     )
     p.add_argument(
         "--lambda-endpoint",
@@ -130,6 +135,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         port=args.port,
         account_id=args.account_id,
         s3_endpoint=args.s3_endpoint,
+        secrets_endpoint=args.secrets_endpoint,
         lambda_endpoints=dict(args.lambda_endpoint),
         task_env=dict(args.task_env),
         stop_timeout=args.stop_timeout,
