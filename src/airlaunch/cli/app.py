@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from airlaunch.cli.cache import add_cache_commands
 from airlaunch.cli.commands import cmd_log, cmd_notebook, cmd_runs, cmd_show, cmd_tasks, cmd_wait
 from airlaunch.cli.report import cmd_report
+from airlaunch.cli.secret import add_secret_commands
 from airlaunch.cli.store import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, ResultStore
 from airlaunch.config import CliSettings
 from airlaunch.cost import ARCHITECTURES
@@ -129,6 +130,7 @@ def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
     p.add_argument("--memory-mib", type=int, help="memory of tries that recorded no size (default 512)")
     p.set_defaults(handler=cmd_report)
     add_cache_commands(sub, lambda p: add_common_args(p, settings, with_defaults=False))
+    add_secret_commands(sub, lambda p: add_common_args(p, settings, with_defaults=False))
     return parser
 
 
