@@ -166,7 +166,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         value = (
             f"{s['seconds']:.0f} s ({s['seconds'] / int(size):.2f} s a task); S3 {v['results_in_s3']}/{size}, "
             f"XCom {v['results_in_xcom']}/{size}{'' if v['xcom_equals_s3'] else ' (XCom differs from S3)'}; "
-            f"failed tasks {s.get('failed_tasks', '?')}"
+            f"failed tasks {s.get('failed_tasks', '?')}; {s.get('s3_requests_per_task', 0):.1f} S3 req/task"
         )
         out.append(
             (f"{PREFIX} {size} mapped tasks from the triggerer", value, "every result, no failed task", verdict(ok))
