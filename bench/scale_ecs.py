@@ -38,13 +38,6 @@ from bench.report import Row, sizes, verdict
 
 PREFIX = "ECS mode:"
 RUN_TASK_RATE = 20  # Fargate: RunTask calls launching Fargate tasks, a second (burst and sustained)
-# AWS's published limits the emulator applies to the calls a fan-out makes (docs/ecs-mode.md has the sources)
-LIMITS = {
-    "RunTask": "20/s (Fargate RunTask), 100 burst then 20/s (Fargate task launches), 100 burst then 40/s (API)",
-    "StopTask": "100 burst, then 40/s (cluster resource modify)",
-    "DescribeTasks": "100 burst, then 20/s (cluster resource read)",
-    "ListTasks": "100 burst, then 20/s (cluster resource read)",
-}
 DEFAULT_VCPU_QUOTA = 256.0
 STATE_DIR = REPO / ".stack-bench-ecs"
 # the part's stack: ports and names of its own (the shared stack's, the fault suite's and the compose
@@ -209,9 +202,3 @@ def _call_rows(size: str, seen: dict[str, Any], account_quota: float) -> list[Ro
         ),
         (f"{PREFIX} peak Fargate vCPUs in use at {size}", quota, "", ""),
     ]
-
-
-def limits_table() -> str:
-    """AWS's limits the calls are held against, as a markdown table."""
-    lines = ["| ECS action | AWS's limit (burst, then per second) |", "|---|---|"]
-    return "\n".join(lines + [f"| {action} | {limit} |" for action, limit in LIMITS.items()])
