@@ -124,6 +124,66 @@ def _queue(action: str) -> Mapper:
     return requests
 
 
+def _decrypt(stack: Deployed, resource: str, service: str) -> list[Request]:
+    """kms:Decrypt of a secret's customer managed key, which Secrets Manager or SSM calls on the caller's behalf
+    (KMS Developer Guide, "kms:ViaService": the service and Region in the request context)."""
+    key = stack.secret_keys.get(resource)
+    if key is None:
+        return []
+    key_arn = key if key.startswith("arn:") else f"arn:aws:kms:{stack.region}:{stack.account}:key/{key}"
+    return [Request("kms:Decrypt", key_arn, {"kms:ViaService": f"{service}.{stack.region}.amazonaws.com"})]
+
+
+def _secret(action: str) -> Mapper:
+    """DescribeSecret (metadata) and GetSecretValue (the value, decrypted) on a secret's full ARN, whether the
+    call names it by name or ARN."""
+
+    def requests(call: Call, stack: Deployed) -> list[Request]:
+        secret_id = call.params["SecretId"]
+        arn = stack.secret_arns.get(secret_id, secret_id)
+        found = [Request(action, arn)]
+        return found + (_decrypt(stack, arn, "secretsmanager") if action == "secretsmanager:GetSecretValue" else [])
+
+    return requests
+
+
+def _parameter_arn(stack: Deployed, name: str) -> str:
+    return (
+        name if name.startswith("arn:") else f"arn:aws:ssm:{stack.region}:{stack.account}:parameter/{name.lstrip('/')}"
+    )
+
+
+def _parameters(action: str) -> Mapper:
+    """GetParameter / GetParameters on each parameter's ARN; decrypted, the key's kms:Decrypt too."""
+
+    def requests(call: Call, stack: Deployed) -> list[Request]:
+        p = call.params
+        found = []
+        for name in p.get("Names") or [p["Name"]]:
+            arn = _parameter_arn(stack, name)
+            found.append(Request(action, arn))
+            found += _decrypt(stack, arn, "ssm") if p.get("WithDecryption") else []
+        return found
+
+    return requests
+
+
+def _copy_object(call: Call, stack: Deployed) -> list[Request]:
+    """CopyObject reads its source (s3:GetObject) and writes its destination (s3:PutObject)."""
+    p, source = call.params, call.params["CopySource"]
+    policy, account = stack.bucket_policy(), stack.account
+    return [
+        Request("s3:GetObject", f"arn:aws:s3:::{source['Bucket']}/{source['Key']}", {}, policy, account),
+        Request("s3:PutObject", f"arn:aws:s3:::{p['Bucket']}/{p['Key']}", {}, policy, account),
+    ]
+
+
+def _describe_images(call: Call, stack: Deployed) -> list[Request]:
+    p = call.params
+    registry = p.get("registryId", stack.account)
+    return [Request("ecr:DescribeImages", f"arn:aws:ecr:{stack.region}:{registry}:repository/{p['repositoryName']}")]
+
+
 def _bucket_location(call: Call, stack: Deployed) -> list[Request]:
     bucket = call.params["Bucket"]
     return [Request("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}", {}, stack.bucket_policy(), stack.account)]
@@ -135,6 +195,7 @@ MAPPERS: dict[str, Mapper] = {
     "s3.HeadObject": _object("s3:GetObject"),
     "s3.PutObject": _object("s3:PutObject"),
     "s3.DeleteObject": _object("s3:DeleteObject"),
+    "s3.CopyObject": _copy_object,
     "s3.ListObjectsV2": _list_bucket,
     "s3.ListObjects": _list_bucket,
     "ecs.RunTask": _run_task,
@@ -142,6 +203,7 @@ MAPPERS: dict[str, Mapper] = {
     "ecs.StopTask": _on_tasks("ecs:StopTask"),
     "ecs.ListTasks": _list_tasks,
     "ecs.DescribeTaskDefinition": lambda call, stack: [Request("ecs:DescribeTaskDefinition", "*")],
+    "ecr.DescribeImages": _describe_images,
     "sts.AssumeRole": _assume_role,
     "lambda.Invoke": _invoke,
     "sqs.ReceiveMessage": _queue("sqs:ReceiveMessage"),
@@ -149,6 +211,10 @@ MAPPERS: dict[str, Mapper] = {
     "sqs.DeleteMessageBatch": _queue("sqs:DeleteMessage"),
     "sqs.GetQueueUrl": _queue("sqs:GetQueueUrl"),
     "sqs.ChangeMessageVisibilityBatch": _queue("sqs:ChangeMessageVisibility"),
+    "secretsmanager.DescribeSecret": _secret("secretsmanager:DescribeSecret"),
+    "secretsmanager.GetSecretValue": _secret("secretsmanager:GetSecretValue"),
+    "ssm.GetParameter": _parameters("ssm:GetParameter"),
+    "ssm.GetParameters": _parameters("ssm:GetParameters"),
 }
 
 

@@ -5,6 +5,9 @@
   environment overrides, and the variables of its environment files, which the agent reads
   from S3 with the task *execution* role (GetBucketLocation, then GetObject, as ECS documents
   for ``environmentFiles``). Those calls are signed with the execution role's key and judged.
+* ``container_secrets``: the task definition's ``secrets``, which the agent fetches with the same
+  role (secretsmanager:GetSecretValue, ssm:GetParameters with decryption; "Pass sensitive data to
+  an Amazon ECS container"): signed with the execution role's key and judged too.
 * ``Clock``: the time every side of the test runs on (STS's expirations, the launcher's
   deadlines, the runtime's refreshes, each recorded call's aws:CurrentTime), so that a task's
   hours pass in seconds.
@@ -94,6 +97,26 @@ def container_environment(ecs: Any, s3: Any, cluster: str, task_arn: str) -> dic
             if sep and not line.startswith("#"):
                 environment.setdefault(name, value)  # the first file to name a variable wins
     return {**environment, **{e["name"]: e["value"] for e in override["environment"]}}
+
+
+def container_secrets(ecs: Any, agent: dict[str, Any], cluster: str, task_arn: str) -> dict[str, str]:
+    """The secrets the ECS agent injects into the task's container, fetched as it fetches them: each Secrets
+    Manager valueFrom's secret (``arn:...:secret:name-AbCdEf[:json-key:stage:id]``) with GetSecretValue,
+    the parameters with GetParameters and decryption; ``agent`` holds clients with the execution role's key."""
+    task = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
+    definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    [container] = definition["containerDefinitions"]
+    values: dict[str, str] = {}
+    for secret in container.get("secrets", []):
+        value_from = secret["valueFrom"]
+        if value_from.startswith("arn:aws:secretsmanager:"):
+            parts = value_from.split(":")
+            text = agent["secretsmanager"].get_secret_value(SecretId=":".join(parts[:7]))["SecretString"]
+            values[secret["name"]] = json.loads(text)[parts[7]] if len(parts) > 7 and parts[7] else text
+        else:
+            answer = agent["ssm"].get_parameters(Names=[value_from], WithDecryption=True)
+            values[secret["name"]] = answer["Parameters"][0]["Value"]
+    return values
 
 
 def harness_client(url: str, service: str, region: str) -> Any:

@@ -22,6 +22,8 @@ class Deployed:
     region: str
     physical: dict[str, str]  # logical id -> physical id (moto's list_stack_resources)
     parameters: dict[str, str] = field(default_factory=dict)
+    secret_arns: dict[str, str] = field(default_factory=dict)  # a secret's name -> its full ARN (Secrets Manager's)
+    secret_keys: dict[str, str] = field(default_factory=dict)  # a secret's or parameter's ARN -> its KMS key (id/ARN)
 
     # -- intrinsic functions -------------------------------------------------------------------
     def ref(self, name: str) -> Any:

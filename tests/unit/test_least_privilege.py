@@ -5,7 +5,9 @@ against it, the Airflow hook, trigger and status listener (as the Airflow role),
 service behind a local Lambda endpoint (as the launcher role), the ECS agent fetching a try's
 run session file (as the task execution role), the task runtime (with that run session) and the
 results CLI (as the Airflow role) do what a run does: launch, run, watch, stop, fail to launch,
-read back; and a task with a two-hour timeout runs on the test's clock (tests/iam/harness.Clock):
+read back; a catalog entry with secrets is launched (the launcher only looks at them) and ECS's agent
+fetches them with that entry's own execution role, which may read no other entry's; and a task with a
+two-hour timeout runs on the test's clock (tests/iam/harness.Clock):
 the reaper renews its session twice, the runtime's refreshing credentials read each renewal.
 Every call is recorded by botocore event hooks with the key that signed it and the time it was
 made, mapped to what AWS authorizes (tests/iam/authorizations) and judged by a policy evaluator
@@ -44,6 +46,7 @@ from airlaunch.deploy.template import body, render
 from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.ecs import EcsBackend
 from airlaunch.launcher.run_credentials import DEADLINE_ALLOWANCE_SECONDS
+from airlaunch.launcher.secrets import LaunchSecrets
 from airlaunch.launcher.service import Launcher
 from airlaunch.protocol import ENV_RUN_CREDENTIALS, EventReply, Handle, LaunchRequest, Overrides, RunIdentity
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook
@@ -54,7 +57,7 @@ from airlaunch.runtime.entrypoint import TaskRun, parse_args
 from tests.aws_shapes import stopped_event
 from tests.iam.authorizations import requests_of
 from tests.iam.evaluator import Principal, Request, allowed, at
-from tests.iam.harness import Clock, container_environment, harness_client, lambda_endpoint
+from tests.iam.harness import Clock, container_environment, container_secrets, harness_client, lambda_endpoint
 from tests.iam.recorder import Call, Recorder, recording
 from tests.iam.stack import Deployed
 from tests.moto_server import end_task_as_fargate, moto_in_process
@@ -62,10 +65,20 @@ from tests.moto_server import end_task_as_fargate, moto_in_process
 ROOT = Path(__file__).resolve().parents[2]
 _ENTRIES = yaml.safe_load((ROOT / "tasks" / "catalog.yaml").read_text())
 _ENTRIES["tasks"]["diagnostic"]["max_timeout_seconds"] = 3 * 3600  # room for the two-hour try
+KMS_KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
+_SECRETS = {"DB_PASSWORD": {"secretsmanager": "iam/db", "json_key": "password"},
+            "API_TOKEN": {"ssm": "/iam/api-token", "kms_key": KMS_KEY}}  # fmt: skip
+_ENTRIES["tasks"]["secret_echo"] = {**_ENTRIES["tasks"]["diagnostic"], "secrets": _SECRETS}
+_ENTRIES["tasks"]["other_secret"] = {
+    **_ENTRIES["tasks"]["diagnostic"],
+    "secrets": {"OTHER": {"secretsmanager": "iam/other"}},
+}
+_ENTRIES["tasks"]["gone_secret"] = {**_ENTRIES["tasks"]["diagnostic"], "secrets": {"GONE": {"ssm": "/iam/gone"}}}
 CATALOG = Catalog.from_dict(_ENTRIES)
+DB_PASSWORD, API_TOKEN, OTHER = "iam-db-password-1", "iam-api-token-2", "iam-other-secret-3"
 ACCOUNT, REGION, STACK = "123456789012", "us-east-1", "al-iam"
 KEYS = {"AKIALAUNCHER0000": "LauncherRole", "AKIAAIRFLOW00000": "AirflowRole", "AKIACLI000000000": "AirflowRole",
-        "AKIAEXECUTION000": "TaskExecutionRole"}  # fmt: skip
+        "AKIAEXECUTION000": "TaskExecutionRole", "AKIASECRETEXEC00": "SecretEchoExecutionRole"}  # fmt: skip
 TI_ID = "01a2330d-6f01-731e-b9b6-0f5b7b1e8ef4"
 # Allowed by the template, used by AWS itself rather than by our code: (role, Sid, action) and why.
 USED_BY_AWS = {
@@ -79,6 +92,8 @@ USED_BY_AWS = {
     ("TaskExecutionRole", "WriteTaskLogs", "logs:CreateLogStream"): "the awslogs driver writes the task's output",
     ("TaskExecutionRole", "WriteTaskLogs", "logs:PutLogEvents"): "the awslogs driver writes the task's output",
 }
+_SHARED = [(sid, action, why) for (role, sid, action), why in USED_BY_AWS.items() if role == "TaskExecutionRole"]
+USED_BY_AWS.update({("SecretEchoExecutionRole", sid, action): why for sid, action, why in _SHARED})
 
 
 def _harness(url: str, service: str) -> Any:
@@ -100,7 +115,12 @@ def deployed() -> Iterator[tuple[str, Deployed, dict[str, str]]]:
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
-        template = render(CATALOG)
+        secrets = _harness(url, "secretsmanager")
+        values = {"iam/db": json.dumps({"password": DB_PASSWORD}), "iam/other": OTHER}
+        arns = {name: secrets.create_secret(Name=name, SecretString=text)["ARN"] for name, text in values.items()}
+        _harness(url, "ssm").put_parameter(Name="/iam/api-token", Value=API_TOKEN, Type="SecureString", KeyId=KMS_KEY)
+        parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/iam/api-token"
+        template = render(CATALOG, secret_arns=arns)
         params = {"Subnets": subnet, "SecurityGroups": group,
                   "LauncherImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{STACK}/launcher:1"}  # fmt: skip
         cfn = _harness(url, "cloudformation")
@@ -114,7 +134,8 @@ def deployed() -> Iterator[tuple[str, Deployed, dict[str, str]]]:
         outputs = {
             o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]
         }
-        yield url, Deployed(template, STACK, ACCOUNT, REGION, physical, params), outputs
+        deployed = Deployed(template, STACK, ACCOUNT, REGION, physical, params, arns, {parameter: KMS_KEY})
+        yield url, deployed, outputs
 
 
 def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str, clock: Clock) -> Launcher:
@@ -130,7 +151,8 @@ def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str, clock:
     backend = EcsBackend(settings, *clients)
     assert backend.run_sessions is not None
     backend.run_sessions.clock = clock.now
-    return Launcher(settings, CATALOG, backend, boto3.client("s3", **creds), {"AWS_REGION": REGION})
+    secrets = LaunchSecrets(False, lambda: (boto3.client("secretsmanager", **creds), boto3.client("ssm", **creds)))
+    return Launcher(settings, CATALOG, backend, boto3.client("s3", **creds), {"AWS_REGION": REGION}, secrets)
 
 
 def _run_task(environment: dict[str, str], work: Path) -> int:
@@ -211,6 +233,8 @@ def recorded(
         monkeypatch.setattr(failed_events, "sqs_client", lambda: launcher_sqs)
         agent = {"ecs": _harness(url, "ecs"), "harness_s3": _harness(url, "s3"),
                  "s3": boto3.client("s3", aws_access_key_id="AKIAEXECUTION000", aws_secret_access_key="x")}  # fmt: skip
+        secret_agent = {service: boto3.client(service, aws_access_key_id="AKIASECRETEXEC00", aws_secret_access_key="x")
+                        for service in ("s3", "secretsmanager", "ssm")}  # fmt: skip
         with lambda_endpoint(launcher, monkeypatch) as lambda_url:
             connection = {
                 "conn_type": "aws",
@@ -230,6 +254,25 @@ def recorded(
             handle = hook.launch(request)
             environment = container_environment(agent["ecs"], agent["s3"], STACK, handle.task_ref)
             exit_code = _run_task(environment, work)
+            # A task with secrets: the launcher looks at them; ECS's agent fetches its session file and its
+            # secrets with the entry's own execution role, which may fetch no other entry's secret, nor may the
+            # shared role fetch any; a launch whose secret is missing fails before anything is written.
+            keyed = RunIdentity(dag_id="iam_dag", run_id=identity.run_id, task_id="keyed", ti_id=TI_ID)
+            keyed_handle = hook.launch(LaunchRequest(task="secret_echo", identity=keyed, params={"action": "echo"}))
+            container_environment(agent["ecs"], secret_agent["s3"], STACK, keyed_handle.task_ref)
+            injected = container_secrets(agent["ecs"], secret_agent, STACK, keyed_handle.task_ref)
+            mark = len(recorder.calls)
+            secret_agent["secretsmanager"].get_secret_value(SecretId=stack.secret_arns["iam/other"])
+            boto3.client("secretsmanager", aws_access_key_id="AKIAEXECUTION000", aws_secret_access_key="x"
+                         ).get_secret_value(SecretId=stack.secret_arns["iam/db"])  # fmt: skip
+            foreign = recorder.calls[mark:]
+            forged += foreign
+            gone = RunIdentity(dag_id="iam_dag", run_id=identity.run_id, task_id="gone", ti_id=TI_ID)
+            with pytest.raises(LauncherError, match=r"secret GONE \(SSM parameter '/iam/gone'\) does not exist"):
+                hook.launch(LaunchRequest(task="gone_secret", identity=gone))
+            gone_params = _harness(url, "s3").list_objects_v2(
+                Bucket=bucket, Prefix=f"runs/iam_dag/{identity.run_id}/gone/"
+            )
             # The trigger polls S3 (aiobotocore) and ends the task; the status listener hears the queue.
             trigger = LaunchedTaskTrigger(handle=handle.to_dict(), identity=identity.to_dict(), function_name=function,
                                           aws_conn_id="airlaunch_iam", poll_interval=0.1, end_from_trigger=False,
@@ -289,7 +332,8 @@ def recorded(
     yield {"recorder": recorder, "stack": stack, "handle": handle, "exit_code": exit_code, "event": event,
            "heard": heard, "stopped": stopped, "described": described, "cli": cli_codes, "forged": forged,
            "listed": listed, "retried": retried, "restarted": restarted, "seconds": took, "long": long,
-           "ended": ended, "left": left, "environment": environment, "reaped": reaped}  # fmt: skip
+           "ended": ended, "left": left, "environment": environment, "reaped": reaped, "injected": injected,
+           "foreign": foreign, "keyed": keyed_handle, "gone_params": gone_params.get("KeyCount", 0)}  # fmt: skip
     monkeypatch.undo()
 
 
@@ -375,6 +419,10 @@ def _forged(recorded: dict[str, Any], call: Call) -> bool:
     return any(call is forged for forged in recorded["forged"])
 
 
+def _foreign(recorded: dict[str, Any], call: Call) -> bool:
+    return any(call is foreign for foreign in recorded["foreign"])
+
+
 def test_the_run_itself_worked(recorded: dict[str, Any]) -> None:
     assert recorded["exit_code"] == 0 and recorded["event"].payload["state"] == "succeeded"
     assert recorded["event"].payload["result"]["echo"] == "iam"
@@ -428,8 +476,9 @@ def test_every_call_is_allowed_by_the_template(recorded: dict[str, Any]) -> None
 
 def test_what_a_task_forges_with_its_run_session_is_denied(recorded: dict[str, Any]) -> None:
     """Another run's status.json, another try's session file, a session of its own (no self-renewal)."""
+    by_task = [c for c in recorded["forged"] if c is not recorded["long"]["late"] and not _foreign(recorded, c)]
     forged = [(str(call), request.action, ok) for call, _, request, ok, _ in _judged(recorded)
-              if _forged(recorded, call) and call is not recorded["long"]["late"]]  # fmt: skip
+              if any(call is c for c in by_task)]  # fmt: skip
     assert forged == [
         ("s3.PutObject", "s3:PutObject", False),
         ("s3.GetObject", "s3:GetObject", False),
@@ -469,7 +518,7 @@ def test_no_permission_goes_unused(recorded: dict[str, Any], capsys: pytest.Capt
     stack: Deployed = recorded["stack"]
     judged = _judged(recorded)
     unused = {}
-    for role in ("LauncherRole", "AirflowRole", "RunFilesRole", "TaskExecutionRole"):
+    for role in ("LauncherRole", "AirflowRole", "RunFilesRole", "TaskExecutionRole", "SecretEchoExecutionRole"):
         for policy in stack.role_policies(role):
             for statement in policy["Statement"]:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -489,3 +538,38 @@ def test_no_permission_goes_unused(recorded: dict[str, Any], capsys: pytest.Capt
         for (role, sid, action), why in sorted(unused.items()):
             print(f"  {role} {sid} {action}: {why}")
     assert unused == USED_BY_AWS
+
+
+def test_secrets_reach_their_own_task_only(recorded: dict[str, Any]) -> None:
+    """The launcher looks at a task's secrets (never reads them); ECS's agent fetches them with the entry's own
+    execution role, decrypting through SSM only; that role fetches no other entry's secret, the shared role none;
+    RunTask carries the names of the secret variables only; a missing one fails the launch before params.yaml."""
+    assert recorded["injected"] == {"DB_PASSWORD": DB_PASSWORD, "API_TOKEN": API_TOKEN}
+    verdicts = [(role, request.action, request.resource.rsplit(":", 1)[-1], ok)
+                for call, role, request, ok, _ in _judged(recorded)
+                if request.action.startswith(("secretsmanager:", "ssm:", "kms:"))]  # fmt: skip
+    allowed_ones = {(role, action, ok) for role, action, _, ok in verdicts if ok}
+    assert allowed_ones == {
+        ("LauncherRole", "secretsmanager:DescribeSecret", True),
+        ("LauncherRole", "ssm:GetParameter", True),
+        ("SecretEchoExecutionRole", "secretsmanager:GetSecretValue", True),
+        ("SecretEchoExecutionRole", "ssm:GetParameters", True),
+        ("SecretEchoExecutionRole", "kms:Decrypt", True),
+    }
+    denied = [(role, action, resource) for role, action, resource, ok in verdicts if not ok]
+    assert [(role, action) for role, action, _ in denied] == [
+        ("SecretEchoExecutionRole", "secretsmanager:GetSecretValue"),  # another entry's secret
+        ("TaskExecutionRole", "secretsmanager:GetSecretValue"),  # the shared role: no secret at all
+    ]
+    assert all(_foreign(recorded, call) for call, _, request, ok, _ in _judged(recorded)
+               if request.action.startswith("secretsmanager:") and not ok)  # fmt: skip
+    [launch] = [c for c in recorded["recorder"].calls if str(c) == "ecs.RunTask"
+                and c.params["taskDefinition"].endswith("-secret_echo")]  # fmt: skip
+    [override] = launch.params["overrides"]["containerOverrides"]
+    names = {e["name"]: e["value"] for e in override["environment"]}
+    assert names["AIRLAUNCH_SECRET_NAMES"] == "API_TOKEN,DB_PASSWORD"
+    assert "DB_PASSWORD" not in names and "API_TOKEN" not in names
+    calls = [c.params for c in recorded["recorder"].calls if c.access_key != "AKIASECRETEXEC00"]
+    text = json.dumps(calls, default=lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+    assert DB_PASSWORD not in text and API_TOKEN not in text, "no value in any call but the agent's own fetch"
+    assert recorded["gone_params"] == 0, "a launch refused for a missing secret wrote no params.yaml"
