@@ -96,11 +96,23 @@ def test_the_launcher_may_look_at_the_catalog_secrets_and_pass_their_roles_but_r
     assert {"Fn::GetAtt": ["ApiSyncExecutionRole", "Arn"]} in passed
 
 
+def test_private_subnets_get_endpoints_for_the_secret_services_the_catalog_uses() -> None:
+    for lid, service in (("SecretsManagerEndpoint", "secretsmanager"), ("SsmEndpoint", "ssm")):
+        endpoint = RESOURCES[lid]
+        assert endpoint["Condition"] == "CreateEndpoints" and endpoint["Properties"]["VpcEndpointType"] == "Interface"
+        assert endpoint["Properties"]["ServiceName"] == {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"}
+        assert endpoint["Properties"]["SubnetIds"] == {"Ref": "EndpointSubnets"}
+    only_ssm = Catalog.from_dict({"tasks": {"t": {"image": "i", "command": ["x"], "secrets": {"A": {"ssm": "/a"}}}}})
+    rendered = render(only_ssm)["Resources"]
+    assert "SsmEndpoint" in rendered and "SecretsManagerEndpoint" not in rendered
+
+
 def test_a_catalog_without_secrets_renders_no_secret_grant() -> None:
     rendered = render(Catalog.load(ROOT / "tasks" / "catalog.yaml"))
     text = body(rendered)
     assert "secretsmanager" not in text and "ssm:" not in text and "kms:" not in text
     assert not [n for n in rendered["Resources"] if n.endswith("ExecutionRole") and n != "TaskExecutionRole"]
+    assert not {"SecretsManagerEndpoint", "SsmEndpoint"} & set(rendered["Resources"])
 
 
 def test_the_rendered_template_with_secrets_passes_cfn_lint(tmp_path: Path) -> None:

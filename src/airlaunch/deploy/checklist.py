@@ -64,6 +64,22 @@ def checklist(stack: str, region: str, task_arn: str = "<task ARN>", bucket: str
             "(with a catalog max_timeout_seconds over 7200), then its status.json says succeeded",
         ),
         Check(
+            "ECS's agent injects a catalog task's secrets with the task's own execution role",
+            "make trigger DAG=airlaunch_diagnostic "
+            'CONF=\'{"task": "<a catalog task with secrets>", "action": "secret"}\' '
+            "(its task log shows `secret NAME = ***`, its result each value's fingerprint)",
+        ),
+        Check(
+            "A task definition names its secrets by ARN, never their values",
+            f"aws ecs describe-task-definition --region {region} --task-definition {stack}-<task> "
+            "--query 'taskDefinition.containerDefinitions[0].[secrets,environment]'",
+        ),
+        Check(
+            "One catalog task's execution role may not read another's secret",
+            "aws iam simulate-principal-policy --policy-source-arn <the other task's ExecutionRole ARN> "
+            "--action-names secretsmanager:GetSecretValue --resource-arns <the secret's ARN>  (implicitDeny)",
+        ),
+        Check(
             "make destroy stops running tasks before the stack's deletion",
             "make destroy while a task runs (the stack ends DELETE_COMPLETE)",
         ),

@@ -16,6 +16,8 @@ What it guarantees:
   exactly its own secrets and kms:Decrypt on exactly its own keys, through those two services
   only (kms:ViaService). So one entry's task can never be given another entry's secret, and
   entries without secrets keep the shared role, which reads none.
+* **The network**: with VpcEndpoints=true, interface endpoints for Secrets Manager and SSM (only
+  the services the catalog's secrets use), through which ECS's agent fetches them.
 * **The launcher may only look**: secretsmanager:DescribeSecret and ssm:GetParameter (it asks
   without decryption and holds no kms:Decrypt) on the catalog's secrets, to refuse a launch
   whose secret is missing before a task starts (airlaunch.launcher.secrets).
@@ -133,6 +135,20 @@ def check_statements(catalog: Catalog, arns: Mapping[str, str]) -> list[dict[str
     if parameters := _by_service(refs, arns, "ssm"):
         statements.append(_statement("CheckCatalogParameters", "ssm:GetParameter", parameters))
     return statements
+
+
+def endpoints(catalog: Catalog, like: dict[str, Any]) -> dict[str, Any]:
+    """With VpcEndpoints=true, the interface endpoints a task's secrets are fetched through (ECS's agent reaches
+    Secrets Manager and SSM through the task's network; KMS is called by those services, not by the agent):
+    ``like`` (the template's EcrApiEndpoint) for each service the catalog's secrets use, and only those."""
+    used = {ref.service for spec in catalog.tasks.values() for ref in spec.secrets.values()}
+    found = {}
+    for service, lid in ((SECRETS_MANAGER, "SecretsManagerEndpoint"), ("ssm", "SsmEndpoint")):
+        if service in used:
+            endpoint = copy.deepcopy(like)
+            endpoint["Properties"]["ServiceName"] = _sub(f"com.amazonaws.${{AWS::Region}}.{service}")
+            found[lid] = endpoint
+    return found
 
 
 def execution_role(shared: dict[str, Any], spec: TaskSpec, arns: Mapping[str, str]) -> dict[str, Any]:

@@ -107,6 +107,7 @@ def render(
     roles += [{"Fn::GetAtt": [f"{ids[n]}ExecutionRole", "Arn"]} for n in names if catalog.tasks[n].secrets]
     _fill(resources, "LauncherRole", "PassTaskRoles", [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, *roles])
     _policy(resources, "LauncherRole").extend(secrets.check_statements(catalog, arns))
+    resources.update(secrets.endpoints(catalog, resources["EcrApiEndpoint"]))
     arm = sorted(name for name, spec in catalog.tasks.items() if spec.architecture == "arm64")
     if arm:
         template.setdefault("Rules", {})["FargateSpotHasNoArm64"] = {
