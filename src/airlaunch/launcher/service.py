@@ -363,7 +363,12 @@ class Launcher:
     def _write_stand_in(self, layout: ResultLayout, seen: BackendState | None, stop: StopRequest | None) -> Status:
         if stop is not None:
             reason = StopReason.STOPPED
-            how = seen.detail if seen is not None and seen.detail else "its container never started"
+            if seen is not None and seen.detail:
+                how = seen.detail
+            elif seen is not None:  # the platform answered the stop before the task ended (ECS's StopTask)
+                how = f"its container was {seen.state.value} when it was asked to stop"
+            else:
+                how = "its container never started"
             error = f"stopped by airlaunch ({stop.reason}); {how}"
         elif seen is not None:
             reason, error = seen.reason or StopReason.LOST, seen.detail or "its container ended"
