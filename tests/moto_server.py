@@ -68,7 +68,7 @@ def moto_in_process() -> Iterator[str]:
 def end_task_as_fargate(task_arn: str, account: str, region: str, **attrs: Any) -> None:
     """End a task of the in-process moto as Fargate would: STOPPED, with the stop code, reasons and times
     given as moto's attribute names (``stop_code``, ``stopped_reason``, ``started_at``...);
-    ``container_reason`` is the essential container's reason."""
+    ``container_reason`` is the essential container's reason, ``image_digest`` the image it ran."""
     from moto.ecs.models import ecs_backends
 
     cluster = task_arn.split(":task/")[1].split("/")[0]
@@ -77,5 +77,8 @@ def end_task_as_fargate(task_arn: str, account: str, region: str, **attrs: Any) 
     container_reason = attrs.pop("container_reason", None)
     if container_reason:
         task.containers[0].reason = container_reason
+    image_digest = attrs.pop("image_digest", None)
+    if image_digest:
+        task.containers[0].image_digest = image_digest
     for name, value in attrs.items():
         setattr(task, name, value)

@@ -20,6 +20,7 @@ aws:TagKeys, sts:TransitiveTagKeys), the strictest reading for a policy that con
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -171,6 +172,8 @@ def _parameters(action: str) -> Mapper:
 def _copy_object(call: Call, stack: Deployed) -> list[Request]:
     """CopyObject reads its source (s3:GetObject) and writes its destination (s3:PutObject)."""
     p, source = call.params, call.params["CopySource"]
+    if isinstance(source, str):  # botocore has made it "bucket/key" (URL-encoded) by the time it is recorded
+        source = dict(zip(("Bucket", "Key"), urllib.parse.unquote(source.split("?")[0]).split("/", 1), strict=True))
     policy, account = stack.bucket_policy(), stack.account
     return [
         Request("s3:GetObject", f"arn:aws:s3:::{source['Bucket']}/{source['Key']}", {}, policy, account),

@@ -141,8 +141,8 @@ def test_s3_access_stays_under_the_results_prefix() -> None:
         for statement in _statements(role):
             objects = [a for a in _actions(statement) if a.startswith("s3:") and a != "s3:ListBucket"]
             if objects:
-                for resource in _resources(statement):  # the runs, or (the launcher) their run sessions
-                    allowed = ("${ResultsBucket.Arn}/${KeyPrefix}/", "${ResultsBucket.Arn}/${KeyPrefix}-sessions/")
+                for resource in _resources(statement):  # the runs, or (the launcher) their sessions and cache
+                    allowed = tuple(f"${{ResultsBucket.Arn}}/${{KeyPrefix}}{s}/" for s in ("", "-sessions", "-cache"))
                     assert _sub(resource).startswith(allowed if role == "LauncherRole" else allowed[:1]), role
 
 
@@ -173,10 +173,11 @@ def test_results_bucket_is_private_encrypted_and_expires_runs() -> None:
     rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r}
-    assert set(rules) == {"expire-runs", "expire-run-sessions"}
-    expire, sessions = rules["expire-runs"], rules["expire-run-sessions"]
+    assert set(rules) == {"expire-runs", "expire-run-sessions", "expire-cache"}
+    expire, sessions, cache = rules["expire-runs"], rules["expire-run-sessions"], rules["expire-cache"]
     assert expire["ExpirationInDays"] == {"Ref": "RetentionDays"} and _sub(expire["Prefix"]) == "${KeyPrefix}/"
     assert sessions["ExpirationInDays"] == 1 and _sub(sessions["Prefix"]) == "${KeyPrefix}-sessions/"
+    assert cache["ExpirationInDays"] == {"Ref": "RetentionDays"} and _sub(cache["Prefix"]) == "${KeyPrefix}-cache/"
 
 
 def test_every_catalog_task_has_its_own_task_definition_role_and_log_group() -> None:

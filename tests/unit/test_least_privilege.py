@@ -6,7 +6,9 @@ service behind a local Lambda endpoint (as the launcher role), the ECS agent fet
 run session file (as the task execution role), the task runtime (with that run session) and the
 results CLI (as the Airflow role) do what a run does: launch, run, watch, stop, fail to launch,
 read back; a catalog entry with secrets is launched (the launcher only looks at them) and ECS's agent
-fetches them with that entry's own execution role, which may read no other entry's; and a task with a
+fetches them with that entry's own execution role, which may read no other entry's; a cacheable entry's
+try is cached once ECS reports it stopped and the same launch in another run is served from the cache
+(the image's digest from ECR, the cache's entries, copies of the result); and a task with a
 two-hour timeout runs on the test's clock (tests/iam/harness.Clock):
 the reaper renews its session twice, the runtime's refreshing credentials read each renewal.
 Every call is recorded by botocore event hooks with the key that signed it and the time it was
@@ -65,6 +67,7 @@ from tests.moto_server import end_task_as_fargate, moto_in_process
 ROOT = Path(__file__).resolve().parents[2]
 _ENTRIES = yaml.safe_load((ROOT / "tasks" / "catalog.yaml").read_text())
 _ENTRIES["tasks"]["diagnostic"]["max_timeout_seconds"] = 3 * 3600  # room for the two-hour try
+_ENTRIES["tasks"]["task_one"]["cache"] = True  # the result cache: its key's image digest, its entries
 KMS_KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
 _SECRETS = {"DB_PASSWORD": {"secretsmanager": "iam/db", "json_key": "password"},
             "API_TOKEN": {"ssm": "/iam/api-token", "kms_key": KMS_KEY}}  # fmt: skip
@@ -115,6 +118,7 @@ def deployed() -> Iterator[tuple[str, Deployed, dict[str, str]]]:
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+        _push_image(_harness(url, "ecr"), f"{STACK}/reference-tasks", "latest")  # what make deploy pushes
         secrets = _harness(url, "secretsmanager")
         values = {"iam/db": json.dumps({"password": DB_PASSWORD}), "iam/other": OTHER}
         arns = {name: secrets.create_secret(Name=name, SecretString=text)["ARN"] for name, text in values.items()}
@@ -151,6 +155,7 @@ def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str, clock:
     backend = EcsBackend(settings, *clients)
     assert backend.run_sessions is not None
     backend.run_sessions.clock = clock.now
+    backend.images.ecr = lambda region: boto3.client("ecr", **creds)  # the launcher role's, as the other clients
     secrets = LaunchSecrets(False, lambda: (boto3.client("secretsmanager", **creds), boto3.client("ssm", **creds)))
     return Launcher(settings, CATALOG, backend, boto3.client("s3", **creds), {"AWS_REGION": REGION}, secrets)
 
@@ -284,6 +289,7 @@ def recorded(
             # ECS reports the finished task stopped: the launcher deletes its run session files.
             end_task_as_fargate(handle.task_ref, ACCOUNT, REGION, stop_code="EssentialContainerExited")
             ended = _deliver(hook, stopped_event(handle.task_ref))
+            _result_cache(hook, agent, tmp_path_factory.mktemp("cached"))
             # Stop a running task, describe it; a launch that fails after params.yaml is written.
             sleeper = RunIdentity(dag_id="iam_dag", run_id="manual__2026-01-01T00:00:00+00:00", task_id="sleep")
             second = hook.launch(LaunchRequest(task="diagnostic", identity=sleeper, params={"action": "sleep"}))
@@ -335,6 +341,31 @@ def recorded(
            "ended": ended, "left": left, "environment": environment, "reaped": reaped, "injected": injected,
            "foreign": foreign, "keyed": keyed_handle, "gone_params": gone_params.get("KeyCount", 0)}  # fmt: skip
     monkeypatch.undo()
+
+
+def _push_image(ecr: Any, repository: str, tag: str) -> None:
+    ecr.create_repository(repositoryName=repository)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"digest": "sha256:" + "c" * 64, "size": 0}, "layers": []}  # fmt: skip
+    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+
+
+def _result_cache(hook: LauncherHook, agent: dict[str, Any], work: Path) -> None:
+    """The result cache (task_one is cacheable here): a try's key needs its image's digest from ECR; ECS reports
+    the try stopped, having run that image, and its result is cached; the same launch in another run is served
+    from the cache (copies in its own prefix), and nothing is started."""
+    computed = RunIdentity("iam_dag", "manual__2026-01-01T00:00:00+00:00", "cached", ti_id=TI_ID)
+    request = LaunchRequest(task="task_one", identity=computed, params={"action": "echo", "message": "once"})
+    ran = hook.launch(request)
+    assert _run_task(container_environment(agent["ecs"], agent["s3"], STACK, ran.task_ref), work) == 0
+    ecr = _harness(agent["ecs"].meta.endpoint_url, "ecr")
+    [image] = ecr.describe_images(repositoryName=f"{STACK}/reference-tasks")["imageDetails"]
+    end_task_as_fargate(ran.task_ref, ACCOUNT, REGION, stop_code="EssentialContainerExited",
+                        image_digest=image["imageDigest"])  # fmt: skip
+    assert _deliver(hook, stopped_event(ran.task_ref)).recorded == "by its runtime"
+    again = RunIdentity("iam_dag", "manual__2026-01-02T00:00:00+00:00", "cached", ti_id=TI_ID)
+    served = hook.launch(LaunchRequest(task="task_one", identity=again, params=request.params))
+    assert served.cached_from == ran.prefix and not served.launched, "served from the cache, nothing started"
 
 
 def _deliver(hook: LauncherHook, event: dict[str, Any]) -> EventReply:

@@ -100,6 +100,7 @@ def render(
     names = sorted(ids)
     pull = [_sub(f"{_ARN}:ecr:{_AT}:repository/${{AWS::StackName}}/{r}") for r in repositories]
     _fill(resources, "TaskExecutionPolicy", "PullCatalogImages", pull)
+    _fill(resources, "LauncherRole", "ReadImageDigests", pull)  # the result cache's keys (backends.ecs_images)
     _fill(resources, "TaskExecutionPolicy", "WriteTaskLogs", [_sub(_log_streams(name)) for name in names])
     families = [_sub(f"{_ARN}:ecs:{_AT}:task-definition/${{AWS::StackName}}-{name}:*") for name in names]
     _fill(resources, "LauncherRole", "RunCatalogTasks", families)
