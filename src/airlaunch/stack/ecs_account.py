@@ -21,11 +21,13 @@ The split between the two emulators, and why:
 Images are "pushed" into the local Docker engine: tagged under their ECR URI (which the
 emulator's Fargate stand-in runs without pulling) and recorded in moto's ECR with a manifest
 made from the local image, so the deploy code reads back and judges a single-image manifest
-as it does on AWS.
+as it does on AWS; its digest is the manifest's SHA-256, as a registry computes it, so an image
+rebuilt with anything changed (its config too, not only its layers) has another.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -114,8 +116,9 @@ def local_registry(ecr: Any, runner: images.Runner = images.run) -> images.Runne
                 for layer in image["RootFS"]["Layers"]
             ],
         }
-        ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag,
-                      imageManifestMediaType=_MANIFEST)  # fmt: skip
+        text = json.dumps(manifest)
+        ecr.put_image(repositoryName=repository, imageManifest=text, imageTag=tag, imageManifestMediaType=_MANIFEST,
+                      imageDigest="sha256:" + hashlib.sha256(text.encode()).hexdigest())  # fmt: skip
         return subprocess.CompletedProcess(list(command), 0, f"pushed {uri} to the local engine\n", "")
 
     return run

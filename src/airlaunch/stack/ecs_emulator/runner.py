@@ -3,7 +3,9 @@
 Guarantees:
 
 * Never pulls: an image not present locally is ECS's CannotPullContainerError (no registry is
-  reachable from the local stack, and a pull would hide a missing build).
+  reachable from the local stack, and a pull would hide a missing build). The digest a task reports
+  it ran (``imageDigest``) is, as on Fargate, the registry's: the one moto's ECR recorded for the
+  image's tag (the deploy code's "push"), else the local image's own.
 * Exits are learned from Docker's event stream (one thread for every container, no polling):
   ``die`` with its exit code, and whether the kernel's OOM killer ended it (``oom`` events and
   the container's ``State.OOMKilled``). If the stream drops it is reopened ``since`` the last
@@ -33,6 +35,26 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from airlaunch.stack.ecs_emulator.containers import ContainerSpec, StartFailure, cannot_pull
 
 log = logging.getLogger(__name__)
+
+# <registry>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>
+_ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+):([\w][\w.-]{0,127})$")
+
+
+def ecr_digest(image: str) -> str | None:
+    """The digest moto's ECR (this process's) recorded for an ECR image URI's tag; None for any other image."""
+    match = _ECR_IMAGE.match(image)
+    if match is None:
+        return None
+    from moto.ecr.models import ecr_backends
+
+    account, region, repository, tag = match.groups()
+    try:
+        found = ecr_backends[account][region].repositories.get(repository)
+    except KeyError:
+        return None
+    images = [i for i in (found.images if found is not None else []) if tag in i.image_tags]
+    return str(images[0].image_digest) if images else None
+
 
 LABEL = "airlaunch.ecs-emulator"  # value: the owning emulator (see owner_id)
 LABEL_TASK = "airlaunch.ecs-emulator.task-arn"
@@ -96,11 +118,15 @@ class DockerRunner:
 
     # -- containers ---------------------------------------------------------------------------
     def image_digest(self, image: str) -> str:
-        """The local image's digest (its registry digest, else its id); StartFailure(CannotPullContainerError)."""
+        """The digest the task reports it ran: ECR's for the tag (ecr_digest), else the local image's registry
+        digest, else its id; StartFailure(CannotPullContainerError) when the image is not in the local engine."""
         try:
             attrs = self.client.api.inspect_image(image)
         except (ImageNotFound, NotFound) as exc:
             raise StartFailure(cannot_pull(image)) from exc
+        recorded = ecr_digest(image)
+        if recorded:
+            return recorded
         digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if "@" in d]
         return digests[0] if digests else str(attrs.get("Id", ""))
 
