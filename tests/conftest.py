@@ -22,11 +22,32 @@ _REPO = Path(__file__).resolve().parents[1]
 TEST_CATALOG = StackConfig(repo=_REPO).state_dir / "test-catalog" / "catalog.yaml"
 
 
+# Fixtures that need the stack (through ``stack``) or Airflow itself, and the markers they imply.
+_AIRFLOW_FIXTURES = {"airflow_api", "airflow_db", "ecs_airflow"}
+# Set by `make test-fast`: nothing in its session may start the stack (or a Docker engine for it).
+NO_STACK_ENV = "AIRLAUNCH_TESTS_NO_STACK"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the stack, directly or through another fixture, is marked ``stack`` (and one that
+    uses Airflow ``airflow`` too) even where its module forgot to say so: ``-m "not stack"`` (make
+    test-fast) must never start the stack."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)  # a parameter named like a fixture (a stack name) is not one
+        used = set(getattr(item, "fixturenames", ())) - set(callspec.params if callspec is not None else ())
+        if used & _AIRFLOW_FIXTURES and item.get_closest_marker("airflow") is None:
+            item.add_marker(pytest.mark.airflow)
+        if (used & _AIRFLOW_FIXTURES or "stack" in used) and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """Start LocalStack and the launcher Lambda unless they run already; stop what was started. The copy of
     the catalog is made here, not at import: a pytest session that needs no stack (the unit tests) must not
     overwrite the catalog a running stack's tests have edited."""
+    if os.environ.get(NO_STACK_ENV):
+        pytest.fail(f"{NO_STACK_ENV} is set (make test-fast) but a test asked for the stack: mark it stack")
     TEST_CATALOG.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_REPO / "tasks" / "catalog.yaml", TEST_CATALOG)
     os.environ["AIRLAUNCH_STACK_CATALOG"] = str(TEST_CATALOG)

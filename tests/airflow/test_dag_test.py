@@ -6,12 +6,15 @@ import json
 import re
 from typing import Any
 
+import pytest
 from airflow.models.dagbag import DagBag
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 
 from airlaunch.stack import Stack
 from tests.airflow.conftest import _CFG
+
+pytestmark = [pytest.mark.stack, pytest.mark.airflow]
 
 CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
 

@@ -22,6 +22,8 @@ from airlaunch.stack.ecs_account import STACK_NAME
 from tests.airflow.conftest import run_dag, status_at
 from tests.conftest import TEST_CATALOG
 
+pytestmark = [pytest.mark.stack, pytest.mark.airflow]
+
 PROBE = Path(__file__).resolve().parents[1] / "fixtures" / "ecs_probe"
 PROBE_IMAGE = "airlaunch/ecs-probe:latest"
 

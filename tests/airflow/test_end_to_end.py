@@ -13,6 +13,8 @@ from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import Stack, StackConfig
 from tests.airflow.conftest import E2E_PARALLELISM, run_dag, status_at
 
+pytestmark = [pytest.mark.stack, pytest.mark.airflow]
+
 CONTAINER_TASKS = ["test_docker", "do_task_one", "do_task_two", "do_task_three", "report"]
 
 

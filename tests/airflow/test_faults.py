@@ -28,6 +28,8 @@ from airlaunch.stack import Stack, StackConfig
 from airlaunch.stack.supervisor import pid_of
 from tests.conftest import LauncherClient
 
+pytestmark = [pytest.mark.stack, pytest.mark.airflow]
+
 DAG = "airlaunch_diagnostic"
 TASK = "diagnostic"
 

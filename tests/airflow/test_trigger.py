@@ -1,9 +1,9 @@
-"""LaunchedTaskTrigger on its own, against real containers: cost, timeout, kill, lost containers."""
+"""LaunchedTaskTrigger on its own, against real containers: cost, timeout, kill, lost containers (decoding S3's
+notifications: tests/unit/test_status_notifications.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import time
 from typing import Any
@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from airlaunch.protocol import Handle
-from airlaunch.providers.airflow.triggers import launched_task, log_follower, status_notifications
+from airlaunch.providers.airflow.triggers import launched_task, log_follower
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import task_containers
 from tests.conftest import LauncherClient
 from tests.stack.test_launcher import wait_for_log_line
+
+pytestmark = pytest.mark.stack  # the trigger in this process, against the stack's launcher and S3
 
 
 def _trigger(handle: Handle, identity: dict[str, Any], **kwargs: Any) -> LaunchedTaskTrigger:
@@ -172,23 +174,3 @@ def test_without_notifications_the_trigger_falls_back_to_polling(
     assert event.payload["state"] == "succeeded"
     assert trigger._listener is not None and trigger._listener.degraded
     assert "status notifications failed" in caplog.text and "poll S3 meanwhile" in caplog.text
-
-
-def test_s3_event_notifications_are_decoded() -> None:
-    body = {
-        "Records": [
-            {
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "bucket": {"name": "b"},
-                    "object": {"key": "runs/d/manual__2026-11-24T04%3A33%3A10%2B00%3A00/t/-1/1/status.json"},
-                },
-            },
-            {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "b"}, "object": {"key": "gone"}}},
-        ]
-    }
-    assert status_notifications.written_keys(json.dumps(body)) == [
-        ("b", "runs/d/manual__2026-11-24T04:33:10+00:00/t/-1/1/status.json")
-    ]
-    assert status_notifications.written_keys('{"Event": "s3:TestEvent"}') == []
-    assert status_notifications.written_keys("not json") == []

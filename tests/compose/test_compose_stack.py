@@ -35,7 +35,7 @@ AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
 STACK_MEMORY_LIMIT_MIB = 3 * 1024
 HEARTBEAT_TIMEOUT_S = 45  # Airflow's default is 300 s: a worker-killed test would wait that long
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.stack, pytest.mark.compose, pytest.mark.timeout(1500)]
 
 
 def _free_port() -> int:

@@ -24,6 +24,8 @@ import pytest
 from airlaunch.deploy import images
 from tests.moto_server import free_port
 
+pytestmark = pytest.mark.stack  # docker build and push to a registry of its own
+
 ROOT = Path(__file__).resolve().parents[2]
 ACCEPT = ", ".join(sorted(images.SINGLE_IMAGE_TYPES | images.INDEX_TYPES))
 TAG = "airlaunch-awstest/launcher"

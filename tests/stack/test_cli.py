@@ -17,6 +17,8 @@ from airlaunch.cli import main
 from airlaunch.protocol import Status
 from tests.conftest import LauncherClient
 
+pytestmark = pytest.mark.stack
+
 DAG = "cli_tests"
 AIRLAUNCH = Path(sys.executable).parent / "airlaunch"
 

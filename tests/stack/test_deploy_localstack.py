@@ -18,6 +18,8 @@ import pytest
 from airlaunch.deploy import DeployError, deploy
 from airlaunch.stack import Stack
 
+pytestmark = pytest.mark.stack
+
 
 @pytest.fixture(scope="module")
 def aws(stack: Stack) -> dict[str, Any]:

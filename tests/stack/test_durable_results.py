@@ -16,6 +16,8 @@ from airlaunch.protocol import run_prefix
 from airlaunch.stack import Stack
 from tests.conftest import LauncherClient
 
+pytestmark = pytest.mark.stack
+
 
 def _snapshot(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])

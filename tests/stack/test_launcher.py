@@ -14,6 +14,8 @@ from airlaunch.protocol import Handle
 from airlaunch.stack import task_containers
 from tests.conftest import LauncherClient
 
+pytestmark = pytest.mark.stack
+
 
 def test_task_one_says_its_name(launcher: LauncherClient, identity: dict[str, Any]) -> None:
     identity["task_id"] = "do_task_one"

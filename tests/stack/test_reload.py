@@ -16,6 +16,8 @@ import yaml
 from airlaunch.stack import Stack
 from tests.conftest import TEST_CATALOG, LauncherClient
 
+pytestmark = pytest.mark.stack
+
 REPO = Path(__file__).resolve().parents[2]
 
 

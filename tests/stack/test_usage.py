@@ -19,6 +19,8 @@ from airlaunch.cli import main
 from airlaunch.protocol import Status
 from tests.conftest import LauncherClient
 
+pytestmark = pytest.mark.stack
+
 DAG = "usage_tests"
 MIB = 1024 * 1024
 
