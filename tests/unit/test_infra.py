@@ -152,7 +152,7 @@ def test_a_task_reaches_only_its_own_run_files_through_the_tagged_run_role() -> 
     read, renewal = _granting("RunFilesRole", "s3:GetObject")
     [write] = _granting("RunFilesRole", "s3:PutObject")
     bucket = [{"Fn::GetAtt": ["ResultsBucket", "Arn"]}, "/", {"Ref": "KeyPrefix"}]
-    assert _resources(read) == [{"Fn::Join": ["", [*bucket, f"{run}params.yaml"]]}]
+    assert _resources(read) == [{"Fn::Join": ["", [*bucket, f"{run}{name}"]]} for name in ("params.yaml", "stop.json")]
     assert _resources(write) == [{"Fn::Join": ["", [*bucket, f"{run}*"]]}]
     assert _resources(renewal) == [{"Fn::Join": ["", [*bucket, f"-sessions{run}renewal.json"]]}]
     actions = {a for s in _statements("RunFilesRole") for a in _actions(s)}

@@ -63,3 +63,40 @@ def test_an_exit_of_its_own_stays_an_exit_with_its_last_line(
     _, status = _run(s3, tmp_path, "import sys\nprint('giving up')\nsys.exit(4)")
     assert status.reason is StopReason.EXIT and status.exit_code == 4
     assert status.error == "exit code 4: giving up"
+
+
+def test_a_stop_whose_sigterm_came_before_the_runtime_could_catch_it_still_stops_the_task(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher writes stop.json, then signals; a SIGTERM to a container's PID 1 before its handler exists
+    is dropped by the kernel (the container then ran on until Docker's or ECS's grace ran out and killed it:
+    31 s on the ECS mode). The runtime reads stop.json once before starting the command, so it never starts."""
+    monkeypatch.setattr(resources, "current_resources", lambda: Resources(oom_kills=0))
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "stop.json", Body=b'{"reason": "the Airflow task was marked failed"}')
+    marker = tmp_path / "the command ran"
+    _, status = _run(s3, tmp_path, f"open({str(marker)!r}, 'w').close()")
+    assert not marker.exists()
+    assert status.reason is StopReason.STOPPED and status.state.value == "failed"
+    assert "the Airflow task was marked failed" in (status.error or ""), status.error
+
+
+def test_without_stop_json_a_denied_read_is_no_stop(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run session may read its stop.json but not list the bucket: S3 answers a missing one 403, not 404."""
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(resources, "current_resources", lambda: Resources(oom_kills=0))
+    real = s3.get_object
+
+    def get_object(**kwargs: Any) -> Any:
+        if kwargs["Key"].endswith("stop.json"):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+        return real(**kwargs)
+
+    settings = RuntimeSettings(log_flush_seconds=60, work_dir=str(tmp_path))
+    run = TaskRun(
+        parse_args(["--", sys.executable, "-c", "print('ran')"]), settings, {ENV_BUCKET: BUCKET, ENV_PREFIX: PREFIX}
+    )
+    monkeypatch.setattr(run.s3, "get_object", get_object)
+    assert run.run() == 0
+    status = Status.from_json(s3.get_object(Bucket=BUCKET, Key=PREFIX + STATUS_FILE)["Body"].read())
+    assert status.state.value == "succeeded" and status.reason is StopReason.EXIT

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import yaml
 
-from airlaunch.aws_errors import is_missing
+from airlaunch.aws_errors import error_code, is_missing
 from airlaunch.config import RuntimeSettings
 from airlaunch.protocol import (
     ENV_BUCKET,
@@ -213,20 +213,41 @@ class TaskRun:
 
     def _stop_reason(self) -> StopReason:
         """Who sent the SIGTERM: airlaunch leaves stop.json (with why) before it stops a container."""
+        try:
+            stop = self._read_stop()
+        except Exception as exc:
+            self.stop_detail = f"a SIGTERM came, and stop.json could not be read ({exc})"
+            return StopReason.STOPPED
+        if stop is None:
+            self.stop_detail = ""
+            return StopReason.PLATFORM  # no stop.json: not a stop airlaunch asked for
+        self.stop_detail = stop.reason
+        return StopReason.STOPPED
+
+    def _read_stop(self) -> StopRequest | None:
+        """The try's stop.json, None when there is none. A run session may read its stop.json but not list
+        the bucket, so S3 answers it 403 for a missing key where others get 404: both mean none."""
         from botocore.exceptions import ClientError
 
         try:
             body = self.s3.get_object(Bucket=self.layout.bucket, Key=self.layout.stop_key)["Body"].read()
-            self.stop_detail = StopRequest.from_json(body).reason
         except ClientError as exc:
-            if not is_missing(exc):
-                self.stop_detail = f"a SIGTERM came, and stop.json could not be read ({exc})"
-                return StopReason.STOPPED
-            self.stop_detail = ""
-            return StopReason.PLATFORM  # no stop.json: not a stop airlaunch asked for
-        except Exception as exc:
-            self.stop_detail = f"a SIGTERM came, and stop.json could not be read ({exc})"
-        return StopReason.STOPPED
+            if is_missing(exc) or error_code(exc) in ("AccessDenied", "403"):
+                return None
+            raise
+        return StopRequest.from_json(body)
+
+    def _stopped_before_the_start(self) -> bool:
+        """A stop that came before the task's command started: a SIGTERM caught, or stop.json left by a
+        stop whose SIGTERM came before this runtime could catch one (the kernel drops a signal to a
+        container's PID 1 that has no handler yet; Docker and ECS then wait their whole grace and kill).
+        The launcher writes stop.json before it signals, so this one read closes that window."""
+        if self.stop_requested.is_set():
+            return True
+        with contextlib.suppress(Exception):  # unreadable: the task starts, and a SIGTERM still stops it
+            if self._read_stop() is not None:
+                self.stop_requested.set()
+        return self.stop_requested.is_set()
 
     # -- signals ----------------------------------------------------------------------------
     def on_sigterm(self, signum: int, frame: Any) -> None:
@@ -265,7 +286,7 @@ class TaskRun:
             ENV_RESULT_FILE: str(self.work / RESULT_FILE),
             "PYTHONUNBUFFERED": "1",
         }
-        if self.stop_requested.is_set():  # stopped before the task started: do not start it
+        if self._stopped_before_the_start():  # do not start it
             return EXIT_STOPPED, self._stop_reason()
         self.proc = subprocess.Popen(
             self.command(params_file),
