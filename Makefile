@@ -22,7 +22,7 @@ SRC := $(shell find src/airlaunch -name '*.py' -not -path '*/__pycache__/*')
 LS_PLUGIN := localstack/plugin/pyproject.toml $(wildcard localstack/plugin/airlaunch_localstack/*.py)
 
 .PHONY: help setup system-packages install registry engine compose-tool images localstack-up stack-up demo reload trigger results \
-  logs down reset test lint format clean
+  logs down reset test test-fast lint format clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -160,6 +160,17 @@ test: ## Lint, then run every test on the real stack; starts and afterwards stop
 	    SETUP_PACKAGES="$(if $(COMPOSE_BIN),,docker-compose) $(if $(shell command -v docker-registry),,docker-registry)" && $(MAKE) --no-print-directory lint && \
 	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 $(PYTEST_ARGS)
 
+# The contributors' lane: every test not marked stack (tests/unit, the launcher's logic on an in-memory
+# platform with moto's AWS, and the few others that need no stack), then lint. No Docker engine, no image,
+# no stack: DOCKER_HOST points nowhere and the stack fixture refuses, so a test that reaches for either fails
+# at once instead of starting something. make test runs all of it again, and the stack's tests.
+FAST_PYTEST_ARGS ?= tests
+test-fast: $(VENV)/.installed ## The fast lane, no Docker: unit tests and the launcher's logic on a fake platform, then lint (2-3 min)
+	@echo "==> Tests not marked stack (no Docker, no images, no stack)"
+	@DOCKER_HOST=unix:///nonexistent AIRLAUNCH_TESTS_NO_STACK=1 \
+	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=5 -m "not stack" $(FAST_PYTEST_ARGS)
+	@$(MAKE) --no-print-directory lint
+
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	@echo "==> ruff and mypy"
 	@$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -263,7 +274,7 @@ compose-logs: compose-check ## Show the compose stack's logs: make compose-logs 
 # -- Benchmarks (bench/, docs/benchmarks.md) -------------------------------------------------
 .PHONY: bench
 
-bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint,scale-ecs]
+bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint,cache,scale-ecs]
 	@PARTS='$(PARTS)' $(PY) -m bench.run
 
 # -- Fault suite (bench/faults, docs/faults.md) ------------------------------------------------
