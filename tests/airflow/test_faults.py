@@ -3,7 +3,8 @@ stack's supervisor, real containers, the faults injected from the outside (docke
 
 Each test asserts the goals of the fault suite that can fail for it: the task ends as it should with the
 cause in words, nothing is left running, no result is lost or taken from another run, and nothing starts
-twice.
+twice. The launcher's part of these (its status.json for a killed or OOM-killed container, a stop before the
+launch, a re-created run's own prefix) is proven without Docker in tests/unit/test_launcher_logic.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The launcher core, end to end: boto3 -> Lambda (RIE) -> Docker -> task runtime -> LocalStack S3."""
+"""The launcher core, end to end: boto3 -> Lambda (RIE) -> Docker -> task runtime -> LocalStack S3.
+
+The launcher's own rules (one container per try, stops, describe, the requests it refuses) are proven on
+an in-memory platform in tests/unit/test_launcher_logic.py; the tests here prove what only Docker and a
+real runtime show: container names and labels, exit codes, the runtime's SIGTERM handling, the watcher."""
 
 from __future__ import annotations
 
@@ -108,6 +112,8 @@ def test_a_malformed_result_fails_the_task_and_keeps_the_log(
 
 
 def test_stop_ends_task_as_failed_stopped(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    """A real runtime records Docker's SIGTERM (exit 143), and the watcher removes the container (the logic:
+    tests/unit/test_launcher_logic.py::test_a_stopped_try_ends_failed_saying_who_stopped_it_and_why)."""
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
     wait_for_log_line(launcher, handle, "sleeping: 1 of")
     response = launcher.invoke({"action": "stop", "handle": handle.to_dict(), "reason": "test"})
@@ -123,7 +129,8 @@ def test_stop_ends_task_as_failed_stopped(launcher: LauncherClient, identity: di
 
 
 def test_stop_right_after_launch_still_leaves_a_status(launcher: LauncherClient, identity: dict[str, Any]) -> None:
-    """A stop may land before the runtime has a SIGTERM handler; then the launcher records it."""
+    """A stop may land before the runtime has a SIGTERM handler; then the launcher records it (each outcome on
+    its own: tests/unit/test_launcher_logic.py::test_a_stopped_try_ends_failed_saying_who_stopped_it_and_why)."""
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 120})
     response = launcher.invoke({"action": "stop", "handle": handle.to_dict(), "reason": "right away"})
     assert response["description"]["state"] == "failed"
@@ -134,6 +141,7 @@ def test_stop_right_after_launch_still_leaves_a_status(launcher: LauncherClient,
 
 
 def test_describe_reports_running_then_finished(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    """Docker's container states through describe (the logic: tests/unit/test_launcher_logic.py, describe)."""
     handle = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 3})
     running = launcher.invoke({"action": "describe", "handle": handle.to_dict()})["description"]
     assert running["state"] in ("pending", "running") and running["status"] is None
@@ -143,6 +151,8 @@ def test_describe_reports_running_then_finished(launcher: LauncherClient, identi
 
 
 def test_same_identity_starts_one_container(launcher: LauncherClient, identity: dict[str, Any]) -> None:
+    """On Docker, by the container's name and labels (the logic: tests/unit/test_launcher_logic.py, one
+    container per try)."""
     first = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 4})
     second = launcher.launch("diagnostic", identity, {"action": "sleep", "seconds": 4})
     assert first.launched and not second.launched
@@ -188,7 +198,13 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("request_patch", "field", "message"), BAD_REQUESTS)
+# Each of BAD_REQUESTS goes through the handler and the real service in tests/unit/test_launcher_logic.py
+# (test_bad_requests_are_refused_naming_the_field_and_leave_nothing); on the wire, one the protocol refuses
+# and one the catalog refuses show that a refusal reaches the caller and that no container starts.
+ON_THE_WIRE = [BAD_REQUESTS[0], BAD_REQUESTS[1]]  # no such catalog task; params not a mapping
+
+
+@pytest.mark.parametrize(("request_patch", "field", "message"), ON_THE_WIRE)
 def test_bad_request_is_refused_and_starts_nothing(
     launcher: LauncherClient, identity: dict[str, Any], request_patch: dict[str, Any], field: str, message: str
 ) -> None:
