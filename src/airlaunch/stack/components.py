@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from airlaunch.stack.config import StackConfig
 from airlaunch.stack.processes import ManagedProcess, stop_processes
+from airlaunch.stack.sqlite_triggers import never_reuse_trigger_ids
 
 CATALOG_MOUNT = "/opt/airlaunch/catalog"
 
@@ -327,6 +328,7 @@ class AirflowServers:
         airflow = str(Path(sys.executable).parent / "airflow")
         with (self.cfg.state_dir / "airflow-migrate.log").open("ab") as log:
             subprocess.run([airflow, "db", "migrate"], env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True)
+        never_reuse_trigger_ids(self.cfg.airflow_home / "airflow.db")  # a cleared task's new trigger, see there
 
     def up(self, timeout: float = 120) -> bool:
         """Start the four processes (without supervision) unless Airflow is healthy; True if started."""
