@@ -5,8 +5,9 @@ end) and an Airflow of its own (.stack-bench/, port 8180, DAGs from bench/dags),
 with PASS/FAIL per target, saves JSON and a chart under bench/results/, and writes the table
 into docs/benchmarks.md between its markers.
 
-Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,slots,scale-ecs
-(default all); BENCH_SAMPLES (20) launch/latency samples; BENCH_SLOTS_N (32) and
+Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,slots,cache,scale-ecs
+(default all; cache, bench/cache.py: the reference pipeline with the result cache off and on, on a stack
+of its own); BENCH_SAMPLES (20) launch/latency samples; BENCH_SLOTS_N (32) and
 BENCH_SLOTS_BLOCKING_N (same) tasks for the slot test; BENCH_SCALE (50,200,500) fan-out sizes;
 BENCH_SCALE_ECS (500) fan-out sizes on the ECS mode (scale-ecs, bench/scale_ecs.py: on a stack of its
 own, .stack-bench-ecs, run last) and BENCH_ECS_VCPU_QUOTA (256) the emulated account's vCPU quota for it;
@@ -26,11 +27,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
-from bench import measure, report, scale, scale_ecs
+from bench import cache, measure, report, scale, scale_ecs
 from bench.harness import REPO, BenchAirflow, load
 
 SCALE_ROW_PREFIXES = ("Scale:", "Completion latency at", "Stack peak memory at")
-PARTS = ("footprint", "launch", "latency", "scale", "slots", "scale-ecs")
+PARTS = ("footprint", "launch", "latency", "scale", "slots", "cache", "scale-ecs")
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -109,7 +110,7 @@ def main() -> int:
     shared_state_dir = shared.cfg.state_dir  # read from the environment, which BenchAirflow changes
     # the shared LocalStack and Lambda (with the Docker backend): started only if down, and then stopped at the
     # end; the ECS part has a stack of its own
-    started = shared.up(backend="docker") if set(parts) - {"scale-ecs"} else []
+    started = shared.up(backend="docker") if set(parts) - {"scale-ecs", "cache"} else []
     ecs_stack = scale_ecs.EcsStack()
     results: dict[str, Any] = {
         "settings": asdict(settings),
@@ -150,6 +151,10 @@ def main() -> int:
             airflow = BenchAirflow(2)
             airflow.ensure()
             results["slots"] = measure.slots(airflow, settings.slots_n, settings.slots_blocking_n)
+        if "cache" in parts:
+            say("==> the reference pipeline with the result cache off and on (a stack of its own)")
+            airflow.down()  # it points at the shared stack
+            results["cache"] = cache.measure(settings.parallelism)
         if "scale-ecs" in parts:
             say(f"==> scale on the ECS mode (a stack of its own in {scale_ecs.STATE_DIR.name}): {settings.scale_ecs}")
             airflow.down()  # it points at the shared stack: started again, pointing at the part's
@@ -183,12 +188,13 @@ def main() -> int:
     for key in ("scale", "scale_ecs"):
         for grid in report.scale_tables(results[key]) if key in results else []:
             print(f"\n{report.grid_text(*grid)}")
+    cache.publish(results, report.text_table, write_block, os.environ.get("BENCH_DOCS", "1") != "0")
     print(f"\nload average at start {results['load_start']}, at end {results['load_end']}")
     print(f"saved {RESULTS / 'latest.json'}, {RESULTS / 'latest.png'}")
     if os.environ.get("BENCH_DOCS", "1") != "0":
         write_docs(table, results)
         print(f"wrote the table to {DOCS.relative_to(REPO)}")
-    return 1 if any(row[3] == "FAIL" for row in table) else 0
+    return 1 if any(row[3] == "FAIL" for row in table + cache.rows(results)) else 0
 
 
 if __name__ == "__main__":
