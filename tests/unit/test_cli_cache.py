@@ -71,6 +71,7 @@ def test_a_served_try_reads_as_a_run_with_cached_from_and_no_fargate_cost(
     [served_try] = report["tries"]
     assert served_try["cost"]["fargate"] == 0 and 0 < served_try["cost"]["total"] < 0.0001
     assert [p["phase"] for p in served_try["phases"]] == ["cache"]
+    assert "succeeded (cached)" in run(capsys, "report", "dag", "r2")[1]
     ran = json.loads(run(capsys, "report", "dag", "r1", "--json")[1])["tries"]
     assert all(t["cost"]["fargate"] > 0 for t in ran)
 

@@ -358,7 +358,9 @@ def _row(report: TryReport) -> list[Any]:
         identity.task_id,
         identity.map_index if identity.map_index >= 0 else None,
         identity.try_number,
-        report.task_try.state,
+        f"{report.task_try.state} (cached)"
+        if report.task_try.status and report.task_try.status.cached_from
+        else report.task_try.state,
         seconds(LAUNCH_PHASES),
         seconds("startup"),
         seconds(("code", "run")),
