@@ -164,12 +164,24 @@ test: ## Lint, then run every test on the real stack; starts and afterwards stop
 # platform with moto's AWS, and the few others that need no stack), then lint. No Docker engine, no image,
 # no stack: DOCKER_HOST points nowhere and the stack fixture refuses, so a test that reaches for either fails
 # at once instead of starting something. make test runs all of it again, and the stack's tests.
-FAST_PYTEST_ARGS ?= tests
-test-fast: $(VENV)/.installed ## The fast lane, no Docker: unit tests and the launcher's logic on a fake platform, then lint (2-3 min)
-	@echo "==> Tests not marked stack (no Docker, no images, no stack)"
-	@DOCKER_HOST=unix:///nonexistent AIRLAUNCH_TESTS_NO_STACK=1 \
-	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=5 -m "not stack" $(FAST_PYTEST_ARGS)
+# Two pytest processes at once, one a core: the AWS deployment's tests (the deploy tool, the template and its
+# least privilege, on moto's CloudFormation: about half the time) and all the rest; each prints its own
+# summary. FAST_PYTEST_ARGS (files, -k ...) runs one process instead.
+FAST_PYTEST = DOCKER_HOST=unix:///nonexistent AIRLAUNCH_TESTS_NO_STACK=1 \
+  $(PY) -m pytest -p no:cacheprovider -rfE --durations=3 -m "not stack"
+FAST_DEPLOY_TESTS = $(sort $(wildcard tests/unit/test_deploy_*.py tests/unit/test_infra.py tests/unit/test_least_privilege.py))
+FAST_PYTEST_ARGS ?=
+.PHONY: fast-deploy-tests fast-other-tests
+test-fast: $(VENV)/.installed ## The fast lane, no Docker: unit tests and the launcher's logic on a fake platform, then lint (about 2 min)
+	@echo "==> Tests not marked stack (no Docker, no images, no stack)$(if $(FAST_PYTEST_ARGS),, in two processes)"
+	@$(if $(FAST_PYTEST_ARGS),$(FAST_PYTEST) $(FAST_PYTEST_ARGS),$(MAKE) --no-print-directory -j2 -O fast-deploy-tests fast-other-tests)
 	@$(MAKE) --no-print-directory lint
+
+fast-deploy-tests:
+	@$(FAST_PYTEST) $(FAST_DEPLOY_TESTS)
+
+fast-other-tests:
+	@$(FAST_PYTEST) tests $(addprefix --ignore=,$(FAST_DEPLOY_TESTS))
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and mypy
 	@echo "==> ruff and mypy"
