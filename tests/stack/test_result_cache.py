@@ -5,6 +5,7 @@ changes) and takes them out after. Each rule is one test; a container counts as 
 returns a handle with a task_ref, and a hit as a handle with ``cached_from``, no task_ref, and a status.json
 of its own. A first try's entry is written when the launcher's watcher records its container's end, so a
 test waits for that record (the container removed after it) before the launch that should hit or miss.
+They mirror tests/unit/test_result_cache.py, which runs the same rules on the launcher service alone.
 """
 
 from __future__ import annotations

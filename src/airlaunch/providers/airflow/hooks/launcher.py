@@ -71,6 +71,9 @@ class LauncherError(AirflowException):
 
 
 def launched_message(task: str, handle: Handle) -> str:
+    if handle.cached_from:  # nothing was started: the result cache served the try (docs/cache.md)
+        where = f"the result of s3://{handle.bucket}/{handle.cached_from}; results at {handle.layout.uri()}"
+        return f"{task}: served from the result cache, no container ran: {where}"
     verb = "launched" if handle.launched else "found already launched"
     return f"{verb} {task} ({handle.backend} {handle.task_ref}); results at {handle.layout.uri()}"
 

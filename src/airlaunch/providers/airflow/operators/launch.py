@@ -245,8 +245,6 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         hook = self._hook = self.hook
         handle = self._handle = hook.launch(request)
         self.log.info(launched_message(self.task, handle))
-        if handle.cached_from:
-            self.log.info("served from the result cache, no container ran: the result of %s", handle.cached_from)
         cancelled = state_if_cancelled(request.identity)
         if cancelled:
             # Marked failed or cleared while the launch was in flight: this process gets no kill

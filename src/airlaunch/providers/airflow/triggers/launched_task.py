@@ -373,8 +373,6 @@ class LaunchedTaskTrigger(BaseTrigger):
             detail = f"cannot launch catalog task {task!r}: {exc}"
             return TriggerEvent({"state": "launch_failed", "detail": detail})
         self.log.info(launched_message(task, handle))
-        if handle.cached_from:
-            self.log.info("served from the result cache, no container ran: the result of %s", handle.cached_from)
         await self._push_links(request.identity, handle, task)
         if not spec.wait_for_completion:  # as the operator does; a watched task's XComs come at its end
             await self._set_xcom(request.identity, HANDLE_XCOM_KEY, handle.to_dict())
