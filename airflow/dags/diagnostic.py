@@ -3,7 +3,9 @@
 Trigger with conf {"action": "echo"} (default), {"action": "exit", "code": 3, "exit_after": 0},
 {"action": "raise", "message": "..."}, {"action": "sleep", "seconds": 60}, or use resources
 for `airlaunch report`: {"action": "burn", "cpu_seconds": 2}, {"action": "allocate", "mib": 64}
-(past the catalog's 256 MiB the kernel kills it), {"action": "log", "log_mib": 100} (a log burst).
+(past the catalog's 256 MiB the kernel kills it), {"action": "log", "log_mib": 100} (a log burst);
+{"action": "secret", "task": "<a catalog task with secrets>"} prints the secrets its entry gives it, which
+the task log shows masked. "task" picks the catalog task (default: diagnostic, which has no secrets).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ with DAG(
     catchup=False,
     tags=["airlaunch"],
     params={
-        "action": Param("echo", enum=["echo", "exit", "raise", "sleep", "bad_result", "burn", "allocate", "log"]),
+        "task": Param("diagnostic", type="string"),
+        "action": Param(
+            "echo", enum=["echo", "exit", "raise", "sleep", "bad_result", "burn", "allocate", "log", "secret"]
+        ),
+        "name": Param("", type="string"),
         "code": Param(3, type="integer"),
         "exit_after": Param(0, type="number", minimum=0),
         "seconds": Param(60, type="number", minimum=0),
@@ -31,4 +37,4 @@ with DAG(
         "log_mib": Param(100, type="number", minimum=0),
     },
 ) as dag:
-    LaunchContainerOperator(task_id="diagnostic", task="diagnostic", retries=0)
+    LaunchContainerOperator(task_id="diagnostic", task="{{ params.task }}", retries=0)

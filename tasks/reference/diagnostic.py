@@ -1,5 +1,7 @@
-"""Checks the platform (echo), uses resources (burn, allocate, log) or misbehaves: exit, raise, sleep, bad_result."""
+"""Checks the platform (echo), uses resources (burn, allocate, log) or misbehaves: exit, raise, sleep, bad_result;
+shows what a catalog entry's secrets gave it (secret)."""
 
+import hashlib
 import os
 import platform
 import sys
@@ -52,10 +54,22 @@ elif action == "peek":  # what the task's command can see of the runtime's run s
         seen = f"denied ({exc.strerror})"
     mine = "AIRLAUNCH_RUN_CREDENTIALS" in os.environ
     task.save_result({"proc_1_environ": seen, "own_environment_has_run_session": mine})
+elif action == "secret":  # prints each secret variable it got (the runtime masks the values in all it keeps)
+    names = [n for n in os.environ.get("AIRLAUNCH_SECRET_NAMES", "").split(",") if n]
+    seen = {}
+    for name in [params["name"]] if params.get("name") else names:
+        value = os.environ.get(name)
+        print(f"secret {name} = {value}", flush=True)
+        # whether it came, and a fingerprint (8 hex digits of its SHA-256) to tell values apart: never the value
+        seen[name] = {
+            "present": value is not None,
+            "fingerprint": hashlib.sha256((value or "").encode()).hexdigest()[:8],
+        }
+    task.save_result({"secrets": seen, "secret_names": names})
 elif action == "bad_result":
     with open(os.environ["AIRLAUNCH_RESULT_FILE"], "w") as result:
         result.write("{not json")
 else:
     raise ValueError(
-        f"unknown action {action!r}: use echo, peek, burn, allocate, log, exit, raise, sleep or bad_result"
+        f"unknown action {action!r}: use echo, peek, secret, burn, allocate, log, exit, raise, sleep or bad_result"
     )
