@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from airlaunch.launcher.platform_events import EcsTaskStateChange
+from airlaunch.stack.ecs_emulator.runner import LABEL_TASK
 from tests.moto_server import free_port
 
 pytestmark = pytest.mark.stack
@@ -271,16 +272,30 @@ def test_a_container_the_oom_killer_ends_is_reported_as_ecs_does(account: Accoun
     assert stopped["stopCode"] == "EssentialContainerExited"
 
 
+def _wait_for_output(task_arn: str, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label={LABEL_TASK}={task_arn}"],
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        logs = subprocess.run(["docker", "logs", *ids[:1]], capture_output=True, text=True) if ids else None
+        if logs is not None and text in logs.stdout:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{task_arn} did not print {text!r} within {timeout:.0f} s")
+
+
 def test_stop_task_sends_sigterm_then_sigkill_after_stop_timeout(account: Account) -> None:
+    ready = "print('ready', flush=True); time.sleep(600)"
     graceful = account.define(
-        "graceful", "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(42)); time.sleep(600)"
+        "graceful", f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(42)); {ready}"
     )
     stubborn = account.define(
-        "stubborn", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)", stopTimeout=2
+        "stubborn", f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); {ready}", stopTimeout=2
     )
     arns = [account.run(d)["tasks"][0]["taskArn"] for d in (graceful, stubborn)]
     for arn in arns:
         account.wait_status(arn, "RUNNING")
+        _wait_for_output(arn, "ready")  # its handler is set: a SIGTERM before that is lost to a PID 1 (the kernel)
     answers = [account.ecs.stop_task(cluster="emu", task=arn, reason="drill")["task"] for arn in arns]
     for answer in answers:
         assert answer["desiredStatus"] == "STOPPED" and answer["lastStatus"] == "STOPPING"
