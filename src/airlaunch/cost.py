@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from airlaunch.catalog import FargateSizeError, fargate_size
-from airlaunch.config import RuntimeSettings
+from airlaunch.runtime.settings import RuntimeSettings
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 ARCHITECTURES = ("x86_64", "arm64")

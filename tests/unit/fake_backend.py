@@ -62,7 +62,8 @@ from airlaunch.protocol import (
     mask,
     secret_values,
 )
-from airlaunch.runtime.entrypoint import EXIT_STOPPED, describe_failure
+from airlaunch.runtime.outcome import describe_failure
+from airlaunch.runtime.supervise import EXIT_STOPPED
 
 EXIT_KILLED = 137  # 128 + SIGKILL
 IMAGE = "sha256:" + "f" * 64  # what every container of the fake runs, by content

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from airlaunch.config import RuntimeSettings
 from airlaunch.cost import ARCHITECTURES, CostError, Platform, PriceTable, money, run_cost, s3_requests, try_cost
+from airlaunch.runtime.settings import RuntimeSettings
 
 TABLE = PriceTable.load()
 D = Decimal

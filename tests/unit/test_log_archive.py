@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airlaunch.runtime.entrypoint import LogArchive
+from airlaunch.runtime.log_archive import LogArchive
 
 
 def test_a_flush_uploads_what_was_printed_before_it_even_when_the_task_prints_during_a_slow_upload(

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from airlaunch.config import RuntimeSettings
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_PREFIX,
@@ -24,6 +23,7 @@ from airlaunch.protocol import (
     secret_values,
 )
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
+from airlaunch.runtime.settings import RuntimeSettings
 
 BUCKET, PREFIX = "runtime-masking", "runs/d/r/t/-1/1/"
 VALUE = "pa55-w0rd-of-the-db"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from airlaunch.config import RuntimeSettings
 from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, PARAMS_FILE, STATUS_FILE, Status, TaskState
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
+from airlaunch.runtime.settings import RuntimeSettings
 
 BUCKET = "runtime-usage"
 PREFIX = "runs/d/r/t/-1/1/"
