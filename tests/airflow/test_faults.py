@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from airlaunch.airflow_rest import AirflowRest
-from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle
+from airlaunch.providers.airflow.settings import AirflowSettings
 from airlaunch.providers.airflow.triggers import log_follower
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import Stack, StackConfig

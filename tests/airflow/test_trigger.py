@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airlaunch.protocol import Handle
-from airlaunch.providers.airflow.triggers import launched_task, log_follower
+from airlaunch.providers.airflow.triggers import completing, log_follower, watching
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import task_containers
 from tests.conftest import LauncherClient
@@ -36,10 +36,10 @@ def _first_event(trigger: LaunchedTaskTrigger, timeout: float = 120) -> Any:
 
 @pytest.fixture
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every S3 request the trigger makes goes through `aread` or the log follower's `read_range`;
-    record their keys."""
+    """Every S3 request the trigger makes goes through `aread` (the watch's status reads, the completion's
+    result read) or the log follower's `read_range`; record their keys."""
     keys: list[str] = []
-    real, real_range = launched_task.aread, log_follower.read_range
+    real, real_range = watching.aread, log_follower.read_range
 
     async def counting(client: Any, bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
         keys.append(key)
@@ -49,7 +49,8 @@ def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         keys.append(key)
         return await real_range(client, bucket, key, first, last)
 
-    monkeypatch.setattr(launched_task, "aread", counting)
+    monkeypatch.setattr(watching, "aread", counting)
+    monkeypatch.setattr(completing, "aread", counting)
     monkeypatch.setattr(log_follower, "read_range", counting_range)
     return keys
 

@@ -12,7 +12,6 @@ from airflow.sdk import DAG
 from airflow.sdk.execution_time import xcom
 
 from airlaunch.catalog import Catalog
-from airlaunch.config import AirflowSettings
 from airlaunch.deploy.template import logical_id, render
 from airlaunch.providers.airflow import get_provider_info
 from airlaunch.providers.airflow.links import (
@@ -27,6 +26,7 @@ from airlaunch.providers.airflow.links import (
     results_url,
 )
 from airlaunch.providers.airflow.operators.launch import LaunchContainerOperator
+from airlaunch.providers.airflow.settings import AirflowSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/airlaunch/0123456789abcdef0123456789abcdef"

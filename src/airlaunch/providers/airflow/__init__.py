@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from airlaunch.providers.airflow.settings import provider_config
+
 
 def get_provider_info() -> dict[str, Any]:
+    """What Airflow's providers manager reads from the ``apache_airflow_provider`` entry point; ``config`` is the
+    ``[airlaunch]`` section (airlaunch.providers.airflow.settings)."""
     return {
         "package-name": "airlaunch",
         "name": "airlaunch",
@@ -29,4 +33,5 @@ def get_provider_info() -> dict[str, Any]:
             "airlaunch.providers.airflow.links.LogStreamLink",
             "airlaunch.providers.airflow.links.EcsTaskLink",
         ],
+        "config": provider_config(),
     }

@@ -10,7 +10,7 @@ results link is the s3:// URI and the AWS links are empty, which Airflow shows a
 
 The log link names what the deployed stack creates (airlaunch.aws_names, which the template
 generator uses too): the catalog task's own log group ``/airlaunch/<stack>/tasks/<task>`` and the
-awslogs stream ``task/task/<ECS task id>``. The stack is AIRLAUNCH_STACK_NAME, else the cluster
+awslogs stream ``task/task/<ECS task id>``. The stack is ``[airlaunch] stack_name``, else the cluster
 in the task's ARN (``make deploy`` names the cluster after the stack); the catalog task is the
 operator's ``task``; the ECS task id ends the task's ARN.
 """
@@ -25,10 +25,9 @@ from urllib.parse import quote, quote_plus
 from airflow.sdk import BaseOperatorLink
 
 from airlaunch.aws_names import task_log_group, task_log_stream
-from airlaunch.config import AirflowSettings
-from airlaunch.providers.airflow.triggers.launched_task import HANDLE_XCOM_KEY
+from airlaunch.providers.airflow.settings import AirflowSettings
+from airlaunch.providers.airflow.xcoms import HANDLE_XCOM_KEY, SUMMARY_XCOM_KEY
 
-SUMMARY_XCOM_KEY = "airlaunch"  # what the finished task pushes (xcoms_for in triggers/launched_task.py)
 _TASK_ARN = re.compile(r"^arn:(?P<partition>aws[\w-]*):ecs:(?P<region>[\w-]+):(?P<account>\d+):task/(?P<path>.+)$")
 _CONSOLES = {
     "aws": "console.aws.amazon.com",

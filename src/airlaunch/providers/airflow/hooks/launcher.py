@@ -8,16 +8,13 @@ local Runtime Interface Emulator and real AWS differ only there, e.g. locally::
 
 Every call to the launcher is retried through transient failures (Lambda unreachable or
 throttled, 5xx, a launch the platform may accept a moment later) for ``retry_seconds``
-(AIRLAUNCH_RETRY_SECONDS): a launch is idempotent per try, so a retried launch finds the
+(``[airlaunch] retry_seconds``): a launch is idempotent per try, so a retried launch finds the
 container an earlier attempt started instead of starting a second one. These launch
 retries are apart from Airflow's task retries, which start a new try.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import weakref
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -28,8 +25,8 @@ from airflow.sdk.exceptions import AirflowException
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from airlaunch.aws_clients import ADAPTIVE_RETRIES
 from airlaunch.aws_errors import error_code, is_missing
-from airlaunch.config import ADAPTIVE_RETRIES, AirflowSettings
 from airlaunch.protocol import (
     Action,
     Call,
@@ -54,6 +51,8 @@ from airlaunch.protocol import (
     status_of,
 )
 from airlaunch.providers.airflow.hooks.retry import aretrying, retrying
+from airlaunch.providers.airflow.settings import AirflowSettings
+from airlaunch.providers.airflow.triggerer import TriggererLoop, requested_region
 
 R = TypeVar("R")
 
@@ -103,13 +102,17 @@ class LauncherHook(LambdaHook):
         function_name: str,
         aws_conn_id: str | None = "aws_default",
         retry_seconds: float | None = None,
+        retry_max_backoff: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.function_name = function_name
-        settings = AirflowSettings()
-        self.retry_seconds = settings.retry_seconds if retry_seconds is None else retry_seconds
-        self.retry_cap = settings.retry_max_backoff
+        if retry_seconds is None or retry_max_backoff is None:
+            settings = AirflowSettings()
+            retry_seconds = settings.retry_seconds if retry_seconds is None else retry_seconds
+            retry_max_backoff = settings.retry_max_backoff if retry_max_backoff is None else retry_max_backoff
+        self.retry_seconds = retry_seconds
+        self.retry_cap = retry_max_backoff
 
     @property
     def config(self) -> Config:
@@ -216,61 +219,9 @@ class LauncherHook(LambdaHook):
         return (await self.acall(ListCall(), budget)).tasks
 
 
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Task[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-_KEEPER = ("keeper",)
-
-
-async def _close_when_the_loop_ends(clients: dict[tuple[Any, ...], asyncio.Task[Any]]) -> None:
-    """Wait for ever; when the loop ends (``asyncio.run`` cancels what still runs, a triggerer that stops
-    does too) close the loop's clients as aiobotocore intends (``__aexit__``), so no session is left open
-    for the interpreter to complain about at exit."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        for key, opened in list(clients.items()):
-            if key != _KEEPER and opened.done() and not opened.cancelled() and opened.exception() is None:
-                with contextlib.suppress(Exception):
-                    await opened.result().__aexit__(None, None, None)
-        clients.clear()
-
-
-def requested_region(hook: AwsGenericHook) -> str | None:
-    """The region a hook was created with (None: the connection's), without reading the connection."""
-    region: str | None = vars(hook).get("_region_name")
-    return region
-
-
 async def shared_client(hook: AwsGenericHook, pool: str = "") -> Any:
-    """The hook's aiobotocore client, opened once per event loop, connection, service and ``pool``, and kept.
-
-    A new client costs a botocore session and SSL contexts (tens of milliseconds of CPU);
-    opened per request, that was most of the triggerer's CPU with a few dozen tasks. The
-    credentials refresh inside the client; a changed Airflow connection is picked up when
-    the triggerer restarts. Each client has its own connections (ten): a ``pool`` of its own
-    keeps other calls from queueing behind slow ones (a fan-out's launches).
-    """
-    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    # Keyed by what the hook was asked for, not hook.region_name: that reads the Airflow connection,
-    # through the triggerer's supervisor, for every new hook (two per trigger): 500 triggers
-    # starting together queued for tens of seconds behind those lookups.
-    key = (hook.client_type, hook.aws_conn_id, requested_region(hook), pool)
-    if not clients:  # the loop's first client: closed with the loop's other tasks when the loop ends
-        clients[_KEEPER] = asyncio.ensure_future(_close_when_the_loop_ends(clients))
-    if key not in clients:  # one creation however many triggers ask at once
-
-        async def open_client() -> Any:
-            return await (await hook.get_async_conn()).__aenter__()
-
-        clients[key] = asyncio.ensure_future(open_client())
-    try:
-        return await clients[key]
-    except Exception:
-        clients.pop(key, None)
-        raise
+    """The hook's aiobotocore client, shared by the running loop's triggers (``TriggererLoop.client``)."""
+    return await TriggererLoop.current().client(hook, pool)
 
 
 async def aget(client: Any, bucket: str, key: str, byte_range: str | None = None) -> tuple[bytes, str] | None:

@@ -16,23 +16,20 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
-from airlaunch.config import AirflowSettings
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity, Status, TaskState, utcnow
 from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
 from airlaunch.providers.airflow.links import LINKS
+from airlaunch.providers.airflow.settings import AirflowSettings
+from airlaunch.providers.airflow.triggers.completing import failure_message
 from airlaunch.providers.airflow.triggers.launch_spec import (
     TRIGGER_SETTINGS,
     identity_of,
     launch_request,
     pulls_xcoms,
 )
-from airlaunch.providers.airflow.triggers.launched_task import (
-    HANDLE_XCOM_KEY,
-    LAUNCH_ON_WORKER,
-    LaunchedTaskTrigger,
-    failure_message,
-    xcoms_for,
-)
+from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
+from airlaunch.providers.airflow.triggers.launching import LAUNCH_ON_WORKER
+from airlaunch.providers.airflow.xcoms import HANDLE_XCOM_KEY, xcoms_for
 
 TRIGGER_CLASSPATH = f"{LaunchedTaskTrigger.__module__}.{LaunchedTaskTrigger.__qualname__}"
 
@@ -73,7 +70,7 @@ class WaitsForLaunchedTask:
         poll_interval: float | None,
         max_xcom_bytes: int | None,
     ) -> None:
-        """Each setting given to the constructor, else its AIRLAUNCH_* default."""
+        """Each setting given to the constructor, else the ``[airlaunch]`` option's value where the DAG is parsed."""
         settings = AirflowSettings()
         self.function_name = function_name or settings.function_name
         self.aws_conn_id = aws_conn_id or settings.aws_conn_id
@@ -148,10 +145,10 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
         which Airflow 3.3's triggerer cannot serve). A mapped task
         sets it in ``partial()`` and expands ``parameters`` over a list or one task's output.
         Airflow's pools and ``max_active_tis_per_dag`` do not apply to tasks started this way.
-    :param function_name: the launcher Lambda (default AIRLAUNCH_FUNCTION_NAME).
-    :param aws_conn_id: the AWS connection for Lambda and S3 (default AIRLAUNCH_AWS_CONN_ID).
-    :param poll_interval: seconds between the trigger's S3 requests (default AIRLAUNCH_POLL_INTERVAL).
-    :param max_xcom_bytes: larger results reach XCom by S3 key only (default AIRLAUNCH_MAX_XCOM_BYTES).
+    :param function_name: the launcher Lambda (default ``[airlaunch] function_name``).
+    :param aws_conn_id: the AWS connection for Lambda and S3 (default ``[airlaunch] aws_conn_id``).
+    :param poll_interval: seconds between the trigger's S3 requests (default ``[airlaunch] poll_interval``).
+    :param max_xcom_bytes: larger results reach XCom by S3 key only (default ``[airlaunch] max_xcom_bytes``).
     """
 
     template_fields: Sequence[str] = ("task", "parameters", "overrides")

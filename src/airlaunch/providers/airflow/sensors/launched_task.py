@@ -16,7 +16,8 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context
 
 from airlaunch.protocol import Handle
-from airlaunch.providers.airflow.operators.launch import HANDLE_XCOM_KEY, WaitsForLaunchedTask
+from airlaunch.providers.airflow.operators.launch import WaitsForLaunchedTask
+from airlaunch.providers.airflow.xcoms import HANDLE_XCOM_KEY
 
 
 class LaunchedTaskSensor(WaitsForLaunchedTask, BaseSensorOperator):

@@ -2,9 +2,10 @@
 
 A deferred task's container is stopped by its trigger's ``on_kill``, but not always: a
 task marked failed before its trigger started, a worker, scheduler or triggerer killed at
-the worst moment, a DAG run deleted. Every ``interval`` seconds (AIRLAUNCH_SWEEP_SECONDS)
-one sweep per triggerer asks the launcher for its live tasks and Airflow for the state of
-their task instances, and stops each container whose task instance is neither running nor
+the worst moment, a DAG run deleted. Every ``interval`` seconds (``[airlaunch] sweep_seconds``)
+one sweep per triggerer and launcher (function, connection and region; the triggerer's
+``TriggererLoop`` starts them) asks the launcher for its live tasks and Airflow for the state
+of their task instances, and stops each container whose task instance is neither running nor
 about to (finished, up for retry, or its run deleted); the launcher records why in the
 try's status.json. So an orphan lives at most about one interval past its task instance.
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
 from airlaunch.protocol import RunIdentity, identity_of_prefix
-from airlaunch.providers.airflow.hooks.launcher import LauncherHook
+
+if TYPE_CHECKING:  # the hook imports the triggerer's shared state, which starts sweeps
+    from airlaunch.providers.airflow.hooks.launcher import LauncherHook
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +38,9 @@ ALIVE = {"running", "deferred", "queued", "scheduled", "restarting", "up_for_res
 ENDED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 GRACE_SECONDS = 30.0
 
-_SWEEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
-
-def ensure_running(hook: LauncherHook, interval: float) -> None:
-    """Start this event loop's sweep (once; the first trigger to run starts it)."""
-    loop = asyncio.get_running_loop()
-    if interval > 0 and loop not in _SWEEPS:
-        _SWEEPS[loop] = loop.create_task(_sweep_forever(hook, interval), name="airlaunch-orphan-sweep")
-
-
-async def _sweep_forever(hook: LauncherHook, interval: float) -> None:
+async def sweep_forever(hook: LauncherHook, interval: float) -> None:
+    """Sweep ``hook``'s launcher every ``interval`` seconds until cancelled; a failed sweep waits for the next."""
     await _warm_up()
     while True:
         await asyncio.sleep(interval)

@@ -1,7 +1,8 @@
 """One SQS long poll per triggerer for every waiting task: "this status.json was just written".
 
 S3 notifies a queue whenever a key ending in status.json is created (infra/template.yaml,
-localstack/init). Each triggerer process runs one ``StatusListener`` per queue: a single
+localstack/init). Each triggerer process runs one ``StatusListener`` per queue (its
+``TriggererLoop`` holds them: airlaunch.providers.airflow.triggerer): a single
 ``ReceiveMessage`` that waits up to 20 s serves all its waiting tasks, and each trigger is
 woken when its own key comes by. So a task is seen finished within milliseconds of its
 status.json, at no S3 cost per task.
@@ -28,7 +29,6 @@ import asyncio
 import json
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import unquote_plus
@@ -145,18 +145,3 @@ class StatusListener:
             self.restarts += 1
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
-
-
-_LISTENERS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str | None, str | None], StatusListener]
-]
-_LISTENERS = weakref.WeakKeyDictionary()
-
-
-def listener(queue: str, aws_conn_id: str | None, region_name: str | None) -> StatusListener:
-    """This event loop's listener for the queue (one per triggerer; it restarts itself after errors)."""
-    listeners = _LISTENERS.setdefault(asyncio.get_running_loop(), {})
-    key = (queue, aws_conn_id, region_name)
-    if key not in listeners:
-        listeners[key] = StatusListener(queue, aws_conn_id, region_name)
-    return listeners[key]
