@@ -18,6 +18,7 @@ from typing import Any
 
 from airlaunch import cli
 from airlaunch.airflow_rest import AirflowApiError, AirflowRest
+from airlaunch.cli.settings import CliSettings
 from airlaunch.protocol import run_prefix
 from airlaunch.stack import Stack, StackConfig, say
 
@@ -45,7 +46,7 @@ def trigger_and_watch(cfg: StackConfig, api: AirflowRest, dag_id: str, conf: dic
     run_id = api.trigger(dag_id, conf)
     say(f"Triggered {dag_id} run {run_id}; progress:")
     run = api.wait_for_run(dag_id, run_id, timeout=1800, progress=Progress())
-    prefix = run_prefix(os.environ.get("AIRLAUNCH_KEY_PREFIX", "runs"), dag_id, run_id)
+    prefix = run_prefix(CliSettings().key_prefix, dag_id, run_id)
     say(f"Run {run['state']}. Its files are under s3://{cfg.bucket}/{prefix} :")
     os.environ.update(cfg.client_env())
     cli.main(["tasks", dag_id, run_id])

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from airlaunch import cli
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher.service import Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import Handle
 from tests.unit.test_result_cache import BUCKET, ROOT, _catalog, _Clock, _launch, _Platform, finish
 

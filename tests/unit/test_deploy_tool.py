@@ -621,8 +621,8 @@ def test_a_bad_catalog_is_named_not_traced(tmp_path: Any, capsys: pytest.Capture
 def test_launcher_and_airflow_clients_retry_throttling(monkeypatch: pytest.MonkeyPatch) -> None:
     """The launcher's ECS and STS clients retry a call a few times only (its RunTask loop owns the retries and
     their budget, paced across execution environments); Airflow's Lambda clients adapt their rate."""
-    from airlaunch.config import LauncherSettings
     from airlaunch.launcher.backends.ecs import EcsBackend
+    from airlaunch.launcher.settings import LauncherSettings
     from airlaunch.providers.airflow.hooks.launcher import LauncherHook
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)

@@ -21,13 +21,13 @@ import yaml
 from botocore.stub import Stubber
 
 from airlaunch.catalog import Catalog
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher import handler
 from airlaunch.launcher.backends import ecs
 from airlaunch.launcher.backends.base import LaunchError
 from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.service import Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import LaunchRequest, Overrides, ResultLayout, RunIdentity, StopReason, TaskState
 from tests.aws_shapes import fixture, stopped_event
 from tests.moto_server import end_task_as_fargate, moto_in_process

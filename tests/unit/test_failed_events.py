@@ -113,8 +113,8 @@ def test_the_reaper_hands_failed_events_to_the_handler_again(
     queue: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """{"action": "reap"} reaps, then takes each failed event back through the handler, as if first delivered."""
-    from airlaunch.config import LauncherSettings
     from airlaunch.launcher import handler as launcher_handler
+    from airlaunch.launcher.settings import LauncherSettings
 
     sqs, url = queue
     sqs.send_message(QueueUrl=url, MessageBody=_record(_event()))

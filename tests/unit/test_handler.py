@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from airlaunch.catalog import CatalogError
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher import handler
 from airlaunch.launcher.backends.base import LaunchError, LiveTask
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     Action,
     Description,

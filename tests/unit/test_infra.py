@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from airlaunch import config
 from airlaunch.aws_names import image_basename
 from airlaunch.catalog import Catalog
 from airlaunch.deploy.cloudformation import preview
 from airlaunch.deploy.template import TemplateError, body, render
 from airlaunch.launcher.backends.ecs import fargate_size
+from airlaunch.launcher.settings import LauncherSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
@@ -295,7 +295,7 @@ def test_launcher_function_is_an_image_configured_like_config_py() -> None:
     function = RESOURCES["LauncherFunction"]["Properties"]
     assert function["PackageType"] == "Image" and function["Code"] == {"ImageUri": {"Ref": "LauncherImageUri"}}
     variables = function["Environment"]["Variables"]
-    known = set(re.findall(r'"(AIRLAUNCH_[A-Z_]+)"', inspect.getsource(config.LauncherSettings)))
+    known = set(re.findall(r'"(AIRLAUNCH_[A-Z_]+)"', inspect.getsource(LauncherSettings)))
     assert set(variables) <= known, f"not read by LauncherSettings: {set(variables) - known}"
     assert variables["AIRLAUNCH_BACKEND"] == "ecs"
     assert variables["AIRLAUNCH_BUCKET"] == {"Ref": "ResultsBucket"}

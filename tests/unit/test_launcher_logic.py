@@ -29,13 +29,13 @@ import pytest
 import yaml
 
 from airlaunch.catalog import Catalog
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher import handler
 from airlaunch.launcher.backends.base import ENV_START_ATTEMPT, LaunchError
 from airlaunch.launcher.backends.docker import DockerBackend
 from airlaunch.launcher.docker_events import DockerWatcher
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.service import REAP_GRACE_SECONDS, START_ATTEMPTS, Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     Handle,
     LaunchRequest,

@@ -43,19 +43,20 @@ import yaml
 
 from airlaunch import cli
 from airlaunch.catalog import Catalog
-from airlaunch.config import LauncherSettings, RuntimeSettings
 from airlaunch.deploy.template import body, render
 from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.ecs import EcsBackend
 from airlaunch.launcher.run_credentials import DEADLINE_ALLOWANCE_SECONDS
 from airlaunch.launcher.secrets import LaunchSecrets
 from airlaunch.launcher.service import Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import ENV_RUN_CREDENTIALS, EventReply, Handle, LaunchRequest, Overrides, RunIdentity
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook
 from airlaunch.providers.airflow.triggers import status_notifications
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.runtime.credentials import run_session
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
+from airlaunch.runtime.settings import RuntimeSettings
 from tests.aws_shapes import stopped_event
 from tests.iam.authorizations import requests_of
 from tests.iam.evaluator import Principal, Request, allowed, at

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from airlaunch.catalog import Catalog
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import BackendState, LiveTask, Started
 from airlaunch.launcher.cache_key import S3_CONTENT, ObjectResolver, cache_key
 from airlaunch.launcher.service import Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     ENV_CACHE_CLAIM,
     CacheEntry,

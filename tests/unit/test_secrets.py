@@ -14,10 +14,10 @@ import pytest
 from botocore.stub import Stubber
 
 from airlaunch.catalog import Catalog, CatalogError
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import LaunchError, LiveTask, Started
 from airlaunch.launcher.secrets import LaunchSecrets
 from airlaunch.launcher.service import Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import ENV_SECRET_NAMES, InvalidRequest, LaunchRequest, Overrides, RunIdentity
 from airlaunch.secret_refs import SSM, SecretRef, SecretUnavailable, check_readable, parse_secrets, read_value
 

@@ -28,8 +28,8 @@ from airlaunch.cli.cache import add_cache_commands
 from airlaunch.cli.commands import cmd_log, cmd_notebook, cmd_runs, cmd_show, cmd_tasks, cmd_wait
 from airlaunch.cli.report import cmd_report
 from airlaunch.cli.secret import add_secret_commands
+from airlaunch.cli.settings import CliSettings
 from airlaunch.cli.store import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, ResultStore
-from airlaunch.config import CliSettings
 from airlaunch.cost import ARCHITECTURES
 from airlaunch.protocol import InvalidRequest, validate_id
 

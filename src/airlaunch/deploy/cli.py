@@ -23,12 +23,13 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from airlaunch.aws_clients import ADAPTIVE_RETRIES
 from airlaunch.aws_names import check_stack_name, cluster_name, function_name
 from airlaunch.catalog import Catalog, CatalogError
-from airlaunch.config import ADAPTIVE_RETRIES
 from airlaunch.deploy import account, checklist, cloudformation, images, secrets, sessions, smoke, teardown, template
 from airlaunch.deploy.connection import airflow_setup
 from airlaunch.deploy.errors import DeployError, failed
+from airlaunch.deploy.settings import DeploySettings
 
 REPO = Path(__file__).resolve().parents[3]
 CATALOG = REPO / "tasks" / "catalog.yaml"
@@ -44,7 +45,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         argv = ["deploy", *argv]
     parser = argparse.ArgumentParser(prog="python -m airlaunch.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--stack-name", default=os.environ.get("AIRLAUNCH_STACK_NAME", "airlaunch"))
+    parser.add_argument("--stack-name", default=DeploySettings().stack_name)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a template parameter")
     parser.add_argument("--localstack", action="store_true", help="the local stack's LocalStack instead of AWS")
     parser.add_argument("--region", default=None)

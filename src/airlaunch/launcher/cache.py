@@ -37,10 +37,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch.aws_errors import error_code, is_missing
 from airlaunch.catalog import Catalog, CatalogFile, TaskSpec
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import Backend, BackendState, LiveTask
 from airlaunch.launcher.cache_entries import PRECONDITION, CacheEntries, computed
 from airlaunch.launcher.cache_key import NoKey, ObjectResolver, cache_key
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     ENV_CACHE_CLAIM,
     LOG_FILE,

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from airlaunch.aws_errors import error_code, is_missing
-from airlaunch.config import LauncherSettings
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     CacheClaim,
     CacheEntry,

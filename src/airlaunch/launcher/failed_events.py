@@ -43,7 +43,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airlaunch.aws_names import failed_events_queue
-from airlaunch.config import LauncherSettings
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import refusal_of
 
 log = logging.getLogger(__name__)

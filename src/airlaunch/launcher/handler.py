@@ -25,11 +25,11 @@ from typing import Any
 import boto3
 
 from airlaunch.catalog import CatalogError, CatalogFile
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.base import Backend, LaunchError
 from airlaunch.launcher.platform_events import EcsTaskStateChange, is_platform_event
 from airlaunch.launcher.service import Launcher
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     Action,
     AnyReply,
@@ -64,7 +64,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def _setup_logging() -> None:
+def _setup_logging(level: str) -> None:
     root = logging.getLogger()
     for h in root.handlers:
         h.setFormatter(_JsonFormatter())
@@ -72,7 +72,7 @@ def _setup_logging() -> None:
         stream = logging.StreamHandler()
         stream.setFormatter(_JsonFormatter())
         root.addHandler(stream)
-    root.setLevel(os.environ.get("AIRLAUNCH_LOG_LEVEL", "INFO"))
+    root.setLevel(level)
 
 
 def make_backend(settings: LauncherSettings) -> Backend:
@@ -95,8 +95,8 @@ def make_backend(settings: LauncherSettings) -> Backend:
 @cache
 def get_launcher() -> Launcher:
     """Built once per Lambda container and reused by warm invocations."""
-    _setup_logging()
     settings = LauncherSettings()
+    _setup_logging(settings.log_level)
     return Launcher(
         settings=settings,
         catalog=CatalogFile(settings.catalog_path),

@@ -5,16 +5,16 @@ concurrent one (``ReserveFailed: AlreadyReserved``, then a nil-pointer panic), w
 invokes the launcher from many tasks at once. So, like Lambda, run several execution
 environments: N emulators, each with its own awslambdaric runtime, behind one endpoint that
 hands every invocation to an idle one (and queues when all are busy, as a Lambda with
-reserved concurrency N would throttle). Standard library and airlaunch.protocol only.
+reserved concurrency N would throttle). Standard library, airlaunch.protocol and the launcher's
+settings only.
 
 ``GET /health`` tells a busy pool from a hung one: with invocations in flight or waiting it is
 healthy while they make progress (one ended within HANG_SECONDS); idle, it pings an execution
 environment. A supervisor that pinged through the queue instead restarted a launcher that was
 only busy (200 launches queued), failing the launches in flight.
 
-Environment: AIRLAUNCH_RIE_ADDRESS (front endpoint, default 127.0.0.1:9000),
-AIRLAUNCH_LAMBDA_CONCURRENCY (default 4), AIRLAUNCH_RIE_PORT_BASE (default 19100: emulator
-i listens on base+i and its runtime API on base+100+i).
+Its settings (the address, how many emulators, their ports): ``LocalPoolSettings`` in
+airlaunch.launcher.settings.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import os
 import queue
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from airlaunch.launcher.settings import LocalPoolSettings
 from airlaunch.protocol import CallFailed, InvalidRequest, PingCall, read_reply
 
 log = logging.getLogger("airlaunch.local_pool")
@@ -164,16 +164,15 @@ def serve(address: str, pool: Pool) -> None:
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = argv[0] if argv else "airlaunch.launcher.handler.handler"
-    concurrency = int(os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY") or 4)
-    port_base = int(os.environ.get("AIRLAUNCH_RIE_PORT_BASE") or 19100)
-    timeout = float(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or 300)
-    pool = Pool([Environment(i, port_base, handler) for i in range(concurrency)], timeout)
+    settings = LocalPoolSettings()
+    environments = [Environment(i, settings.port_base, handler) for i in range(settings.concurrency)]
+    pool = Pool(environments, settings.function_timeout)
     threading.excepthook = lambda args: log.error("handler thread failed: %s", args.exc_value)
-    if (os.environ.get("AIRLAUNCH_BACKEND") or "docker") == "docker":
+    if settings.backend == "docker":
         from airlaunch.launcher.docker_events import start_watching
 
         start_watching()
-    serve(os.environ.get("AIRLAUNCH_RIE_ADDRESS") or "127.0.0.1:9000", pool)
+    serve(settings.address, pool)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ from botocore.exceptions import ClientError
 
 from airlaunch.aws_errors import is_missing
 from airlaunch.catalog import Catalog, CatalogFile, TaskSpec
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import (
     ENV_START_ATTEMPT,
     Backend,
@@ -54,6 +53,7 @@ from airlaunch.launcher.cache import ResultCache
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.run_credentials import RunSessions
 from airlaunch.launcher.secrets import LaunchSecrets
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_CACHE_CLAIM,

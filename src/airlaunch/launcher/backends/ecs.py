@@ -6,7 +6,7 @@ their try, are found by ``startedBy`` (``al-`` + the identity's slot digest, 35 
 characters ECS allows), and each task's tags name its try; RunTask carries the try's digest
 as ``clientToken``, so a retried invocation of the same launch returns the same task
 instead of starting a second one. Cluster and network come from
-:class:`~airlaunch.config.LauncherSettings`. The task runs with its own task role and gets
+:class:`~airlaunch.launcher.settings.LauncherSettings`. The task runs with its own task role and gets
 credentials for its own run's files only, as an environment file in S3 that RunTask names
 by ARN (launcher.run_credentials): neither they nor the launcher's own AWS credentials are
 ever in RunTask's request, so DescribeTasks and ECS's events do not show them. A task's secrets
@@ -34,7 +34,6 @@ from airlaunch import catalog
 from airlaunch.aws_errors import is_transient
 from airlaunch.aws_names import CONTAINER_NAME, task_family
 from airlaunch.catalog import TaskSpec
-from airlaunch.config import LauncherSettings
 from airlaunch.launcher.backends.base import (
     ENV_START_ATTEMPT,
     BackendState,
@@ -47,6 +46,7 @@ from airlaunch.launcher.backends.base import (
 )
 from airlaunch.launcher.backends.ecs_images import EcsImages
 from airlaunch.launcher.run_credentials import RunSessions
+from airlaunch.launcher.settings import LauncherSettings
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_CACHE_CLAIM,
