@@ -77,9 +77,9 @@ def _catalog(cache: bool) -> None:
 @contextlib.contextmanager
 def _own_stack() -> Iterator[StackConfig]:
     """The part's stack, this process pointed at it; stopped and the environment given back after."""
-    saved = {key: os.environ.get(key) for key in (*ENV, "AIRLAUNCH_STATE_DIR")}
-    os.environ.update({**ENV, "AIRLAUNCH_STATE_DIR": str(STATE_DIR)})
-    cfg = StackConfig(repo=REPO)
+    saved = {key: os.environ.get(key) for key in ENV}
+    os.environ.update(ENV)
+    cfg = StackConfig(repo=REPO, state_dir=STATE_DIR)
     client = cfg.client_env()
     saved |= {key: os.environ.get(key) for key in client if key not in saved}
     os.environ.update(client)
@@ -90,7 +90,6 @@ def _own_stack() -> Iterator[StackConfig]:
             stack.restart("launcher")
         yield cfg
     finally:
-        os.environ["AIRLAUNCH_STATE_DIR"] = str(STATE_DIR)
         stack.down()
         for key, value in saved.items():
             if value is None:

@@ -58,8 +58,8 @@ class BenchAirflow(AirflowServers):
     """Airflow's four processes in .stack-bench/, on port 8180, loading only bench/dags."""
 
     def __init__(self, parallelism: int) -> None:
-        os.environ["AIRLAUNCH_STATE_DIR"] = str(STATE_DIR)
-        super().__init__(StackConfig(repo=REPO, airflow_port=AIRFLOW_PORT, airflow_parallelism=parallelism))
+        cfg = StackConfig(repo=REPO, state_dir=STATE_DIR, airflow_port=AIRFLOW_PORT, airflow_parallelism=parallelism)
+        super().__init__(cfg)
 
     def env(self) -> dict[str, str]:
         return {

@@ -288,7 +288,9 @@ def cold_start(parallelism: int) -> tuple[BenchAirflow, dict[str, Any]]:
     airflow.up()
     (STATE_DIR / "bench-parallelism").write_text(str(parallelism))
     airflow_seconds = time.monotonic() - start
-    own = LocalStack(StackConfig(localstack_port=int(os.environ.get("BENCH_LOCALSTACK_PORT", "4599"))))
+    own = LocalStack(
+        StackConfig(state_dir=STATE_DIR, localstack_port=int(os.environ.get("BENCH_LOCALSTACK_PORT", "4599")))
+    )
     start = time.monotonic()
     own.up()
     localstack_seconds = time.monotonic() - start

@@ -107,7 +107,6 @@ def main() -> int:
     )
     os.environ.update(StackConfig(repo=REPO).client_env())
     shared = Stack(StackConfig(repo=REPO))
-    shared_state_dir = shared.cfg.state_dir  # read from the environment, which BenchAirflow changes
     # the shared LocalStack and Lambda (with the Docker backend): started only if down, and then stopped at the
     # end; the ECS part has a stack of its own
     started = shared.up(backend="docker") if set(parts) - {"scale-ecs", "cache"} else []
@@ -175,8 +174,7 @@ def main() -> int:
             airflow.down()
         ecs_stack.leave(keep_up)
         if started and not keep_up:  # left running, a later `make test` would join a stack started with the
-            os.environ["AIRLAUNCH_STATE_DIR"] = str(shared_state_dir)  # bench's settings
-            shared.down(only=started)
+            shared.down(only=started)  # bench's settings
     results["load_end"] = load()
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 

@@ -24,11 +24,10 @@ control API for the part and put back after.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
@@ -57,7 +56,8 @@ class EcsStack:
 
     ``enter()`` points this process at it (ports, launcher container, AWS endpoints, the LocalStack log the
     request counter reads) and brings it up; ``leave()`` stops what it started and gives the environment back.
-    Its state folder is set only around its own calls, since the benchmark's Airflow sets another.
+    Its state folder is its config's (``StackConfig(state_dir=...)``), never the process's environment, which
+    the benchmark's Airflow and the shared stack read too.
     """
 
     def __init__(self) -> None:
@@ -65,33 +65,19 @@ class EcsStack:
         self._started: list[str] = []
         self.stack: Stack | None = None
 
-    @contextlib.contextmanager
-    def _here(self) -> Iterator[None]:
-        saved = os.environ.get("AIRLAUNCH_STATE_DIR")
-        os.environ["AIRLAUNCH_STATE_DIR"] = str(STATE_DIR)
-        try:
-            yield
-        finally:
-            if saved is None:
-                os.environ.pop("AIRLAUNCH_STATE_DIR", None)
-            else:
-                os.environ["AIRLAUNCH_STATE_DIR"] = saved
-
     def enter(self) -> None:
         self._saved = {key: os.environ.get(key) for key in ENV}
         os.environ.update(ENV)
-        with self._here():
-            cfg = StackConfig(repo=REPO)
-            client = cfg.client_env()  # AWS_ENDPOINT_URL and the rest, for this process's clients
-            self._saved |= {key: os.environ.get(key) for key in client if key not in self._saved}
-            os.environ.update(client)
-            self.stack = Stack(cfg)
-            self._started = self.stack.up(backend="ecs")
+        cfg = StackConfig(repo=REPO, state_dir=STATE_DIR)
+        client = cfg.client_env()  # AWS_ENDPOINT_URL and the rest, for this process's clients
+        self._saved |= {key: os.environ.get(key) for key in client if key not in self._saved}
+        os.environ.update(client)
+        self.stack = Stack(cfg)
+        self._started = self.stack.up(backend="ecs")
 
     def leave(self, keep: bool = False) -> None:
         if self.stack is not None and not keep:
-            with self._here():
-                self.stack.down()
+            self.stack.down()
         for key, value in self._saved.items():
             if value is None:
                 os.environ.pop(key, None)

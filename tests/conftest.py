@@ -26,6 +26,8 @@ TEST_CATALOG = StackConfig(repo=_REPO).state_dir / "test-catalog" / "catalog.yam
 _AIRFLOW_FIXTURES = {"airflow_api", "airflow_db", "ecs_airflow"}
 # Set by `make test-fast`: nothing in its session may start the stack (or a Docker engine for it).
 NO_STACK_ENV = "AIRLAUNCH_TESTS_NO_STACK"
+# The stack's Airflow runs with parallelism 2, so the slot test (tests/airflow) can show that waiting holds no slot.
+E2E_PARALLELISM = 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,7 +53,7 @@ def stack() -> Iterator[Stack]:
     TEST_CATALOG.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_REPO / "tasks" / "catalog.yaml", TEST_CATALOG)
     os.environ["AIRLAUNCH_STACK_CATALOG"] = str(TEST_CATALOG)
-    stack = Stack(StackConfig())
+    stack = Stack(StackConfig(airflow_parallelism=E2E_PARALLELISM))  # its supervisor starts Airflow with it
     started = stack.up()
     if not stack.launcher.serves(stack.cfg.catalog):
         # A stack someone started with other settings (make demo: the repository's catalog) is supervised with

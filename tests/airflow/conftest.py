@@ -15,21 +15,46 @@ import pytest
 
 from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import AIRFLOW, Stack, StackConfig
+from tests.conftest import E2E_PARALLELISM
 
-# The e2e servers run with parallelism 2, so the slot test can show that waiting holds no slot.
-# Set before anything starts the stack's supervisor, which starts Airflow with its environment.
-E2E_PARALLELISM = 2
-os.environ["AIRLAUNCH_AIRFLOW_PARALLELISM"] = str(E2E_PARALLELISM)
-# Airflow reads its configuration when first imported, so this process's Airflow (for
-# dag.test()) is configured before any test module imports it. The servers get their own home.
+__all__ = ["E2E_PARALLELISM", "run_dag", "status_at"]
+
 _CFG = StackConfig()
 DAG_TEST_HOME = _CFG.state_dir / "airflow-dagtest"
-os.environ.update({**_CFG.client_env(), **_CFG.airflow_env(), "AIRFLOW_HOME": str(DAG_TEST_HOME)})
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """A migrated metadata database for dag.test()."""
+def _reconfigure_airflow() -> None:
+    """Point this process's Airflow at the database its configuration names now. Airflow reads its home and
+    database when first imported (at collection, by whichever test module imports it first); the rest of its
+    configuration (AIRFLOW__*, AIRFLOW_CONN_*) it reads at each use."""
+    from airflow import settings
+
+    settings.configure_vars()
+    settings.reconfigure_orm()
+
+
+@pytest.fixture(scope="package", autouse=True)
+def airflow_here() -> Iterator[None]:
+    """This process's Airflow configured as the stack's (its connection, DAGs folder, the stack's endpoints),
+    with a home of its own for dag.test(), for the tests of this folder only: the environment is given back,
+    and Airflow pointed at its database again, when they are done."""
+    env = {
+        **_CFG.client_env(),
+        **_CFG.airflow_env(),
+        "AIRFLOW_HOME": str(DAG_TEST_HOME),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{DAG_TEST_HOME / 'airflow.db'}",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        _reconfigure_airflow()
+        yield
+    _reconfigure_airflow()
+
+
+@pytest.fixture(scope="package")
+def airflow_db(airflow_here: None) -> None:
+    """A migrated metadata database for dag.test() (in the home ``airflow_here`` gives this process)."""
     DAG_TEST_HOME.mkdir(parents=True, exist_ok=True)
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)

@@ -95,7 +95,7 @@ class Stack:
         names = list(only or BASE + (AIRFLOW if with_airflow else []))
         wants = set(supervisor.read_wants(self.cfg)) | set(names)
         if "launcher" in names:
-            backend = backend or os.environ.get("AIRLAUNCH_STACK_BACKEND") or "docker"
+            backend = backend or self.cfg.backend_choice
             if backend not in BACKENDS:
                 raise RuntimeError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
             self.cfg.backend_file.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ class Stack:
         started = [name for name in names if not self._ready(name)]
         supervisor.write_wants(self.cfg, sorted(wants))
         if not supervisor.running(self.cfg):
-            self.supervisor.start(dict(os.environ))
+            self.supervisor.start({**os.environ, **self.cfg.env()})  # the supervisor's StackConfig() is ours
         for name in names:
             if name in started:
                 self._wait_healthy(name)

@@ -137,7 +137,7 @@ class EcsAccount:
 
     def start(self) -> None:
         self.cfg.ecs_account_file.unlink(missing_ok=True)
-        self.process.start(dict(os.environ))
+        self.process.start({**os.environ, **self.cfg.env()})  # its StackConfig() is ours
 
     def stop(self) -> None:
         stop_processes([self.process])
@@ -206,12 +206,12 @@ class LauncherLambda:
             raise RuntimeError(f"the task catalog {catalog} does not exist (AIRLAUNCH_STACK_CATALOG)")
         env = {
             "AIRLAUNCH_RIE_ADDRESS": f"127.0.0.1:{self.cfg.lambda_port}",
-            "AIRLAUNCH_LAMBDA_CONCURRENCY": os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY", "4"),
-            "AIRLAUNCH_RIE_PORT_BASE": os.environ.get("AIRLAUNCH_RIE_PORT_BASE", "19100"),
+            "AIRLAUNCH_LAMBDA_CONCURRENCY": str(self.cfg.lambda_concurrency),
+            "AIRLAUNCH_RIE_PORT_BASE": str(self.cfg.rie_port_base),
             "AIRLAUNCH_DOCKER_NETWORK": "host",
             "AIRLAUNCH_DOCKER_SCOPE": self.cfg.docker_scope,
             "AIRLAUNCH_TASK_AWS_ENDPOINT_URL": self.cfg.localstack_url,
-            "AIRLAUNCH_STOP_GRACE_SECONDS": os.environ.get("AIRLAUNCH_STOP_GRACE_SECONDS", "10"),
+            "AIRLAUNCH_STOP_GRACE_SECONDS": str(self.cfg.stop_grace_seconds),
             "AIRLAUNCH_CATALOG": f"{CATALOG_MOUNT}/{catalog.name}",
             "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
             **{k: v for k, v in self.cfg.client_env().items() if k != "AIRLAUNCH_LAMBDA_ENDPOINT_URL"},

@@ -1,4 +1,11 @@
-"""Where the embedded stack lives and how its parts are configured: one dataclass, read once."""
+"""Where the embedded stack lives and how its parts are configured: one dataclass, read once.
+
+Every value is read from its environment variable when a ``StackConfig`` is made, the state folder
+included, and never again: a config means one stack whatever the environment does afterwards. A
+caller that wants another stack (another state folder, other ports) makes another ``StackConfig``,
+with the values as arguments. ``env()`` gives the variables that make ``StackConfig()`` in a child
+process (the supervisor, and what it starts) the same stack.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,22 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
+
+_FROM_ENVIRONMENT = cast(Path, None)  # a state_dir not given: __post_init__ reads it
 
 
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
 
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
 @dataclass(frozen=True)
 class StackConfig:
-    """Where the local stack lives; every value can be changed by the environment variable named."""
+    """Where the local stack lives; every value can be given, else the environment variable named sets it."""
 
     repo: Path = field(default_factory=lambda: Path(os.environ.get("AIRLAUNCH_REPO", Path.cwd())).resolve())
     localstack_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_LOCALSTACK_PORT", 4566))
@@ -38,10 +52,53 @@ class StackConfig:
     airflow_parallelism: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", 4))
     dags_folder: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_DAGS_FOLDER", ""))
     ecs_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_ECS_PORT", 4567))
+    backend_choice: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STACK_BACKEND") or "docker")
+    """AIRLAUNCH_STACK_BACKEND: the launcher's backend for an ``up`` that names none (``backend`` says which runs)."""
+    lambda_concurrency: int = field(default_factory=lambda: _env_int("AIRLAUNCH_LAMBDA_CONCURRENCY", 4))
+    """AIRLAUNCH_LAMBDA_CONCURRENCY: the local launcher's execution environments (docker backend)."""
+    rie_port_base: int = field(default_factory=lambda: _env_int("AIRLAUNCH_RIE_PORT_BASE", 19100))
+    """AIRLAUNCH_RIE_PORT_BASE: the ports of those execution environments (and +100 for their runtime API)."""
+    stop_grace_seconds: int = field(default_factory=lambda: _env_int("AIRLAUNCH_STOP_GRACE_SECONDS", 10))
+    """AIRLAUNCH_STOP_GRACE_SECONDS: given to the local launcher (SIGTERM to SIGKILL on a stop)."""
+    ecs_vcpu_quota: float = field(default_factory=lambda: _env_float("AIRLAUNCH_ECS_VCPU_QUOTA", 64))
+    """AIRLAUNCH_ECS_VCPU_QUOTA: the emulated account's concurrent Fargate vCPUs (ECS mode). A new AWS account has
+    6; the local default lets the demo's fan-outs run at once (the quota's own failure is a fault drill of its own)."""
+    ecs_schedule_speedup: float = field(default_factory=lambda: _env_float("AIRLAUNCH_ECS_SCHEDULE_SPEEDUP", 1))
+    """AIRLAUNCH_ECS_SCHEDULE_SPEEDUP: how many times as often the template's scheduled rules fire (ECS mode)."""
+    state_dir: Path = _FROM_ENVIRONMENT
+    """AIRLAUNCH_STATE_DIR, else ``<repo>/.stack``: pids, logs, LocalStack's files and Airflow's home; resolved
+    (absolute) once, when the config is made."""
 
-    @property
-    def state_dir(self) -> Path:
-        return Path(os.environ.get("AIRLAUNCH_STATE_DIR") or self.repo / ".stack").resolve()
+    def __post_init__(self) -> None:
+        state_dir = self.state_dir or os.environ.get("AIRLAUNCH_STATE_DIR") or self.repo / ".stack"
+        object.__setattr__(self, "state_dir", Path(state_dir).resolve())
+
+    def env(self) -> dict[str, str]:
+        """The variables that make ``StackConfig()`` in a child process this same stack (``Stack.up`` starts
+        the supervisor with them, and the supervisor its components)."""
+        return {
+            "AIRLAUNCH_REPO": str(self.repo),
+            "AIRLAUNCH_STATE_DIR": str(self.state_dir),
+            "AIRLAUNCH_LOCALSTACK_PORT": str(self.localstack_port),
+            "AIRLAUNCH_LAMBDA_PORT": str(self.lambda_port),
+            "AIRLAUNCH_BUCKET": self.bucket,
+            "AIRLAUNCH_STATUS_QUEUE": self.status_queue,
+            "AWS_DEFAULT_REGION": self.region,
+            "AIRLAUNCH_LAUNCHER_IMAGE": self.launcher_image,
+            "AIRLAUNCH_LAUNCHER_CONTAINER": self.launcher_container,
+            "AIRLAUNCH_DOCKER_SOCKET": self.docker_socket,
+            "AIRLAUNCH_STACK_CATALOG": self.catalog_file,
+            "AIRLAUNCH_AIRFLOW_PORT": str(self.airflow_port),
+            "AIRLAUNCH_AIRFLOW_PARALLELISM": str(self.airflow_parallelism),
+            "AIRLAUNCH_DAGS_FOLDER": self.dags_folder,
+            "AIRLAUNCH_ECS_PORT": str(self.ecs_port),
+            "AIRLAUNCH_STACK_BACKEND": self.backend_choice,
+            "AIRLAUNCH_LAMBDA_CONCURRENCY": str(self.lambda_concurrency),
+            "AIRLAUNCH_RIE_PORT_BASE": str(self.rie_port_base),
+            "AIRLAUNCH_STOP_GRACE_SECONDS": str(self.stop_grace_seconds),
+            "AIRLAUNCH_ECS_VCPU_QUOTA": f"{self.ecs_vcpu_quota:g}",
+            "AIRLAUNCH_ECS_SCHEDULE_SPEEDUP": f"{self.ecs_schedule_speedup:g}",
+        }
 
     @property
     def backend(self) -> str:
@@ -52,7 +109,7 @@ class StackConfig:
         try:
             return self.backend_file.read_text().strip() or "docker"
         except OSError:
-            return os.environ.get("AIRLAUNCH_STACK_BACKEND") or "docker"
+            return self.backend_choice
 
     @property
     def backend_file(self) -> Path:

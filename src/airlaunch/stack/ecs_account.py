@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 
 STACK_NAME = "airlaunch"
 ACCOUNT_ID = "000000000000"  # LocalStack's: the two emulators' ARNs name one account
-# Concurrent Fargate vCPUs of the emulated account (AIRLAUNCH_ECS_VCPU_QUOTA): a new AWS account has 6; the
-# local default lets the demo's fan-outs run at once (the quota's own failure is a fault drill of its own).
-VCPU_QUOTA = 64
 _MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -184,7 +181,7 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    limits = LimitSettings(vcpu_quota=float(os.environ.get("AIRLAUNCH_ECS_VCPU_QUOTA") or VCPU_QUOTA))
+    limits = LimitSettings(vcpu_quota=cfg.ecs_vcpu_quota)
     settings = Settings(
         port=cfg.ecs_port,
         account_id=ACCOUNT_ID,
@@ -192,14 +189,13 @@ def main() -> int:
         secrets_endpoint=cfg.localstack_url,
         lambda_endpoints={"": f"{cfg.lambda_url}/2015-03-31/functions/function/invocations"},
         stop_timeout=30.0,
-        schedule_speedup=float(os.environ.get("AIRLAUNCH_ECS_SCHEDULE_SPEEDUP") or 1.0),
+        schedule_speedup=cfg.ecs_schedule_speedup,
         limits=limits,
     )
     with EcsEmulator(settings) as emulator:
         started = time.monotonic()
-        concurrency = int(os.environ.get("AIRLAUNCH_LAMBDA_CONCURRENCY") or 4)
         deployment = deploy(
-            emulator.url, Catalog.load(cfg.catalog), cfg.bucket, cfg.region, concurrency,
+            emulator.url, Catalog.load(cfg.catalog), cfg.bucket, cfg.region, cfg.lambda_concurrency,
             secrets_endpoint=cfg.localstack_url,
         )  # fmt: skip
         record = {"pid": os.getpid(), "url": emulator.url, **asdict(deployment)}
