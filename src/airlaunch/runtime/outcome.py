@@ -106,10 +106,10 @@ def report(
     return code
 
 
-def describe_failure(code: int, reason: StopReason, tail: collections.deque[str], stop_detail: str = "") -> str:
+def describe_failure(code: int, reason: StopReason, tail: collections.deque[str], detail: str = "") -> str:
     """How a try failed, in words: who stopped it and why, a timeout, the OOM killer, a signal, or its exit."""
     if reason is StopReason.STOPPED:
-        return f"stopped by airlaunch: {stop_detail or 'a stop was requested'} (SIGTERM)"
+        return f"stopped by airlaunch: {detail or 'a stop was requested'} (SIGTERM)"
     if reason is StopReason.PLATFORM:
         return (
             "stopped by a SIGTERM that airlaunch did not send: the platform ended the container "
@@ -118,8 +118,8 @@ def describe_failure(code: int, reason: StopReason, tail: collections.deque[str]
     if reason is StopReason.TIMEOUT:
         return "stopped: timeout reached"
     last = next((line for line in reversed(tail) if line.strip()), "")
-    if reason in (StopReason.OOM, StopReason.KILLED) and stop_detail:
-        return f"{stop_detail} (exit code {code})" + (f"; its last line: {last.strip()}" if last else "")
+    if reason in (StopReason.OOM, StopReason.KILLED) and detail:
+        return f"{detail} (exit code {code})" + (f"; its last line: {last.strip()}" if last else "")
     return f"exit code {code}" + (f": {last.strip()}" if last else "")
 
 
