@@ -33,7 +33,9 @@ E2E_PARALLELISM = 2
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that uses the stack, directly or through another fixture, is marked ``stack`` (and one that
     uses Airflow ``airflow`` too) even where its module forgot to say so: ``-m "not stack"`` (make
-    test-fast) must never start the stack."""
+    test-fast) must never start the stack. The tests of the stack's ECS mode run last, together: the
+    stack switches to it once (``ecs_mode``) instead of to and fro for each module."""
+    items.sort(key=lambda item: "ecs_mode" in getattr(item, "fixturenames", ()))  # stable: order kept otherwise
     for item in items:
         callspec = getattr(item, "callspec", None)  # a parameter named like a fixture (a stack name) is not one
         used = set(getattr(item, "fixturenames", ())) - set(callspec.params if callspec is not None else ())
@@ -65,6 +67,24 @@ def stack() -> Iterator[Stack]:
     yield stack
     stack.down(only=started)
     stop_task_containers()
+
+
+@pytest.fixture(scope="session")
+def ecs_mode(stack: Stack) -> Iterator[Stack]:
+    """The stack in its ECS mode for the rest of the session (the ECS tests run last: see above), back in the
+    Docker mode at its end (which stops the emulated account). A module that adds catalog entries the account
+    must have deploys a new account itself (``redeploy_ecs_account``)."""
+    stack.up(backend="ecs")
+    yield stack
+    stack.up(backend="docker")
+
+
+def redeploy_ecs_account(stack: Stack) -> None:
+    """A new emulated account, deployed from the catalog as it reads now (as `make deploy` after a change)."""
+    from airlaunch.stack import ECS_ACCOUNT
+
+    stack.restart(ECS_ACCOUNT)
+    stack.up(backend="ecs")  # and the launcher, started again for the new account
 
 
 @pytest.fixture(scope="session")

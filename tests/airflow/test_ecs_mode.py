@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from airlaunch.airflow_rest import AirflowRest
-from airlaunch.stack import ECS_ACCOUNT, Stack
+from airlaunch.stack import Stack
 from airlaunch.stack.ecs_account import STACK_NAME
 from tests.airflow.conftest import run_dag, status_at
-from tests.conftest import TEST_CATALOG
+from tests.conftest import TEST_CATALOG, redeploy_ecs_account
 
 pytestmark = [pytest.mark.stack, pytest.mark.airflow]
 
@@ -29,9 +29,9 @@ PROBE_IMAGE = "airlaunch/ecs-probe:latest"
 
 
 @pytest.fixture(scope="module")
-def ecs_airflow(stack: Stack, airflow_api: AirflowRest) -> Iterator[AirflowRest]:
-    """The probe task in the stack's catalog with its image built, the stack in the ECS mode (a new account
-    deployed with that catalog); back to Docker and the catalog as it was afterwards."""
+def ecs_airflow(ecs_mode: Stack, airflow_api: AirflowRest) -> Iterator[AirflowRest]:
+    """The probe task in the stack's catalog with its image built, deployed into a new emulated account, as
+    `make deploy` would after the change; the catalog as it was afterwards."""
     subprocess.run(["docker", "build", "-q", "-t", PROBE_IMAGE, str(PROBE)], check=True, capture_output=True)
     original = TEST_CATALOG.read_text()
     catalog = yaml.safe_load(original)
@@ -44,13 +44,10 @@ def ecs_airflow(stack: Stack, airflow_api: AirflowRest) -> Iterator[AirflowRest]
     }
     TEST_CATALOG.write_text(yaml.safe_dump(catalog, sort_keys=False))
     try:
-        if stack.components[ECS_ACCOUNT].alive():
-            stack.restart(ECS_ACCOUNT)  # a running account was deployed without the new task
-        stack.up(backend="ecs")
+        redeploy_ecs_account(ecs_mode)
         yield airflow_api
     finally:
         TEST_CATALOG.write_text(original)
-        stack.up(backend="docker")
 
 
 def test_the_reference_pipeline_runs_on_ecs(ecs_airflow: AirflowRest, s3: Any) -> None:

@@ -37,12 +37,10 @@ def _cache_task_one(on: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def ecs(stack: Stack) -> Iterator[Stack]:
-    stack.up(backend="ecs")
+def ecs(ecs_mode: Stack) -> Iterator[Stack]:
     _cache_task_one(True)
-    yield stack
+    yield ecs_mode
     _cache_task_one(False)
-    stack.up(backend="docker")
 
 
 def _entry_of(launcher: LauncherClient, handle: Handle, timeout: float = 90) -> CacheEntry:

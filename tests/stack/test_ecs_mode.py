@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,8 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def ecs(stack: Stack) -> Iterator[Stack]:
-    stack.up(backend="ecs")
-    yield stack
-    stack.up(backend="docker")
+def ecs(ecs_mode: Stack) -> Stack:
+    return ecs_mode
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,19 @@ import boto3
 import pytest
 
 from airlaunch.protocol import MASK, Handle
-from airlaunch.stack import ECS_ACCOUNT, Stack
+from airlaunch.stack import Stack
 from airlaunch.stack.ecs_account import ACCOUNT_ID, STACK_NAME
-from tests.conftest import TEST_CATALOG, LauncherClient
+from tests.conftest import TEST_CATALOG, LauncherClient, redeploy_ecs_account
 from tests.secrets_stack import LocalSecrets, catalog_entries, fingerprint, launcher_log, objects_holding, secret_entry
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def ecs_secrets(stack: Stack) -> Iterator[dict[str, Any]]:
+def ecs_secrets(ecs_mode: Stack) -> Iterator[dict[str, Any]]:
     """The secrets set in LocalStack, entries naming them in the catalog, and the stack in the ECS mode with a
     new account deployed from that catalog; back to Docker and the catalog as it was afterwards."""
+    stack = ecs_mode
     store = LocalSecrets(stack)
     names = {"db": store.name("db"), "token": "/" + store.name("token"), "gone": "/" + store.name("gone")}
     values = {"password": store.value(), "token": store.value()}
@@ -38,14 +39,9 @@ def ecs_secrets(stack: Stack) -> Iterator[dict[str, Any]]:
         "diagnostic_gone": secret_entry(GONE={"ssm": names["gone"]}),
     }
     with catalog_entries(TEST_CATALOG, entries):
-        try:
-            if stack.components[ECS_ACCOUNT].alive():
-                stack.restart(ECS_ACCOUNT)  # a running account was deployed without these entries
-            stack.up(backend="ecs")
-            ecs = boto3.client("ecs", endpoint_url=stack.cfg.ecs_url, region_name=stack.cfg.region)
-            yield {"store": store, "names": names, "values": values, "arn": arn, "ecs": ecs}
-        finally:
-            stack.up(backend="docker")
+        redeploy_ecs_account(stack)  # the running account was deployed without these entries
+        ecs = boto3.client("ecs", endpoint_url=stack.cfg.ecs_url, region_name=stack.cfg.region)
+        yield {"store": store, "names": names, "values": values, "arn": arn, "ecs": ecs}
 
 
 def _launch(launcher: LauncherClient, identity: dict[str, Any], task: str) -> dict[str, Any]:
