@@ -49,12 +49,18 @@ class Option:
         return f"AIRFLOW__{SECTION.upper()}__{self.key.upper()}"
 
     def provider_info(self) -> dict[str, Any]:
-        """The option as ``get_provider_info()["config"]`` declares it (the Amazon provider's shape)."""
+        """The option as ``get_provider_info()["config"]`` declares it (the Amazon provider's shape).
+
+        Its declared default is None on purpose: Airflow writes a new airflow.cfg with every declared
+        default as a setting of the file, which would then override the ``AIRLAUNCH_*`` variable; an
+        option without one is written commented out, so only a value someone set counts as set. The
+        default is stated in the description and applied by ``setting``."""
+        default = f"``{self.default}``" if self.default else "unset"
         return {
             "description": f"{self.description}\nAlso read from ``{self.legacy}`` when Airflow's configuration "
-            "does not set it.\n",
+            f"does not set it; default: {default}.\n",
             "type": self.type,
-            "default": self.default or None,
+            "default": None,
             "example": self.example,
             "version_added": VERSION_ADDED,
         }
