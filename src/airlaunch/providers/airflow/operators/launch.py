@@ -10,28 +10,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
 from airlaunch.protocol import Handle, InvalidRequest, LaunchRequest, RunIdentity, Status, TaskState, utcnow
-from airlaunch.providers.airflow.hooks.launcher import LauncherHook, launched_message
 from airlaunch.providers.airflow.links import LINKS
 from airlaunch.providers.airflow.settings import AirflowSettings
-from airlaunch.providers.airflow.triggers.completing import failure_message
 from airlaunch.providers.airflow.triggers.launch_spec import (
+    LAUNCH_ON_WORKER,
     TRIGGER_SETTINGS,
     identity_of,
     launch_request,
     pulls_xcoms,
 )
-from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
-from airlaunch.providers.airflow.triggers.launching import LAUNCH_ON_WORKER
 from airlaunch.providers.airflow.xcoms import HANDLE_XCOM_KEY, xcoms_for
 
-TRIGGER_CLASSPATH = f"{LaunchedTaskTrigger.__module__}.{LaunchedTaskTrigger.__qualname__}"
+if TYPE_CHECKING:  # imported where used: parsing a DAG file needs neither (nor boto3, which the hook brings)
+    from airlaunch.providers.airflow.hooks.launcher import LauncherHook
+    from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
+
+# The trigger's class path, spelled out so that importing this module (every parse of a DAG file that uses the
+# operator, in the dag-processor's child for each batch of task callbacks) imports neither the trigger nor the
+# hook: they bring the Amazon provider, boto3 and botocore (tests/unit/test_provider_imports.py).
+TRIGGER_CLASSPATH = "airlaunch.providers.airflow.triggers.launched_task.LaunchedTaskTrigger"
 
 
 def state_if_cancelled(identity: RunIdentity) -> str:
@@ -80,6 +84,8 @@ class WaitsForLaunchedTask:
 
     @property
     def hook(self) -> LauncherHook:
+        from airlaunch.providers.airflow.hooks.launcher import LauncherHook
+
         return LauncherHook(
             function_name=self.function_name, aws_conn_id=self.aws_conn_id, region_name=self.region_name
         )
@@ -87,6 +93,8 @@ class WaitsForLaunchedTask:
     def trigger_for(
         self, handle: Handle, context: Context, launch_requested_at: str | None = None
     ) -> LaunchedTaskTrigger:
+        from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
+
         deadline = None
         start = context["ti"].start_date
         if self.execution_timeout is not None and start is not None:
@@ -108,6 +116,8 @@ class WaitsForLaunchedTask:
         if not isinstance(event, dict):  # dag.test() resumes TaskSuccessEvents here, without their XComs
             event = self._collect(context)
         if event.get("state") != TaskState.SUCCEEDED.value:
+            from airlaunch.providers.airflow.triggers.completing import failure_message
+
             raise AirflowException(failure_message(event))
         handle = Handle.from_dict(event["handle"])
         xcoms = xcoms_for(handle, Status.from_dict(event["status"]), event.get("result"))
@@ -234,6 +244,8 @@ class LaunchContainerOperator(WaitsForLaunchedTask, BaseOperator):
             raise AirflowException(f"bad launch request for catalog task {self.task!r}: {exc}") from exc
 
     def execute(self, context: Context) -> Any:
+        from airlaunch.providers.airflow.hooks.launcher import launched_message
+
         request = self.build_request(context)
         self._identity = request.identity  # a kill during the launch stops the try by its identity
         requested_at = utcnow()

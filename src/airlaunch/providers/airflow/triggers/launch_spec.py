@@ -15,10 +15,11 @@ from typing import Any
 
 from airflow.sdk import Context
 from airflow.sdk.definitions.xcom_arg import XComArg
-from airflow.sdk.execution_time.xcom import XCom
-from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg
 
 from airlaunch.protocol import LaunchRequest, Overrides, RunIdentity
+
+LAUNCH_ON_WORKER = "launch_on_worker"
+"""The event state that resumes a task on a worker, which then launches it itself."""
 
 TRIGGER_SETTINGS = ("function_name", "aws_conn_id", "region_name", "poll_interval", "max_xcom_bytes")
 """Trigger kwargs that a mapped task's ``partial()`` may set."""
@@ -96,6 +97,10 @@ async def resolve_launch_spec(launch: dict[str, Any], ti: Any) -> LaunchSpec:
 
 async def _mapped_item(source: Any, ti: Any) -> Any:
     """This map index's element of a literal list or of one upstream task's list output."""
+    # Here, not at import: the operator imports this module wherever a DAG file is parsed, which needs neither.
+    from airflow.sdk.execution_time.xcom import XCom
+    from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg
+
     if isinstance(source, list):
         return source[ti.map_index]
     if not isinstance(source, SchedulerPlainXComArg):  # .map(), zip(), concat() need a worker

@@ -25,13 +25,18 @@ from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 from airlaunch.protocol import Handle, InvalidRequest, RunIdentity, utcnow
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, launched_message
 from airlaunch.providers.airflow.links import link_xcoms
-from airlaunch.providers.airflow.triggers.launch_spec import CannotStartHere, launch_request, resolve_launch_spec
+from airlaunch.providers.airflow.triggers.launch_spec import (
+    LAUNCH_ON_WORKER,
+    CannotStartHere,
+    launch_request,
+    resolve_launch_spec,
+)
 from airlaunch.providers.airflow.xcoms import HANDLE_XCOM_KEY, aset_xcom
 
 if TYPE_CHECKING:
     from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 
-LAUNCH_ON_WORKER = "launch_on_worker"
+__all__ = ["LAUNCH_ON_WORKER", "launch_in_triggerer", "to_worker"]
 
 
 def to_worker(detail: str) -> TriggerEvent:
