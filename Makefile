@@ -155,7 +155,8 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 
 # make test: the stack's tests (marked stack) in the foreground and, beside them, the fast lane (every other
 # test, then lint) with its output in .build/test-fast.log: the stack's tests mostly wait on containers, so
-# the two share the machine well. PYTEST_ARGS other than `tests` runs that selection alone, after lint.
+# the two share the machine well; each stack test's time is in .build/test-stack.xml (JUnit). PYTEST_ARGS other
+# than `tests` runs that selection alone, after lint.
 test: ## Every test on the real stack and the fast lane beside it; starts and afterwards stops what it needs
 	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
@@ -165,7 +166,7 @@ test: ## Every test on the real stack and the fast lane beside it; starts and af
 	    $(MAKE) --no-print-directory lint && $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 $(PYTEST_ARGS); exit; fi; \
 	  echo "==> The fast lane (tests not marked stack, then lint) runs beside the stack's tests: .build/test-fast.log"; \
 	  { $(MAKE) --no-print-directory test-fast > .build/test-fast.log 2>&1; echo $$? > .build/test-fast.rc; } & \
-	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 -m stack tests; stack=$$?; wait; \
+	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 --junitxml=.build/test-stack.xml -m stack tests; stack=$$?; wait; \
 	  fast=$$(cat .build/test-fast.rc); echo "==> The fast lane ($$([ "$$fast" = 0 ] && echo passed || echo FAILED)):"; \
 	  grep -E "passed|failed|error|Success|Found|would reformat|FAILED|ERROR" .build/test-fast.log | tail -n 40; \
 	  [ "$$stack" = 0 ] && [ "$$fast" = 0 ]
