@@ -47,7 +47,7 @@ def test_no_renewal_yet_keeps_the_current_session_even_in_the_mandatory_window(
             reads.append(kwargs["Key"])
             raise ClientError({"Error": {"Code": code, "Message": "no"}}, "GetObject")
 
-    monkeypatch.setattr("boto3.client", lambda *args, **kwargs: _S3())
+    monkeypatch.setattr(credentials, "renewal_client", lambda current: _S3())
     frozen = session.get_credentials().get_frozen_credentials()  # 5 minutes left: a mandatory refresh
     assert frozen.access_key == "ASIAOLD" and reads == ["runs-sessions/d/r/t/-1/1/renewal.json"]
 

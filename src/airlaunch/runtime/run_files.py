@@ -4,15 +4,15 @@ status.json out; stop.json, which says who asked for a stop.
 What it guarantees:
 
 * One client for everything, made with the run's own session on ECS (``credentials.run_session``;
-  boto3's default chain elsewhere), with standard retries on every call.
+  botocore's default chain elsewhere), with standard retries on every call.
+* params.yaml in one GET (boto3's download_file sends a HEAD first and starts a thread pool).
 * A write that must not be lost (result.json, the output notebook, log.txt, status.json) is retried
   on top of that for up to ``s3_retry_seconds`` (``persist``): a result or a status.json lost to a
   passing S3 outage would cost a rerun.
 * stop.json read as absent when S3 answers 404, and also 403: a run session may read its stop.json
   but not list the bucket, so S3 answers it AccessDenied for a key that is not there.
 
-botocore and boto3 are imported here, so the entrypoint imports this module only after its SIGTERM
-handler is set.
+botocore is imported here, so the entrypoint imports this module only after its SIGTERM handler is set.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ class RunFiles:
     def __init__(self, environ: Mapping[str, str], layout: ResultLayout, retry_seconds: float) -> None:
         self.layout = layout
         self.retry_seconds = retry_seconds
-        self.s3 = run_session(environ).client("s3", config=RETRIES)
+        self.s3 = run_session(environ).create_client("s3", config=RETRIES)
 
     def fetch_params(self, path: Path) -> None:
-        self.s3.download_file(self.layout.bucket, self.layout.params_key, str(path))
+        path.write_bytes(self.s3.get_object(Bucket=self.layout.bucket, Key=self.layout.params_key)["Body"].read())
 
     def put_file(self, path: Path, key: str, content_type: str) -> None:
         self.s3.put_object(Bucket=self.layout.bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
