@@ -153,23 +153,27 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 	@if docker info >/dev/null 2>&1 && [ -n "$$(docker volume ls -q --filter label=com.docker.compose.project=$(COMPOSE_PROJECT))" ]; then \
 	  $(MAKE) --no-print-directory compose-down COMPOSE_DOWN_ARGS=-v; fi
 
-# make test: the stack's tests (marked stack) in the foreground and, beside them, the fast lane (every other
-# test, then lint) with its output in .build/test-fast.log: the stack's tests mostly wait on containers, so
-# the two share the machine well; each stack test's time is in .build/test-stack.xml (JUnit). PYTEST_ARGS other
-# than `tests` runs that selection alone, after lint.
-test: ## Every test on the real stack and the fast lane beside it; starts and afterwards stops what it needs
+# make test: the embedded stack's tests in the foreground and, beside them, the fast lane (every test not marked
+# stack, then lint) and after it the compose stack's tests (marked compose: a compose project of their own on
+# free ports), their output in .build/test-side.log: the stack tests mostly wait on containers, so the lanes share
+# the machine well. Each stack test's time is in .build/test-stack.xml and .build/test-compose.xml (JUnit).
+# PYTEST_ARGS other than `tests` runs that selection alone, after lint.
+test: ## Every test on the real stacks and the fast lane beside them; starts and afterwards stops what it needs
 	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
 	  $(MAKE) --no-print-directory setup SETUP_EXTRA="compose-tool registry build" \
 	    SETUP_PACKAGES="$(if $(COMPOSE_BIN),,docker-compose) $(if $(shell command -v docker-registry),,docker-registry)" || exit 1; \
 	  if [ "$(PYTEST_ARGS)" != tests ]; then \
 	    $(MAKE) --no-print-directory lint && $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 $(PYTEST_ARGS); exit; fi; \
-	  echo "==> The fast lane (tests not marked stack, then lint) runs beside the stack's tests: .build/test-fast.log"; \
-	  { $(MAKE) --no-print-directory test-fast > .build/test-fast.log 2>&1; echo $$? > .build/test-fast.rc; } & \
-	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 --junitxml=.build/test-stack.xml -m stack tests; stack=$$?; wait; \
-	  fast=$$(cat .build/test-fast.rc); echo "==> The fast lane ($$([ "$$fast" = 0 ] && echo passed || echo FAILED)):"; \
-	  grep -E "passed|failed|error|Success|Found|would reformat|FAILED|ERROR" .build/test-fast.log | tail -n 40; \
-	  [ "$$stack" = 0 ] && [ "$$fast" = 0 ]
+	  echo "==> Beside the embedded stack's tests: the fast lane (then lint), then the compose stack's tests: .build/test-side.log"; \
+	  { $(MAKE) --no-print-directory test-fast > .build/test-side.log 2>&1; fast=$$?; \
+	    $(PY) -m pytest -p no:cacheprovider -rfE --durations=5 --junitxml=.build/test-compose.xml -m compose tests \
+	      >> .build/test-side.log 2>&1; echo "$$fast $$?" > .build/test-side.rc; } & \
+	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 --junitxml=.build/test-stack.xml -m "stack and not compose" tests; \
+	  stack=$$?; wait; read -r fast compose < .build/test-side.rc; \
+	  echo "==> The fast lane $$([ "$$fast" = 0 ] && echo passed || echo FAILED), the compose stack's tests $$([ "$$compose" = 0 ] && echo passed || echo FAILED):"; \
+	  grep -E "passed|failed|error|Success|Found|would reformat|FAILED|ERROR" .build/test-side.log | tail -n 40; \
+	  [ "$$stack" = 0 ] && [ "$$fast" = 0 ] && [ "$$compose" = 0 ]
 
 # The contributors' lane: every test not marked stack (tests/unit, the launcher's logic on an in-memory
 # platform with moto's AWS, and the few others that need no stack), then lint. No Docker engine, no image,
