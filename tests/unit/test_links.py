@@ -96,6 +96,10 @@ def test_links_read_the_summary_else_the_handle(pushed: dict[str, Any]) -> None:
     assert "%2Ftasks%2Ftask_one/" in LogStreamLink().get_link(operator, ti_key="the ti key")
 
 
+def test_locally_only_the_results_link_is_pushed() -> None:
+    assert link_xcoms(LOCAL, "task_one") == {"_link_ResultsLink": results_url(LOCAL)}
+
+
 def test_link_xcoms_are_what_airflow_shows() -> None:
     assert link_xcoms(ON_AWS, "task_one") == {
         "_link_ResultsLink": results_url(ON_AWS),

@@ -143,5 +143,10 @@ LINKS: tuple[AirlaunchLink, ...] = (ResultsLink(), LogStreamLink(), EcsTaskLink(
 
 
 def link_xcoms(where: dict[str, Any], catalog_task: str = "") -> dict[str, str]:
-    """The XComs Airflow reads the links from (``_link_<class>``), for a trigger that ends the task itself."""
-    return {link.xcom_key: link.url(where, catalog_task) for link in LINKS}
+    """The XComs Airflow reads the links from (``_link_<class>``), for a trigger that ends the task itself.
+
+    A link without a URL here (the AWS consoles' off AWS) is left out: Airflow's API shows a missing link
+    XCom and an empty one alike (no link), and each XCom a trigger pushes is an execution API request the
+    triggerer's supervisor serves (about 20 ms of its CPU)."""
+    urls = {link.xcom_key: link.url(where, catalog_task) for link in LINKS}
+    return {key: url for key, url in urls.items() if url}
