@@ -22,9 +22,10 @@ from botocore.stub import Stubber
 
 from airlaunch.catalog import Catalog
 from airlaunch.launcher import handler
-from airlaunch.launcher.backends import ecs
+from airlaunch.launcher.backends import ecs_run_task, ecs_tasks
 from airlaunch.launcher.backends.base import LaunchError
-from airlaunch.launcher.backends.ecs import EcsBackend, ecs_tags, fargate_size, started_by
+from airlaunch.launcher.backends.ecs import EcsBackend, fargate_size
+from airlaunch.launcher.backends.ecs_tasks import ecs_tags, started_by
 from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.service import Launcher
 from airlaunch.launcher.settings import LauncherSettings
@@ -300,8 +301,8 @@ def test_capacity_provider_replaces_the_launch_type() -> None:
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The backend's retry pauses on a clock of the test's own: each pause moves it on, none waits."""
     now = [0.0]
-    monkeypatch.setattr(ecs, "_clock", lambda: now[0])
-    monkeypatch.setattr(ecs, "_sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    monkeypatch.setattr(ecs_run_task, "_clock", lambda: now[0])
+    monkeypatch.setattr(ecs_run_task, "_sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
     return now
 
 
@@ -436,7 +437,7 @@ def test_stopped_task_reports_the_essential_container(stubbed: tuple[EcsBackend,
 def test_a_killed_container_is_said_to_be_killed_by_its_signal() -> None:
     """An essential container killed from outside (exit code 137, no OOM reason) reads as on Docker."""
     stopped = _task("STOPPED", stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited")
-    seen = EcsBackend.how_it_ended(stopped, {"name": "task", "exitCode": 137})
+    seen = ecs_tasks.how_it_ended(stopped, {"name": "task", "exitCode": 137})
     assert seen.reason is StopReason.KILLED and seen.detail is not None
     assert seen.detail.startswith("killed by signal 9 (SIGKILL); ECS task STOPPED"), seen.detail
 
