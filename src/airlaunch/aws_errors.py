@@ -3,7 +3,8 @@ failure that passes by itself.
 
 * :func:`is_missing`: S3 has no such key (GetObject's ``NoSuchKey``, HeadObject's bare ``404``).
   Every "read it if it is there" in airlaunch (status.json, stop.json, params.yaml, a session
-  file, the results) takes only this for absence; any other error is raised.
+  file, the results) takes only this for absence; any other error is raised. :func:`body_if_present`
+  is that read for a whole object.
 * :func:`is_transient`: the same call may succeed a moment later: throttling, the service's own
   5xx or 429, no connection or no answer (LocalStack restarting, Lambda throttled, S3 slowing
   down), or an error that says so itself (``retryable``, e.g. a launch the platform may accept a
@@ -66,3 +67,14 @@ def is_transient(exc: BaseException) -> bool:
         status = _response(exc).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return error_code(exc) in _TRANSIENT_CODES or status >= 500 or status == 429
     return bool(getattr(exc, "retryable", False))
+
+
+def body_if_present(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, None if S3 has no such key (:func:`is_missing`); any other error is raised."""
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise
+    return body

@@ -41,9 +41,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from airlaunch.aws_errors import is_missing
+from airlaunch.aws_errors import body_if_present
 from airlaunch.catalog import TaskSpec
 from airlaunch.launcher.backends.base import ENV_START_ATTEMPT, BackendState, LiveTask, Started, StoppedTask
 from airlaunch.launcher.backends.docker import LOG_TAIL_LINES, how_it_ended
@@ -306,13 +304,7 @@ class FakeBackend:
         self.journal.append(("ended", container.ref))
 
     def _read(self, key: str, layout: ResultLayout) -> bytes | None:
-        try:
-            body: bytes = self.s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise
-        return body
+        return body_if_present(self.s3, layout.bucket, key)
 
     def _runtime_records_the_sigterm(self, container: FakeContainer) -> None:
         """As the runtime does: stop.json says airlaunch asked, and why; without it the platform stopped it."""

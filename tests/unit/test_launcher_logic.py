@@ -479,7 +479,7 @@ def test_a_status_json_the_runtime_writes_while_the_launcher_records_the_end_win
     between the launcher's read and its write, the launcher's is refused and it answers with the runtime's."""
     handle = _launch(launcher, _try(1))
     platform.kill(handle.task_ref)
-    launcher.s3 = _RuntimeWritesFirst(s3, lambda: platform.runtime_writes_status(handle.task_ref, 0))
+    launcher.files.s3 = _RuntimeWritesFirst(s3, lambda: platform.runtime_writes_status(handle.task_ref, 0))
     [task] = [c.as_live_task() for c in platform.of(_try(1))]
 
     recorded = launcher.ended(task)

@@ -10,7 +10,8 @@ What it guarantees:
 * Every try ends with a status.json: written by the task runtime, or, when its container
   ended without one (killed, OOM-killed, stopped before its runtime started, vanished), by
   ``settle`` on its behalf, with the exit code and the cause in words (``written_by``
-  "launcher"). The write is conditional, so the runtime's own status always wins.
+  "launcher"). The write is conditional, so the runtime's own status always wins (launcher.try_files:
+  the try's files in S3).
 * A stop can come before the container exists: ``stop`` leaves stop.json and a status.json
   that a launch arriving later respects (it starts nothing), and a launch that started a
   container while the stop was being written stops it again.
@@ -27,6 +28,12 @@ What it guarantees:
 * A catalog entry's secrets are settled in one step before anything of the launch is written or
   stopped (launcher.secrets): a missing one fails the launch and leaves nothing behind; their
   values reach only the container's environment (Docker), or never the launcher at all (ECS).
+
+One job, a little over 300 lines with these guarantees: every action here settles a try through the
+same ``settle`` and the same ordering of reads (a live task, then status.json, then stop.json), and
+splitting the actions apart would spread that ordering over modules. What each step stands on is
+elsewhere: the try's files (launcher.try_files), the platform (launcher.backends), the cache, the
+secrets and the run sessions.
 """
 
 from __future__ import annotations
@@ -37,9 +44,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import yaml
-from botocore.exceptions import ClientError
 
-from airlaunch.aws_errors import is_missing
 from airlaunch.catalog import Catalog, CatalogFile, TaskSpec
 from airlaunch.launcher.backends.base import (
     ENV_START_ATTEMPT,
@@ -54,6 +59,7 @@ from airlaunch.launcher.platform_events import EcsTaskStateChange
 from airlaunch.launcher.run_credentials import RunSessions
 from airlaunch.launcher.secrets import LaunchSecrets
 from airlaunch.launcher.settings import LauncherSettings
+from airlaunch.launcher.try_files import TryFiles, params_document
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_CACHE_CLAIM,
@@ -63,18 +69,13 @@ from airlaunch.protocol import (
     Description,
     EventReply,
     Handle,
-    InvalidRequest,
     LauncherMoments,
     LaunchRequest,
-    Overrides,
     ResultLayout,
     RunIdentity,
     Status,
-    StopReason,
-    StopRequest,
     TaskState,
     identity_of_prefix,
-    status_of,
     utcnow,
 )
 
@@ -84,32 +85,6 @@ log = logging.getLogger(__name__)
 _FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 REAP_GRACE_SECONDS = 60  # past its timeout, a task's own runtime had this long to stop it
 START_ATTEMPTS = 3  # starts of one try that failed to start (image pull, ENI) before the try fails
-
-
-def params_document(request: LaunchRequest) -> dict[str, Any]:
-    """The params.yaml a task reads: its params, and which Airflow task try it is; and the launch's
-    overrides, so that a try that failed to start can be started again exactly as it was asked for."""
-    identity = request.identity
-    document: dict[str, Any] = {
-        "params": request.params,
-        "run": {**identity.to_dict(), "execution_id": identity.execution_id, "task": request.task},
-    }
-    if request.overrides.to_dict():
-        document["overrides"] = request.overrides.to_dict()
-    return document
-
-
-def request_of(document: Any) -> LaunchRequest:
-    """The launch request a params.yaml was written for (InvalidRequest if it is not one)."""
-    if not isinstance(document, dict) or not isinstance(document.get("run"), dict):
-        raise InvalidRequest("params.yaml", "has no run section")
-    run = {k: v for k, v in document["run"].items() if k not in ("execution_id", "task")}
-    return LaunchRequest(
-        task=document["run"].get("task"),
-        identity=RunIdentity.from_dict(run),
-        params=document.get("params") or {},
-        overrides=Overrides.from_dict(document.get("overrides")),
-    )
 
 
 class Launcher:
@@ -126,6 +101,7 @@ class Launcher:
         self.catalog = catalog
         self.backend = backend
         self.s3 = s3
+        self.files = TryFiles(s3, settings.key_prefix)
         self.forwarded_env = {k: environ[k] for k in _FORWARDED_ENV if environ.get(k)}
         self.run_sessions: RunSessions | None = getattr(backend, "run_sessions", None)  # ECS with a files role
         self.cache = ResultCache(settings, catalog, backend, s3)
@@ -159,7 +135,7 @@ class Launcher:
         if mine:
             log.info("already running: %s (%s)", identity.execution_id, mine[0].task_ref)
             return handle(mine[0].task_ref, launched=False)
-        if self.read_status(layout) is not None:
+        if self.files.read_status(layout) is not None:
             log.info("already finished (or stopped before it started): %s", identity.execution_id)
             return handle("", launched=False)
         secret_env = self.secrets.environment(spec)  # before anything is stopped or written: a missing one fails here
@@ -172,17 +148,15 @@ class Launcher:
         cached = self.cache.step(request, spec, layout, params_yaml)  # served from it, or what to cache at the end
         if cached.served_from is not None:
             return replace(handle("", launched=False), cached_from=cached.served_from)
-        self.s3.put_object(
-            Bucket=layout.bucket, Key=layout.params_key, Body=params_yaml, ContentType="application/yaml"
-        )
+        self.files.put_params(layout, params_yaml)
         try:
             env = {**self._task_env(spec, layout, identity), **secret_env, **cached.env}
             started = self._start(spec, identity, env)
         except BaseException:  # no params.yaml without a container: it would read as a try still running
-            self.s3.delete_object(Bucket=layout.bucket, Key=layout.params_key)
+            self.files.delete_params(layout)
             self._end_run_session(layout)
             raise
-        if started.launched and self._read_stop(layout) is not None:  # a stop came while it was starting
+        if started.launched and self.files.read_stop(layout) is not None:  # a stop came while it was starting
             self.backend.stop(started.task_ref, "stopped during its launch")
         return handle(started.task_ref, started.launched, started)
 
@@ -214,7 +188,7 @@ class Launcher:
     # -- describe, stop, settle -------------------------------------------------------------------
     def describe(self, handle: Handle) -> Description:
         """status.json decides when present; otherwise ask the platform (and record an end it reports)."""
-        status = self.read_status(handle.layout)
+        status = self.files.read_status(handle.layout)
         if status is not None:
             return Description(status.state, status)
         if not handle.task_ref:
@@ -246,19 +220,19 @@ class Launcher:
     def settle(self, task_ref: str, layout: ResultLayout, why: str | None, seen: BackendState | None = None) -> Status:
         """Make sure a try has ended and says so: stop it if it still runs (``why``: who asked, in words),
         then, if its runtime wrote no status.json, write one on its behalf. Returns the try's status."""
-        status = self.read_status(layout)
+        status = self.files.read_status(layout)
         if status is not None:
             return status
         if why is not None:
-            self._request_stop(layout, why)
+            self.files.request_stop(layout, why)
             if task_ref:
                 self.backend.stop(task_ref, why)
-                status = self.read_status(layout)  # its runtime records the stop itself when it can
+                status = self.files.read_status(layout)  # its runtime records the stop itself when it can
                 if status is not None:
                     return status
         if task_ref and (seen is None or seen.state is not TaskState.LOST):
             seen = self.backend.describe(task_ref)
-        return self._write_stand_in(layout, seen if task_ref else None, self._read_stop(layout))
+        return self.files.write_stand_in(layout, seen if task_ref else None, self.files.read_stop(layout))
 
     def ended(self, task: LiveTask) -> Status | None:
         """A task's container ended (the watcher saw it): record how, unless its runtime did, then let
@@ -282,17 +256,18 @@ class Launcher:
         task, seen = stopped.task, stopped.seen
         if task.layout.bucket != self.settings.bucket:
             return EventReply(ignored=f"{change.task_arn} keeps its files outside bucket {self.settings.bucket}")
-        if seen.ecs_times is not None:  # for the report's phases: pull, start, stop, on ECS's clock
-            self.s3.put_object(
-                Bucket=task.layout.bucket, Key=task.layout.ecs_times_key, Body=seen.ecs_times.to_json().encode(),
-                ContentType="application/json",
-            )  # fmt: skip
-        status = self.read_status(task.layout)
+        if seen.ecs_times is not None:
+            self.files.put_ecs_times(task.layout, seen.ecs_times)
+        status = self.files.read_status(task.layout)
         if status is not None:
             self._end_run_session(task.layout)
             self.cache.record(task, status, seen)
             return EventReply(recorded="by its runtime", state=status.state.value)
-        if stopped.may_start_again and stopped.start_attempt < START_ATTEMPTS and self._read_stop(task.layout) is None:
+        if (
+            stopped.may_start_again
+            and stopped.start_attempt < START_ATTEMPTS
+            and self.files.read_stop(task.layout) is None
+        ):
             log.warning("%s failed to start (%s): starting it again", task.layout.prefix, seen.detail)
             try:
                 again = self._start_again(task, stopped.start_attempt + 1)
@@ -315,12 +290,7 @@ class Launcher:
         """Start a try once more as its launch asked (its params.yaml, its catalog entry as it reads now);
         the running task of the try if it already runs again (a repeated event); None if the try's
         params.yaml is gone or is not that try's."""
-        body = self._get(task.layout, task.layout.params_key)
-        try:
-            request = request_of(yaml.safe_load(body)) if body is not None else None
-        except (InvalidRequest, yaml.YAMLError) as exc:
-            log.error("cannot start %s again: its params.yaml is unusable (%s)", task.layout.prefix, exc)
-            return None
+        request = self.files.read_params(task.layout)
         if request is None or request.identity.digest != task.digest:
             log.error("cannot start %s again: its params.yaml is missing or names another try", task.layout.prefix)
             return None
@@ -359,70 +329,3 @@ class Launcher:
                 log.info("renewed the run session of %s", task.layout.prefix)
         except Exception:
             log.exception("renewing the run session of %s failed; the next reap tries again", task.layout.prefix)
-
-    def _write_stand_in(self, layout: ResultLayout, seen: BackendState | None, stop: StopRequest | None) -> Status:
-        if stop is not None:
-            reason = StopReason.STOPPED
-            if seen is not None and seen.detail:
-                how = seen.detail
-            elif seen is not None:  # the platform answered the stop before the task ended (ECS's StopTask)
-                how = f"its container was {seen.state.value} when it was asked to stop"
-            else:
-                how = "its container never started"
-            error = f"stopped by airlaunch ({stop.reason}); {how}"
-        elif seen is not None:
-            reason, error = seen.reason or StopReason.LOST, seen.detail or "its container ended"
-        else:
-            reason, error = StopReason.LOST, "no container runs for this try and it wrote no status.json"
-        now = utcnow()
-        root = self.settings.key_prefix.strip("/")
-        status = Status(
-            state=TaskState.FAILED,
-            exit_code=seen.exit_code if seen is not None else None,
-            reason=reason,
-            started_at=now,
-            ended_at=now,
-            execution_id=layout.prefix.removeprefix(f"{root}/" if root else "").rstrip("/"),
-            error=f"{error}; no status.json from the task, so the launcher wrote this one",
-            log_tail=list(seen.log_tail) if seen is not None else [],
-            result_keys={"params": layout.params_key},
-            host=seen.host if seen is not None else "",
-            written_by="launcher",
-        )
-        try:  # never over a status.json the runtime managed to write after all
-            self.s3.put_object(
-                Bucket=layout.bucket,
-                Key=layout.status_key,
-                Body=status.to_json().encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
-                raise
-            return self.read_status(layout) or status
-        log.info("recorded the end of %s: %s", layout.prefix, status.error)
-        return status
-
-    # -- S3 -----------------------------------------------------------------------------------------
-    def _request_stop(self, layout: ResultLayout, why: str) -> None:
-        self.s3.put_object(
-            Bucket=layout.bucket, Key=layout.stop_key, Body=StopRequest(why).to_json().encode(),
-            ContentType="application/json",
-        )  # fmt: skip
-
-    def _read_stop(self, layout: ResultLayout) -> StopRequest | None:
-        body = self._get(layout, layout.stop_key)
-        return StopRequest.from_json(body) if body is not None else None
-
-    def read_status(self, layout: ResultLayout) -> Status | None:
-        return status_of(self._get(layout, layout.status_key), layout)
-
-    def _get(self, layout: ResultLayout, key: str) -> bytes | None:
-        try:
-            body: bytes = self.s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise
-        return body
