@@ -16,13 +16,11 @@ from airlaunch.cli.store import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TIMEOUT,
-    RUNNING,
     CliError,
     ResultStore,
-    TaskTry,
-    latest_tries,
     parallel,
 )
+from airlaunch.cli.tries import RUNNING, TaskTry, latest_tries
 from airlaunch.protocol import TaskState
 
 

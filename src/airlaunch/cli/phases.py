@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from airlaunch.cli.store import TaskTry
+from airlaunch.cli.tries import TaskTry
 from airlaunch.protocol import PARAMS_FILE, EcsTimes, Timeline
 
 CONTAINER = "container"

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 from airlaunch.cli.phases import CONTAINER, Span, at, phases_of
 from airlaunch.cli.render import human_bytes, human_duration, json_out, table
-from airlaunch.cli.store import EXIT_OK, ResultStore, TaskTry
+from airlaunch.cli.store import EXIT_OK, ResultStore
+from airlaunch.cli.tries import TaskTry
 from airlaunch.cost import (
     CostError,
     Platform,
