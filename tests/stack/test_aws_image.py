@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from airlaunch.deploy import images
+from airlaunch.deploy import ecr_images, images
 from tests.moto_server import free_port
 
 pytestmark = pytest.mark.stack  # docker build and push to a registry of its own
 
 ROOT = Path(__file__).resolve().parents[2]
-ACCEPT = ", ".join(sorted(images.SINGLE_IMAGE_TYPES | images.INDEX_TYPES))
+ACCEPT = ", ".join(sorted(ecr_images.SINGLE_IMAGE_TYPES | ecr_images.INDEX_TYPES))
 TAG = "airlaunch-awstest/launcher"
 
 
@@ -101,8 +101,8 @@ def test_the_build_names_one_platform(pushed: tuple[str, list[str]]) -> None:
 def test_the_pushed_launcher_is_a_single_platform_image_manifest(registry: str, pushed: tuple[str, list[str]]) -> None:
     media_type, body = _get(f"http://{registry}/v2/{TAG}/manifests/1")
     manifest = json.loads(body)
-    assert media_type in images.SINGLE_IMAGE_TYPES and "manifests" not in manifest
-    assert images.judge_manifest(f"{TAG}:1", media_type, body.decode()) == media_type
+    assert media_type in ecr_images.SINGLE_IMAGE_TYPES and "manifests" not in manifest
+    assert ecr_images.judge_manifest(f"{TAG}:1", media_type, body.decode()) == media_type
     _, config = _get(f"http://{registry}/v2/{TAG}/blobs/{manifest['config']['digest']}", "*/*")
     image = json.loads(config)
     assert (image["os"], image["architecture"]) == ("linux", "amd64")

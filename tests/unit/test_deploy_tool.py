@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from airlaunch.catalog import Catalog
-from airlaunch.deploy import account, images, smoke
+from airlaunch.deploy import account, ecr_images, images, smoke
 from airlaunch.deploy.cloudformation import change_kind
 from airlaunch.deploy.connection import airflow_setup
 from airlaunch.deploy.errors import DeployError
@@ -112,14 +112,14 @@ INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+js
 def test_a_single_platform_manifest_is_what_lambda_gets(ecr: Any) -> None:
     ecr.put_image(repositoryName="dev/launcher", imageManifest=json.dumps(SINGLE), imageTag="good",
                   imageManifestMediaType=SINGLE["mediaType"])  # fmt: skip
-    assert images.check_single_image(ecr, "dev/launcher", "good") == SINGLE["mediaType"]
+    assert ecr_images.check_single_image(ecr, "dev/launcher", "good") == SINGLE["mediaType"]
 
 
 def test_an_image_index_is_refused_before_lambda_sees_it(ecr: Any) -> None:
     ecr.put_image(repositoryName="dev/launcher", imageManifest=json.dumps(INDEX), imageTag="attested",
                   imageManifestMediaType=INDEX["mediaType"])  # fmt: skip
     with pytest.raises(DeployError, match=r"is an image index .* --provenance=false --sbom=false"):
-        images.check_single_image(ecr, "dev/launcher", "attested")
+        ecr_images.check_single_image(ecr, "dev/launcher", "attested")
 
 
 def test_repositories_are_created_once_with_scanning_and_expiry(ecr: Any) -> None:
@@ -131,7 +131,7 @@ def test_repositories_are_created_once_with_scanning_and_expiry(ecr: Any) -> Non
     assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
     pusher.keep("dev/reference-tasks", ["0123456789abcdef"])  # moto checks the text as ECR's validator does
     rules = json.loads(ecr.get_lifecycle_policy(repositoryName="dev/reference-tasks")["lifecyclePolicyText"])
-    assert rules == images.lifecycle_policy(["0123456789abcdef"])
+    assert rules == ecr_images.lifecycle_policy(["0123456789abcdef"])
     assert said == [
         "==> Created ECR repository dev/reference-tasks",
         "==> ECR dev/reference-tasks: keeps 0123456789abcdef (used by the stack) and the 10 images pushed last; "
@@ -172,14 +172,14 @@ def _expired(policy: dict[str, Any], pushed: list[set[str]]) -> set[int]:
 
 def test_the_images_in_use_never_expire_and_the_last_ten_stay() -> None:
     """Every push has a tag of its own (its image id), so expiring untagged images would keep all forever."""
-    policy = images.lifecycle_policy(["t00", "t03"])
+    policy = ecr_images.lifecycle_policy(["t00", "t03"])
     priorities = [rule["rulePriority"] for rule in policy["rules"]]
     assert priorities == [1, 2, 3] and policy["rules"][-1]["selection"]["tagStatus"] == "any"  # 'any' goes last
     assert [rule["selection"].get("tagPatternList") for rule in policy["rules"]] == [["t00"], ["t03"], None]
     pushed = [{f"t{i:02}"} for i in range(25)]  # t00 pushed first, t24 last; the stack uses t00 and t03
     assert _expired(policy, pushed) == set(range(1, 15)) - {3}
-    assert _expired(images.lifecycle_policy([]), pushed) == set(range(15))
-    assert _expired(images.lifecycle_policy(["t00"]), [*pushed, set(), set()]) == set(range(1, 17))
+    assert _expired(ecr_images.lifecycle_policy([]), pushed) == set(range(15))
+    assert _expired(ecr_images.lifecycle_policy(["t00"]), [*pushed, set(), set()]) == set(range(1, 17))
 
 
 def test_what_the_stack_uses_is_read_from_its_template_and_launcher_parameter() -> None:
@@ -193,12 +193,14 @@ def test_what_the_stack_uses_is_read_from_its_template_and_launcher_parameter() 
              "Parameters": [{"ParameterKey": "LauncherImageUri", "ParameterValue": uri}]}  # fmt: skip
     with Stubber(cfn) as stub:
         stub.add_response("get_template", {"TemplateBody": rendered}, {"StackName": "dev", "TemplateStage": "Original"})
-        assert images.stack_image_tags(cfn, stack) == {
+        assert ecr_images.stack_image_tags(cfn, stack) == {
             "dev/reference-tasks": {"fedcba9876543210"},
             "dev/launcher": {"0123456789abcdef"},
         }
     assert (
-        images.stack_image_tags(cfn, None) == {} == images.stack_image_tags(cfn, {"StackStatus": "REVIEW_IN_PROGRESS"})
+        ecr_images.stack_image_tags(cfn, None)
+        == {}
+        == ecr_images.stack_image_tags(cfn, {"StackStatus": "REVIEW_IN_PROGRESS"})
     )
 
 

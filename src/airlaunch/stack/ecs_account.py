@@ -44,7 +44,7 @@ import boto3
 
 from airlaunch.aws_names import function_name
 from airlaunch.catalog import Catalog
-from airlaunch.deploy import account, cloudformation, images, secrets
+from airlaunch.deploy import account, cloudformation, ecr_images, images, secrets
 from airlaunch.deploy.template import body, render
 from airlaunch.stack.config import StackConfig
 from airlaunch.stack.ecs_emulator import EcsEmulator, Settings
@@ -164,7 +164,7 @@ def deploy(
         "LauncherConcurrency": str(concurrency),
     }
     arns = secrets.resolve_arns(session.client("secretsmanager", endpoint_url=secrets_endpoint or endpoint), catalog)
-    template = body(render(catalog, images.tags_of(pushed), secret_arns=arns))
+    template = body(render(catalog, ecr_images.tags_of(pushed), secret_arns=arns))
     cloudformation.deploy(cfn, stack_name, parameters, lambda _question: True, template, 1)
     configuration = client("lambda").get_function_configuration(FunctionName=function_name(stack_name))
     environment = {k: str(v) for k, v in configuration["Environment"]["Variables"].items()}
