@@ -44,7 +44,7 @@ from typing import Any
 from airlaunch.aws_errors import body_if_present
 from airlaunch.catalog import TaskSpec
 from airlaunch.launcher.backends.base import ENV_START_ATTEMPT, BackendState, LiveTask, Started, StoppedTask
-from airlaunch.launcher.backends.docker import LOG_TAIL_LINES, how_it_ended
+from airlaunch.launcher.backends.docker_containers import LOG_TAIL_LINES, how_it_ended
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_CACHE_CLAIM,

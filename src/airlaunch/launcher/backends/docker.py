@@ -5,7 +5,8 @@ second launch of the same try fail with 409 instead of starting a duplicate; the
 launcher then reports the existing container. Containers run unprivileged, with every
 capability dropped and no host mounts. They are kept after they exit, so their exit code
 and OOM flag can be read (``describe``) and recorded; the launcher's event watcher
-(``docker_events``) removes each one (``forget``) once its end is in S3.
+(``docker_events``) removes each one (``forget``) once its end is in S3. Reading a container's
+record (its try, its files, how it ended) is launcher.backends.docker_containers'.
 
 A task's secrets reach it in its environment, read by the launcher at the launch
 (launcher.secrets), so whoever may inspect containers on the Docker engine sees them, as with any
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -32,15 +31,27 @@ from airlaunch.launcher.backends.base import (
     LiveTask,
     Started,
     StoppedTask,
-    killed_by,
     labels_for,
+)
+from airlaunch.launcher.backends.docker_containers import (
+    BUCKET_LABEL,
+    CACHE_LABEL,
+    LIVE_STATES,
+    LOG_TAIL_LINES,
+    PENDING_STATES,
+    PREFIX_LABEL,
+    TIMEOUT_LABEL,
+    container_name,
+    environment,
+    how_it_ended,
+    iso,
+    live_task,
 )
 from airlaunch.protocol import (
     ENV_BUCKET,
     ENV_CACHE_CLAIM,
     ENV_PREFIX,
     ENV_TIMEOUT_SECONDS,
-    ResultLayout,
     RunIdentity,
     StopReason,
     TaskState,
@@ -49,44 +60,6 @@ from airlaunch.protocol import (
 )
 
 log = logging.getLogger(__name__)
-
-_PENDING_STATES = {"created", "restarting"}
-_LIVE_STATES = _PENDING_STATES | {"running"}
-# Where a container's results go and its timeout, as labels too: a listing shows labels, not the environment.
-BUCKET_LABEL, PREFIX_LABEL, TIMEOUT_LABEL = "airlaunch.bucket", "airlaunch.prefix", "airlaunch.timeout"
-CACHE_LABEL = "airlaunch.cache"  # the result cache's claim (launcher.cache), when its launch missed
-LOG_TAIL_LINES = 20
-
-
-def container_name(identity: RunIdentity) -> str:
-    return f"airlaunch-{identity.digest}"
-
-
-def _epoch(timestamp: str) -> float | None:
-    """Docker's RFC 3339 time with nanoseconds -> epoch seconds."""
-    if not timestamp or timestamp.startswith("0001-"):
-        return None
-    head, _, fraction = timestamp.rstrip("Z").partition(".")
-    return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{fraction or 0}")
-
-
-def _iso(timestamp: str) -> str | None:
-    """Docker's RFC 3339 time (nanoseconds) as an ISO 8601 time with milliseconds."""
-    epoch = _epoch(timestamp)
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds") if epoch is not None else None
-
-
-def how_it_ended(state: dict[str, Any], memory_limit: int) -> tuple[StopReason, str]:
-    """A container's end from Docker's State, in words: OOM, a signal, or an exit code."""
-    code = int(state.get("ExitCode") or 0)
-    if state.get("OOMKilled"):
-        limit = f" at its {memory_limit // 2**20} MiB memory limit" if memory_limit else ""
-        return StopReason.OOM, f"out of memory: the kernel killed it{limit} (exit code {code})"
-    if killed := killed_by(code):
-        return StopReason.KILLED, f"{killed} (exit code {code})"
-    if state.get("Error"):
-        return StopReason.PLATFORM, f"Docker could not run it: {state['Error']} (exit code {code})"
-    return StopReason.LOST, f"it exited with code {code} without its runtime recording how it ended"
 
 
 class DockerBackend:
@@ -129,48 +102,21 @@ class DockerBackend:
                 except DockerException as exc:
                     raise LaunchError(f"cannot inspect container {container.id}: {exc}", retryable=True) from exc
             listed.append(container)
-        return [c for c in listed if c.status in _LIVE_STATES] if live_only else listed
-
-    @staticmethod
-    def _live_task(container: Container) -> LiveTask:
-        """From a listing (labels, Created) or an inspect (labels or environment, State.StartedAt)."""
-        attrs = container.attrs
-        config = attrs.get("Config") or {}
-        labels = attrs.get("Labels") or config.get("Labels") or {}
-        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
-        timeout = labels.get(TIMEOUT_LABEL) or env.get(ENV_TIMEOUT_SECONDS)
-        state = attrs.get("State")
-        return LiveTask(
-            task_ref=container.id or "",
-            digest=labels.get("airlaunch.identity", ""),
-            layout=ResultLayout(
-                bucket=labels.get(BUCKET_LABEL) or env.get(ENV_BUCKET, ""),
-                prefix=labels.get(PREFIX_LABEL) or env.get(ENV_PREFIX, ""),
-            ),
-            started_at=_epoch(state.get("StartedAt", "")) if isinstance(state, dict) else attrs.get("Created"),
-            timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
-            cache=labels.get(CACHE_LABEL) or env.get(ENV_CACHE_CLAIM, ""),
-        )
+        return [c for c in listed if c.status in LIVE_STATES] if live_only else listed
 
     def task(self, task_ref: str) -> LiveTask | None:
         container = self._get(task_ref)
-        return (
-            self._live_task(container) if container is not None and "airlaunch.identity" in container.labels else None
-        )
+        return live_task(container) if container is not None and "airlaunch.identity" in container.labels else None
 
     def live(self, identity: RunIdentity) -> list[LiveTask]:
-        return [self._live_task(c) for c in self._list(f"airlaunch.slot={identity.slot}")]
+        return [live_task(c) for c in self._list(f"airlaunch.slot={identity.slot}")]
 
     def live_tasks(self) -> list[LiveTask]:
-        return [self._live_task(c) for c in self._list("airlaunch.identity")]
+        return [live_task(c) for c in self._list("airlaunch.identity")]
 
     def ended_tasks(self) -> list[LiveTask]:
         """Containers that ended and are still kept (their end not yet recorded)."""
-        return [
-            self._live_task(c)
-            for c in self._list("airlaunch.identity", live_only=False)
-            if c.status not in _LIVE_STATES
-        ]
+        return [live_task(c) for c in self._list("airlaunch.identity", live_only=False) if c.status not in LIVE_STATES]
 
     def start(self, spec: TaskSpec, identity: RunIdentity, env: dict[str, str]) -> Started:
         try:
@@ -227,8 +173,8 @@ class DockerBackend:
         return Started(
             task_ref=container.id or "",
             launched=True,
-            created_at=_iso(container.attrs.get("Created", "")),
-            started_at=_iso(state.get("StartedAt", "")),
+            created_at=iso(container.attrs.get("Created", "")),
+            started_at=iso(state.get("StartedAt", "")),
         )
 
     def image_digest(self, spec: TaskSpec) -> str | None:
@@ -268,7 +214,7 @@ class DockerBackend:
         if container is None:
             return BackendState(TaskState.LOST, detail="its container no longer exists", reason=StopReason.LOST)
         state = container.attrs.get("State", {})
-        if container.status in _PENDING_STATES:
+        if container.status in PENDING_STATES:
             return BackendState(TaskState.PENDING, detail=container.status)
         if container.status == "running":
             return BackendState(TaskState.RUNNING)
@@ -278,7 +224,7 @@ class DockerBackend:
         except DockerException:
             output = []
         config = container.attrs.get("Config") or {}
-        secrets = secret_values(dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item))
+        secrets = secret_values(environment(config))
         output = [mask(line, secrets) for line in output] if secrets else output
         return BackendState(
             TaskState.LOST,
@@ -292,7 +238,7 @@ class DockerBackend:
 
     def stop(self, task_ref: str, reason: str) -> bool:
         container = self._get(task_ref)
-        if container is None or container.status not in _LIVE_STATES:
+        if container is None or container.status not in LIVE_STATES:
             return False
         log.info("stopping container %s: %s", task_ref, reason)
         try:
@@ -307,7 +253,7 @@ class DockerBackend:
 
     def forget(self, task_ref: str) -> None:
         container = self._get(task_ref)
-        if container is not None and container.status not in _LIVE_STATES:
+        if container is not None and container.status not in LIVE_STATES:
             try:
                 container.remove()
             except (NotFound, APIError) as exc:  # already being removed
