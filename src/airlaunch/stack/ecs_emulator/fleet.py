@@ -26,6 +26,11 @@ How it ends, in ECS's words ("Amazon ECS stopped tasks error codes"; TaskStopCod
 
 All state lives under one lock; Docker calls are made outside it. The short states after an
 exit last ``phase_seconds`` each (ECS takes tens of seconds; the emulator keeps them brief).
+
+One job, a little over 300 lines: every transition above reads and writes the same task records
+under that one lock, so the state machine stays in one module; what it stands on is elsewhere
+(the records in ecs_emulator.records, building and running containers in containers and runner,
+the events in events, the clock in clock).
 """
 
 from __future__ import annotations
