@@ -1,4 +1,5 @@
-"""A moto server of a test's own on a free loopback port (never the lead's LocalStack ports)."""
+"""Servers of a test's own on free loopback ports (never the lead's LocalStack ports): moto, or any local
+server that answers HTTP (``local_server``)."""
 
 from __future__ import annotations
 
@@ -20,27 +21,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(log: Path) -> Iterator[str]:
-    """Start ``moto_server`` on 127.0.0.1 and yield its URL; stop it afterwards."""
-    port = free_port()
+def local_server(command: list[str], log: Path, probe: str, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (its output in ``log``) until ``probe``, a URL of it, answers, within ``seconds``;
+    yield the process, and stop it afterwards (SIGTERM, then SIGKILL after 10 s)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + seconds
         while True:
             try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(probe, timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start; see {log}") from None
+                    raise RuntimeError(f"{command[0]} did not start; see {log}:\n{log.read_text()[-2000:]}") from None
                 time.sleep(0.1)
-        yield url
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -48,6 +44,16 @@ def moto_server(log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # a busy machine: it had its chance to stop cleanly
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def moto_server(log: Path) -> Iterator[str]:
+    """Start ``moto_server`` on 127.0.0.1 and yield its URL; stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
+    with local_server(command, log, f"{url}/moto-api/", 30):
+        yield url
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from airlaunch.deploy import ecr_images, images
-from tests.moto_server import free_port
+from tests.moto_server import free_port, local_server
 
 pytestmark = pytest.mark.stack  # docker build and push to a registry of its own
 
@@ -42,22 +41,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: " + str(root / "data") + "\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    with (root / "registry.log").open("wb") as log:
-        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, (root / "registry.log").read_text()
-                time.sleep(0.1)
+    with local_server([binary, "serve", str(config)], root / "registry.log", f"http://{address}/v2/", 20):
         yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _docker(*args: str) -> str:

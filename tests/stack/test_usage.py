@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 
 from airlaunch.cli import main
-from airlaunch.protocol import Status
 from tests.conftest import LauncherClient
+from tests.unit.conftest import moments_in_order
 
 pytestmark = pytest.mark.stack
 
@@ -27,25 +26,6 @@ MIB = 1024 * 1024
 
 def in_dag(identity: dict[str, Any], task_id: str) -> dict[str, Any]:
     return {**identity, "dag_id": DAG, "task_id": task_id}
-
-
-def moments_in_order(status: Status) -> list[datetime]:
-    """Every moment the runtime saw, with status.json's own, in the order they must have happened."""
-    assert status.usage is not None, "status.json has no usage record"
-    phases = status.usage.phases
-    moments = [
-        phases.runtime_started_at,
-        status.started_at,
-        phases.params_read_at,
-        phases.user_code_started_at,
-        phases.user_code_ended_at,
-        phases.results_uploaded_at,
-        status.ended_at,
-    ]
-    assert all(moments), moments
-    parsed = [datetime.fromisoformat(m or "") for m in moments]
-    assert parsed == sorted(parsed), moments
-    return parsed
 
 
 def report_json(capsys: pytest.CaptureFixture[str], bucket: str, run_id: str, *extra: str) -> Any:

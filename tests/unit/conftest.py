@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from airlaunch.protocol import ResultLayout, RunIdentity, Status, StopReason, TaskState, Usage
+from airlaunch.protocol import PARAMS_FILE, ResultLayout, RunIdentity, Status, StopReason, TaskState, Usage
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +86,29 @@ def put_try(
 
 def as_json(text: str) -> Any:
     return json.loads(text)
+
+
+def with_params_yaml(s3: Any, bucket: str, prefix: str) -> Any:
+    """``s3`` with ``bucket`` holding a try's params.yaml under ``prefix``: what a task runtime reads first."""
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=prefix + PARAMS_FILE, Body=b"params: {}\nrun: {}\n")
+    return s3
+
+
+def moments_in_order(status: Status) -> list[datetime]:
+    """Every moment the runtime saw, with status.json's own, in the order they must have happened."""
+    assert status.usage is not None, "status.json has no usage record"
+    phases = status.usage.phases
+    moments = [
+        phases.runtime_started_at,
+        status.started_at,
+        phases.params_read_at,
+        phases.user_code_started_at,
+        phases.user_code_ended_at,
+        phases.results_uploaded_at,
+        status.ended_at,
+    ]
+    assert all(moments), moments
+    parsed = [datetime.fromisoformat(m or "") for m in moments]
+    assert parsed == sorted(parsed), moments
+    return parsed

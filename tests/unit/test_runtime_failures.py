@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, PARAMS_FILE, STATUS_FILE, Resources, Status, StopReason
+from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, STATUS_FILE, Resources, Status, StopReason
 from airlaunch.runtime import resources
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
 from airlaunch.runtime.settings import RuntimeSettings
+from tests.unit.conftest import with_params_yaml
 
 BUCKET = "runtime-failures"
 PREFIX = "runs/d/r/t/-1/1/"
@@ -22,9 +23,7 @@ KILL_ITSELF = "import os, signal\nprint('about to die', flush=True)\nos.kill(os.
 @pytest.fixture
 def s3(moto_s3: Any) -> Any:
     """moto's S3 (tests/unit/conftest.py) with the try's params.yaml in place."""
-    moto_s3.create_bucket(Bucket=BUCKET)
-    moto_s3.put_object(Bucket=BUCKET, Key=PREFIX + PARAMS_FILE, Body=b"params: {}\nrun: {}\n")
-    return moto_s3
+    return with_params_yaml(moto_s3, BUCKET, PREFIX)
 
 
 def _run(s3: Any, tmp_path: Path, code: str) -> tuple[int, Status]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, PARAMS_FILE, STATUS_FILE, Status, TaskState
+from airlaunch.protocol import ENV_BUCKET, ENV_PREFIX, STATUS_FILE, Status, TaskState
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
 from airlaunch.runtime.settings import RuntimeSettings
+from tests.unit.conftest import moments_in_order, with_params_yaml
 
 BUCKET = "runtime-usage"
 PREFIX = "runs/d/r/t/-1/1/"
@@ -21,9 +21,7 @@ BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() 
 @pytest.fixture
 def s3(moto_s3: Any) -> Any:
     """moto's S3 (tests/unit/conftest.py) with the try's params.yaml in place."""
-    moto_s3.create_bucket(Bucket=BUCKET)
-    moto_s3.put_object(Bucket=BUCKET, Key=PREFIX + PARAMS_FILE, Body=b"params: {}\nrun: {}\n")
-    return moto_s3
+    return with_params_yaml(moto_s3, BUCKET, PREFIX)
 
 
 def test_status_json_carries_phases_in_order_and_the_cpu_the_task_burnt(s3: Any, tmp_path: Path) -> None:
@@ -34,18 +32,7 @@ def test_status_json_carries_phases_in_order_and_the_cpu_the_task_burnt(s3: Any,
 
     status = Status.from_json(s3.get_object(Bucket=BUCKET, Key=PREFIX + STATUS_FILE)["Body"].read())
     assert status.state is TaskState.SUCCEEDED and status.usage is not None
-    phases = status.usage.phases
-    moments = [
-        phases.runtime_started_at,
-        status.started_at,
-        phases.params_read_at,
-        phases.user_code_started_at,
-        phases.user_code_ended_at,
-        phases.results_uploaded_at,
-        status.ended_at,
-    ]
-    parsed = [datetime.fromisoformat(m or "") for m in moments]
-    assert parsed == sorted(parsed), moments
+    parsed = moments_in_order(status)
     # The user code ran about 0.3 s of CPU between its start and end marks.
     code = parsed[4] - parsed[3]
     assert 0.25 < code.total_seconds() < 30

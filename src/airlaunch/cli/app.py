@@ -17,7 +17,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
@@ -46,24 +46,23 @@ def add_common_args(parser: argparse.ArgumentParser, settings: CliSettings, *, w
     parser.add_argument("--json", action="store_true", default=default(False), help="print JSON, for scripts")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+def _positive_of(what: str) -> Callable[[str], float]:
+    """An argparse type: a number above 0, refused as "not a positive ``what``" otherwise."""
+
+    def positive(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive {what}")
+        return value
+
+    return positive
 
 
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
+_positive = _positive_of("number of seconds")
+_positive_number = _positive_of("number")
 
 
 def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
