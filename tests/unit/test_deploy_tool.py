@@ -544,10 +544,15 @@ def _smoke_answers(lambdas: Stubber, objects: Stubber, peek: dict[str, Any]) -> 
             objects.add_response("get_object", _body(json.dumps(peek).encode()))
 
 
-def test_smoke_runs_the_diagnostic_task_and_times_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+def _smoke_clients(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The smoke test's Lambda and S3 clients, to be stubbed; its pauses take no time."""
     monkeypatch.setattr(smoke.time, "sleep", lambda seconds: None)
-    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
-    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    creds = {"region_name": REGION, "aws_access_key_id": "x", "aws_secret_access_key": "y"}
+    return boto3.client("lambda", **creds), boto3.client("s3", **creds)
+
+
+def test_smoke_runs_the_diagnostic_task_and_times_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    lam, s3 = _smoke_clients(monkeypatch)
     peek = {"proc_1_environ": "denied (Permission denied)", "own_environment_has_run_session": False}
     with Stubber(lam) as lambdas, Stubber(s3) as objects:
         _smoke_answers(lambdas, objects, peek)
@@ -560,9 +565,7 @@ def test_smoke_runs_the_diagnostic_task_and_times_each_step(monkeypatch: pytest.
 
 
 def test_smoke_fails_when_the_tasks_command_can_read_its_run_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(smoke.time, "sleep", lambda seconds: None)
-    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
-    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    lam, s3 = _smoke_clients(monkeypatch)
     peek = {"proc_1_environ": "readable, holds the run session", "own_environment_has_run_session": False}
     with Stubber(lam) as lambdas, Stubber(s3) as objects:
         _smoke_answers(lambdas, objects, peek)

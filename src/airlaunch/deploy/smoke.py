@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from airlaunch.aws_errors import is_missing
+from airlaunch.aws_errors import body_if_present
 from airlaunch.deploy.errors import DeployError, aws_reason
 from airlaunch.protocol import (
     Call,
@@ -150,9 +150,6 @@ def _peek(lam: Any, s3: Any, function: str, timeout: float, poll: float) -> dict
 
 def _read(s3: Any, bucket: str, key: str) -> bytes | None:
     try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
+        return body_if_present(s3, bucket, key)
     except ClientError as exc:
-        if is_missing(exc):
-            return None
         raise DeployError(f"reading s3://{bucket}/{key} failed: {aws_reason(exc)}") from exc

@@ -68,8 +68,8 @@ class SessionFiles:
 
     @classmethod
     def of(cls, bucket: str, key_prefix: str, identity: RunIdentity) -> SessionFiles:
-        segments = (identity.dag_id, identity.run_id, identity.task_id, str(identity.map_index), identity.try_key)
-        return cls(bucket, "/".join((sessions_root(key_prefix), *segments)) + "/")
+        """The try's folder of the result layout, under the sessions' root instead of the runs'."""
+        return cls(bucket, ResultLayout.for_identity(bucket, sessions_root(key_prefix), identity).prefix)
 
     @property
     def env_file(self) -> str:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from airlaunch.protocol.checks import InvalidRequest, require
+from airlaunch.protocol.checks import InvalidRequest, parse_json, require
 
 ENTRY_VERSION = 1
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -109,10 +109,7 @@ class CacheEntry:
 
     @classmethod
     def from_json(cls, body: str | bytes) -> CacheEntry:
-        try:
-            data: Any = json.loads(body)
-        except ValueError as exc:
-            raise InvalidRequest("cache_entry", f"is not JSON: {exc}") from exc
+        data = parse_json(body, "cache_entry")
         require(data, "cache_entry", dict)
         known = {"key", "task", "image", "bucket", "prefix", "files", "created_at", "ttl_seconds", "version"}
         try:

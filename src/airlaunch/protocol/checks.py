@@ -9,6 +9,7 @@ use :class:`InvalidRequest` only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from typing import Any
 
@@ -20,6 +21,14 @@ class InvalidRequest(ValueError):
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
         self.message = message
+
+
+def parse_json(text: str | bytes, field_name: str, what: str = "") -> Any:
+    """``text`` as JSON; InvalidRequest on ``field_name`` when it is not JSON (``what``: the file, in words)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(field_name, f"{what} is not JSON: {exc}".lstrip()) from exc
 
 
 def require(data: Any, field_name: str, kind: type | tuple[type, ...]) -> Any:

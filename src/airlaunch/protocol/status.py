@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from airlaunch.protocol.checks import InvalidRequest, check_keys, require
+from airlaunch.protocol.checks import InvalidRequest, check_keys, parse_json, require
 from airlaunch.protocol.layout import STATUS_FILE, ResultLayout
 from airlaunch.protocol.telemetry import Usage
 
@@ -117,11 +117,7 @@ class Status:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Status:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise InvalidRequest("status", f"status.json is not JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "status", "status.json"))
 
 
 def status_of(body: bytes | None, layout: ResultLayout) -> Status | None:

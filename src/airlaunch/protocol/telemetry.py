@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airlaunch.protocol.checks import InvalidRequest, require, typed_record
+from airlaunch.protocol.checks import parse_json, require, typed_record
 
 # status.json carries these as the optional "usage" record.
 USAGE_VERSION = 1
@@ -173,10 +173,7 @@ class Timeline:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Timeline:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise InvalidRequest("timings", f"timings.json is not JSON: {exc}") from exc
+        data = parse_json(text, "timings", "timings.json")
         require(data, "timings", dict)
         return cls(
             airflow=AirflowMoments.from_dict(data.get("airflow") or {}),

@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from airlaunch.aws_clients import ADAPTIVE_RETRIES
-from airlaunch.aws_errors import error_code, is_missing
+from airlaunch.aws_errors import body_if_present, error_code, is_missing
 from airlaunch.protocol import (
     Action,
     Call,
@@ -173,13 +173,7 @@ class LauncherHook(LambdaHook):
     def read_bytes(self, bucket: str, key: str) -> bytes | None:
         for attempt in retrying(self.retry_seconds, self.retry_cap, f"reading s3://{bucket}/{key}"):
             with attempt:
-                try:
-                    body: bytes = self.s3_hook.conn.get_object(Bucket=bucket, Key=key)["Body"].read()
-                except ClientError as exc:
-                    if is_missing(exc):
-                        return None
-                    raise
-                return body
+                return body_if_present(self.s3_hook.conn, bucket, key)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     # -- async (triggerer) --------------------------------------------------------------------
