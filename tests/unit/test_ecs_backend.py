@@ -166,7 +166,7 @@ def test_a_start_that_failed_after_the_platform_took_it_keeps_the_task_and_its_p
     backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The platform started the task but the answer was lost (a timeout): the launch takes that task, and
-    its params.yaml stays (deleting it, as for a start that failed, made the task fail reading it)."""
+    its params.yaml stays (the task reads it first: deleting it, as for a start that failed, would fail the task)."""
     launcher = Launcher(backend.settings, CATALOG, backend, aws["s3"], {"AWS_REGION": REGION})
     identity = _identity("lost_answer")
     real_start, calls = backend.start, []
@@ -518,7 +518,8 @@ def test_an_event_of_the_documented_shape_records_the_end(
     backend: EcsBackend, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """AWS's own STOPPED event (ISO-string timestamps) through the Lambda handler: the launcher records the
-    OOM kill ECS reports and writes ecs.json on ECS's clock. (It raised AttributeError on a str startedAt.)"""
+    OOM kill ECS reports and writes ecs.json on ECS's clock. ECS's events spell times as ISO strings, where
+    boto3 gives datetimes: both must be read."""
     launcher = _launcher(backend, aws)
     handle = launcher.launch(LaunchRequest(task="task_one", identity=_identity("documented", ti_id=TI_1)))
     _platform_ends(

@@ -43,7 +43,7 @@ def test_each_event_loop_has_one_and_forgets_it_when_the_loop_ends() -> None:
 
 def test_every_launcher_function_and_connection_is_swept(monkeypatch: pytest.MonkeyPatch) -> None:
     """A triggerer whose tasks use two launcher functions, or one function through two connections, sweeps each
-    of them with its own hook (the sweep used to be bound to the first trigger's hook only)."""
+    of them with its own hook, not only the first trigger's."""
     swept: list[tuple[str, str]] = []
 
     async def no_warm_up() -> None:

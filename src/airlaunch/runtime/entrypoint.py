@@ -164,9 +164,9 @@ def main(argv: list[str]) -> int:
 def cli() -> None:
     """Run, then leave at once: status.json was the try's last word.
 
-    The interpreter's teardown (thousands of modules, boto3's) is CPU a finished container no
-    longer needs; among 200 others at a low CPU weight it kept finished containers alive for
-    tens of seconds after Airflow had ended their task.
+    The interpreter's teardown (thousands of modules, botocore's) is CPU a finished container no
+    longer needs; among 200 others at a low CPU weight it would keep a finished container alive
+    for tens of seconds after Airflow has ended its task.
     """
     code = main(sys.argv[1:])
     sys.stdout.flush()

@@ -7,17 +7,18 @@ localstack/init). Each triggerer process runs one ``StatusListener`` per queue (
 woken when its own key comes by. So a task is seen finished within milliseconds of its
 status.json, at no S3 cost per task.
 
-The listener lives as long as the triggerer's event loop, not as long as its tasks. (Airflow
-3.3's shared trigger streams stop their poll when the last subscriber leaves; a cancelled
-long poll stays open at SQS, which hands it the next message, invisible for the visibility
-timeout: with one task at a time every notification was lost that way.)
+The listener lives as long as the triggerer's event loop, not as long as its tasks: a
+cancelled long poll stays open at SQS, which hands it the next message, invisible for the
+visibility timeout, so a listener that stopped with its last task (as Airflow 3.3's shared
+trigger streams do when their last subscriber leaves) would lose every notification while
+one task at a time runs.
 
 With several triggerers (or a triggerer and a test), a message can reach one that does not
 watch that key. A listener deletes only messages for keys it watches, and hands the others
 back at once (visibility ``RELEASE_SECONDS``) for the other listeners; a message nobody
-claimed for ``UNCLAIMED_SECONDS`` is deleted. (Deleting after a few receives instead lost
-the notification whenever the wrong listener won every receive: one time in eight with two.)
-A trigger never depends on a message: it still reads status.json now and then, and polls
+claimed for ``UNCLAIMED_SECONDS`` is deleted. A count of receives would not do: the wrong
+listener can win every receive (with two listeners, one time in eight), and the notification
+would be lost. A trigger never depends on a message: it still reads status.json now and then, and polls
 every tick while the listener is ``degraded``. The listener never gives up: after an SQS
 error it wakes every waiting trigger (to poll), then polls SQS again with a growing pause
 (1 s to 30 s), and notifications resume when SQS answers again.
