@@ -4,9 +4,10 @@ Role chaining: a session that carries transitive session tags passes them on to 
 starts, so that AssumeRole is also authorized as sts:TagSession (tests/iam/authorizations says
 where AWS documents it). Session policies: the session's permissions are the intersection of
 the role's and the session policy's, and ``DateLessThan`` on ``aws:CurrentTime`` ends them at a
-deadline. The template of commit d11481b let a task renew its run session by assuming the files
-role again (trust ``TaskRenewsItsRun``, identity ``RenewOwnSession``), allowing sts:AssumeRole
-only: its renewal is denied here, so a task outliving its first hour lost its run files.
+deadline. A task that renews its run session by assuming the files role again (trust
+``TaskRenewsItsRun``, identity ``RenewOwnSession``) with sts:AssumeRole allowed alone is denied
+here, as AWS denies it: its session carries transitive tags, so the renewal also needs
+sts:TagSession, and without it a task outliving its first hour would lose its run files.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ LAUNCHER_TRUST = {
     "Action": ["sts:AssumeRole", "sts:TagSession"],
     "Condition": {"ForAllValues:StringEquals": {"sts:TransitiveTagKeys": list(RUN_TAG_KEYS)}},
 }
-# As the template of commit d11481b had them (infra/template.yaml, RunFilesRole).
+# A files role that lets a task renew its session with sts:AssumeRole alone (the renewal AWS denies).
 OLD_TRUST_RENEWAL = {
     "Sid": "TaskRenewsItsRun",
     "Effect": "Allow",
@@ -74,7 +75,7 @@ def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
 
 
 def _renewal(inherited: dict[str, str]) -> Call:
-    """The runtime's renewal of commit d11481b: AssumeRole of the files role, no tags passed."""
+    """A renewal by AssumeRole of the files role, no tags passed."""
     params = {"RoleArn": FILES_ROLE, "RoleSessionName": "al-x", "DurationSeconds": 3600}
     return Call("sts", "AssumeRole", params, "ASIARUNSESSION", inherited_tags=inherited)
 
