@@ -13,26 +13,14 @@ from typing import Any
 
 import pytest
 
-from airlaunch.cli import main
 from airlaunch.protocol import Status
 from tests.conftest import LauncherClient
+from tests.unit.conftest import run_cli, run_cli_json
 
 pytestmark = pytest.mark.stack
 
 DAG = "cli_tests"
 AIRLAUNCH = Path(sys.executable).parent / "airlaunch"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
-    code, out, err = cli(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def in_dag(identity: dict[str, Any], task_id: str, try_number: int = 1) -> dict[str, Any]:
@@ -53,7 +41,7 @@ def test_runs_tasks_show_and_wait_report_real_tries(
     launcher.wait_status(named)
     launcher.wait_status(retry)
 
-    listed = cli_json(capsys, "tasks", DAG, run)
+    listed = run_cli_json(capsys, "tasks", DAG, run)
     assert listed["dag_id"] == DAG and listed["run_id"] == run
     tries = listed["tries"]
     assert [(t["task_id"], t["try_number"], t["state"], t["exit_code"]) for t in tries] == [
@@ -70,14 +58,14 @@ def test_runs_tasks_show_and_wait_report_real_tries(
     assert tries[2]["uri"] == named.layout.uri() and tries[2]["map_index"] == -1
     assert all(0 < t["duration_seconds"] < 60 for t in tries)
 
-    code, out, _ = cli(capsys, "tasks", DAG, run)
+    code, out, _ = run_cli(capsys, "tasks", DAG, run)
     assert code == 0
     rows = [line.split() for line in out.splitlines()]
     assert rows[0] == ["TASK", "MAP", "TRY", "STATE", "EXIT", "DURATION", "RESULTS"]
     assert rows[1][:5] == ["flaky", "-", "1", "failed", "7"] and rows[1][6] == "params,log"
     assert rows[3][:5] == ["say_name", "-", "1", "succeeded", "0"] and rows[3][6] == "params,result,log"
 
-    summary = [r for r in cli_json(capsys, "runs", "--dag", DAG) if r["run_id"] == run]
+    summary = [r for r in run_cli_json(capsys, "runs", "--dag", DAG) if r["run_id"] == run]
     assert len(summary) == 1
     assert {k: summary[0][k] for k in ("tries", "succeeded", "failed", "running", "other")} == {
         "tries": 3,
@@ -87,22 +75,22 @@ def test_runs_tasks_show_and_wait_report_real_tries(
         "other": 0,
     }
 
-    latest = cli_json(capsys, "show", DAG, run, "flaky")  # the latest try unless --try
+    latest = run_cli_json(capsys, "show", DAG, run, "flaky")  # the latest try unless --try
     assert latest["try_number"] == 2 and latest["state"] == "succeeded"
     assert latest["result"]["echo"] == "second" and latest["status"]["reason"] == "exit"
 
-    code, out, _ = cli(capsys, "show", DAG, run, "flaky", "--try", "1")
+    code, out, _ = run_cli(capsys, "show", DAG, run, "flaky", "--try", "1")
     assert code == 0
     assert "state:       failed" in out and "exit code:   7 (exit)" in out
     assert "error:       exit code 7: exiting with code 7" in out
     assert "log tail:\n" in out and "  exiting with code 7\n" in out and "result.json" not in out
 
-    code, out, _ = cli(capsys, "show", DAG, run, "say_name")
+    code, out, _ = run_cli(capsys, "show", DAG, run, "say_name")
     assert code == 0 and "log tail" not in out
     assert json.loads(out.split("result.json:\n", 1)[1]) == {"message": "my name is say_name", "map_index": -1}
 
     # The failed first try of "flaky" was retried: the run counts as succeeded.
-    code, out, _ = cli(capsys, "wait", DAG, run, "--interval", "0.2")
+    code, out, _ = run_cli(capsys, "wait", DAG, run, "--interval", "0.2")
     assert code == 0
     assert out.startswith(f"{DAG}/{run}: 2/2 tasks finished (2 succeeded) [") and out.count("\n") == 1
 
@@ -132,7 +120,7 @@ def test_wait_watches_a_live_run_and_fails_when_a_task_fails(
     launcher.launch("diagnostic", in_dag(identity, "sleeper"), {"action": "sleep", "seconds": 3})
     launcher.launch("diagnostic", in_dag(identity, "breaker"), {"action": "exit", "code": 3})
 
-    code, out, err = cli(capsys, "wait", DAG, run, "--interval", "0.2", "--timeout", "60")
+    code, out, err = run_cli(capsys, "wait", DAG, run, "--interval", "0.2", "--timeout", "60")
 
     assert code == 1, err
     lines = out.splitlines()
@@ -154,7 +142,7 @@ def test_wait_times_out_with_a_progress_line_on_a_terminal(
     try:
         monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
         started = time.monotonic()
-        code, out, err = cli(capsys, "wait", DAG, identity["run_id"], "--interval", "0.2", "--timeout", "1.5")
+        code, out, err = run_cli(capsys, "wait", DAG, identity["run_id"], "--interval", "0.2", "--timeout", "1.5")
         assert 1.5 <= time.monotonic() - started < 10
     finally:
         launcher.invoke({"action": "stop", "handle": handle.to_dict(), "reason": "test"})
@@ -173,7 +161,7 @@ def test_log_follow_prints_the_live_log_until_the_task_ends(
     with pytest.raises(s3.exceptions.ClientError):  # not finished yet: the follow has to poll
         s3.head_object(Bucket=handle.bucket, Key=handle.layout.status_key)
 
-    code, out, err = cli(capsys, "log", DAG, run, "sleeper", "--follow", "--interval", "0.2")
+    code, out, err = run_cli(capsys, "log", DAG, run, "sleeper", "--follow", "--interval", "0.2")
 
     assert code == 0
     assert err == "airlaunch: sleeper try 1 ended: succeeded (exit code 0)\n"
@@ -183,7 +171,7 @@ def test_log_follow_prints_the_live_log_until_the_task_ends(
     ]
     assert Status.from_json(launcher.read(handle.layout, "status.json")).state == "succeeded"
 
-    code, again, _ = cli(capsys, "log", DAG, run, "sleeper")
+    code, again, _ = run_cli(capsys, "log", DAG, run, "sleeper")
     assert code == 0 and again == out
 
 
@@ -200,7 +188,7 @@ def test_notebook_is_downloaded(
 
     target = tmp_path / "out" / "nb.ipynb"
     target.parent.mkdir()
-    code, out, _ = cli(capsys, "notebook", DAG, run, "report", "-o", str(target))
+    code, out, _ = run_cli(capsys, "notebook", DAG, run, "report", "-o", str(target))
     assert code == 0
     assert out == f"saved {handle.layout.uri('output.ipynb')} to {target} ({target.stat().st_size} bytes)\n"
     notebook = json.loads(target.read_text())
@@ -209,7 +197,7 @@ def test_notebook_is_downloaded(
     assert target.read_bytes() == launcher.read(handle.layout, "output.ipynb")
 
     monkeypatch.chdir(tmp_path)
-    assert cli(capsys, "notebook", DAG, run, "report")[0] == 0
+    assert run_cli(capsys, "notebook", DAG, run, "report")[0] == 0
     assert (tmp_path / "report.ipynb").read_bytes() == target.read_bytes()
-    code, out, _ = cli(capsys, "notebook", DAG, run, "report", "-o", "-")
+    code, out, _ = run_cli(capsys, "notebook", DAG, run, "report", "-o", "-")
     assert code == 0 and json.loads(out) == notebook

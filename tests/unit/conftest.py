@@ -112,3 +112,19 @@ def moments_in_order(status: Status) -> list[datetime]:
     parsed = [datetime.fromisoformat(m or "") for m in moments]
     assert parsed == sorted(parsed), moments
     return parsed
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``airlaunch *args`` in this process: its exit code, what it printed and what it printed as errors."""
+    from airlaunch.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    """``airlaunch *args --json``, which must succeed: what it printed, parsed."""
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)

@@ -14,21 +14,9 @@ import pytest
 
 from airlaunch import cli
 from airlaunch.protocol import RunIdentity, TaskState
-from tests.unit.conftest import put_try, status_json
+from tests.unit.conftest import put_try, run_cli, run_cli_json, status_json
 
 main = cli.main
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 @pytest.fixture
@@ -52,7 +40,7 @@ def layout_bucket(moto_s3: Any, bucket: str) -> str:
 def test_tasks_and_runs_read_every_state_and_ignore_litter(
     layout_bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tries = run_json(capsys, "tasks", "d", "r1", "--bucket", layout_bucket)["tries"]
+    tries = run_cli_json(capsys, "tasks", "d", "r1", "--bucket", layout_bucket)["tries"]
     assert [(t["task_id"], t["map_index"], t["try_number"], t["state"]) for t in tries] == [
         ("a", -1, 1, "succeeded"),
         ("b", -1, 1, "running"),
@@ -66,7 +54,7 @@ def test_tasks_and_runs_read_every_state_and_ignore_litter(
     assert tries[1]["exit_code"] is None and tries[1]["result_keys"] == {"params": "runs/d/r1/b/-1/1/params.yaml"}
     assert tries[2]["error"].startswith("unreadable status.json: ")
 
-    code, out, _ = run(capsys, "--bucket", layout_bucket, "tasks", "d", "r1")
+    code, out, _ = run_cli(capsys, "--bucket", layout_bucket, "tasks", "d", "r1")
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "TASK  MAP  TRY  STATE      EXIT  DURATION  RESULTS"  # rich, but plain in a pipe
@@ -76,8 +64,8 @@ def test_tasks_and_runs_read_every_state_and_ignore_litter(
     assert rows[("b", "-", "1")][3:5] == ["running", "-"] and rows[("b", "-", "1")][5].endswith("+")
     assert rows[("m", "1", "2")][3:6] == ["failed", "5", "2.0s"]
 
-    summary = run_json(capsys, "runs", "--bucket", layout_bucket)
-    updated = run_json(capsys, "runs", "--bucket", layout_bucket, "--dag", "d")[0]["updated"]
+    summary = run_cli_json(capsys, "runs", "--bucket", layout_bucket)
+    updated = run_cli_json(capsys, "runs", "--bucket", layout_bucket, "--dag", "d")[0]["updated"]
     assert summary == [
         {
             "dag_id": "d",
@@ -90,40 +78,40 @@ def test_tasks_and_runs_read_every_state_and_ignore_litter(
             "updated": updated,
         }
     ]
-    code, out, _ = run(capsys, "runs", "--bucket", layout_bucket)
+    code, out, _ = run_cli(capsys, "runs", "--bucket", layout_bucket)
     assert out.splitlines()[0].split() == ["DAG", "RUN", "TRIES", "SUCCEEDED", "FAILED", "RUNNING", "UPDATED"]
     assert out.splitlines()[1].split()[:6] == ["d", "r1", "7", "4", "1", "1"]
 
 
 def test_try_selection_errors_say_what_there_is(layout_bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
     b = ("--bucket", layout_bucket)
-    assert run(capsys, "show", "d", "r1", "m", *b) == (
+    assert run_cli(capsys, "show", "d", "r1", "m", *b) == (
         2,
         "",
         "airlaunch: error: task 'm' has no map index -1; choose one with --map-index: 0, 1, 2\n",
     )
-    shown = run_json(capsys, "show", "d", "r1", "m", "--map-index", "1", *b)
+    shown = run_cli_json(capsys, "show", "d", "r1", "m", "--map-index", "1", *b)
     assert (shown["try_number"], shown["state"], shown["exit_code"], shown["result"]) == (2, "failed", 5, None)
-    assert run(capsys, "show", "d", "r1", "m", "--map-index", "1", "--try", "5", *b)[2] == (
+    assert run_cli(capsys, "show", "d", "r1", "m", "--map-index", "1", "--try", "5", *b)[2] == (
         "airlaunch: error: task 'm' has no try 5; its tries: 1, 2\n"
     )
-    assert run(capsys, "show", "d", "r1", "x", *b)[2] == (
+    assert run_cli(capsys, "show", "d", "r1", "x", *b)[2] == (
         "airlaunch: error: run d/r1 has no task 'x'; its tasks: a, b, c, m\n"
     )
-    assert run(capsys, "log", "d", "r1", "b", *b) == (
+    assert run_cli(capsys, "log", "d", "r1", "b", *b) == (
         2,
         "",
         f"airlaunch: error: b try 1 has no log at s3://{layout_bucket}/runs/d/r1/b/-1/1/log.txt; "
         "it has not logged yet (use --follow)\n",
     )
-    assert run(capsys, "notebook", "d", "r1", "a", *b) == (
+    assert run_cli(capsys, "notebook", "d", "r1", "a", *b) == (
         2,
         "",
         "airlaunch: error: a try 1 has no output.ipynb (it is not a notebook task, or it failed before)\n",
     )
-    code, out, _ = run(capsys, "show", "d", "r1", "b", *b)
+    code, out, _ = run_cli(capsys, "show", "d", "r1", "b", *b)
     assert code == 0 and "state:       running" in out and "running for:" in out and "result.json" not in out
-    code, out, err = run(capsys, "wait", "d", "r1", "--timeout", "0.3", "--interval", "0.1", *b)
+    code, out, err = run_cli(capsys, "wait", "d", "r1", "--timeout", "0.3", "--interval", "0.1", *b)
     assert code == 124 and err == "airlaunch: error: timed out after 0.3 s; still running: b try 1\n"
     assert out.splitlines()[0].startswith("d/r1: 5/6 tasks finished (3 succeeded, 1 failed, 1 running, 1 other) [")
 
@@ -139,25 +127,25 @@ def test_show_log_and_notebook_of_a_finished_try(
     put_try(moto_s3, bucket, "runs", "nb", files={**files, "output.ipynb": json.dumps(notebook)})
     b = ("--bucket", bucket)
 
-    code, out, _ = run(capsys, "show", "d", "r1", "nb", *b)
+    code, out, _ = run_cli(capsys, "show", "d", "r1", "nb", *b)
     assert code == 0 and "exit code:   3 (exit)" in out and "error:       exit code 3: boom" in out
     assert "log tail:\n  boom\n" in out and json.loads(out.split("result.json:\n", 1)[1]) == {"rows": 42}
-    shown = run_json(capsys, "show", "d", "r1", "nb", *b)
+    shown = run_cli_json(capsys, "show", "d", "r1", "nb", *b)
     assert shown["result"] == {"rows": 42} and shown["status"]["exit_code"] == 3
 
-    assert run(capsys, "log", "d", "r1", "nb", *b) == (0, "one\ntwo\n", "")
-    assert run(capsys, "log", "d", "r1", "nb", "--follow", "--interval", "0.1", *b) == (
+    assert run_cli(capsys, "log", "d", "r1", "nb", *b) == (0, "one\ntwo\n", "")
+    assert run_cli(capsys, "log", "d", "r1", "nb", "--follow", "--interval", "0.1", *b) == (
         0,
         "one\ntwo\n",
         "airlaunch: nb try 1 ended: failed (exit code 3)\n",
     )
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "notebook", "d", "r1", "nb", *b)
+    code, out, _ = run_cli(capsys, "notebook", "d", "r1", "nb", *b)
     assert code == 0 and json.loads((tmp_path / "nb.ipynb").read_text()) == notebook
     assert (
         out == f"saved s3://{bucket}/runs/d/r1/nb/-1/1/output.ipynb to nb.ipynb ({len(json.dumps(notebook))} bytes)\n"
     )
-    assert json.loads(run(capsys, "notebook", "d", "r1", "nb", "-o", "-", *b)[1]) == notebook
+    assert json.loads(run_cli(capsys, "notebook", "d", "r1", "nb", "-o", "-", *b)[1]) == notebook
 
 
 def test_wait_prints_a_line_per_change_in_a_pipe_and_fails_with_a_failed_task(
@@ -170,7 +158,7 @@ def test_wait_prints_a_line_per_change_in_a_pipe_and_fails_with_a_failed_task(
         "b",
         files={"status.json": status_json(RunIdentity("d", "r1", "b"), TaskState.SUCCEEDED, 0)},
     )
-    code, out, err = run(capsys, "wait", "d", "r1", "--interval", "0.1", "--bucket", layout_bucket)
+    code, out, err = run_cli(capsys, "wait", "d", "r1", "--interval", "0.1", "--bucket", layout_bucket)
     assert code == 1 and err == ""
     lines = out.splitlines()
     assert lines[0].startswith("d/r1: 6/6 tasks finished (4 succeeded, 1 failed, 1 other) [") and "\r" not in out
@@ -178,7 +166,7 @@ def test_wait_prints_a_line_per_change_in_a_pipe_and_fails_with_a_failed_task(
         "failed: c try 1: unreadable status.json: " + lines[1].split(": ", 3)[3],
         "failed: m[1] try 2: exit code 5: boom",
     ]
-    code, out, err = run(capsys, "wait", "d", "r1", "--bucket", layout_bucket, "--json")
+    code, out, err = run_cli(capsys, "wait", "d", "r1", "--bucket", layout_bucket, "--json")
     document = json.loads(out)  # the progress moves to stderr
     assert code == 1 and document["finished"] is True and len(document["tries"]) == 6
     assert err.startswith("d/r1: 6/6 tasks finished (")
@@ -188,7 +176,9 @@ def test_wait_on_a_terminal_draws_a_rich_progress_bar(
     layout_bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    code, out, err = run(capsys, "wait", "d", "r1", "--interval", "0.1", "--timeout", "0.5", "--bucket", layout_bucket)
+    code, out, err = run_cli(
+        capsys, "wait", "d", "r1", "--interval", "0.1", "--timeout", "0.5", "--bucket", layout_bucket
+    )
     assert code == 124
     assert err == "airlaunch: error: timed out after 0.5 s; still running: b try 1\n"
     assert "d/r1: 5/6 tasks finished (3 succeeded, 1 failed, 1 running, 1 other)" in out
@@ -203,14 +193,14 @@ def test_prefix_from_flag_or_environment(
 ) -> None:
     identity = RunIdentity("d", "r1", "a")
     put_try(moto_s3, bucket, "team/x", "a", files={"status.json": status_json(identity, TaskState.SUCCEEDED, 0)})
-    assert run_json(capsys, "runs", "--bucket", bucket) == []
-    assert run(capsys, "runs", "--bucket", bucket) == (0, f"no runs under s3://{bucket}/runs/\n", "")
-    assert [r["run_id"] for r in run_json(capsys, "runs", "--bucket", bucket, "--prefix", "/team/x/")] == ["r1"]
+    assert run_cli_json(capsys, "runs", "--bucket", bucket) == []
+    assert run_cli(capsys, "runs", "--bucket", bucket) == (0, f"no runs under s3://{bucket}/runs/\n", "")
+    assert [r["run_id"] for r in run_cli_json(capsys, "runs", "--bucket", bucket, "--prefix", "/team/x/")] == ["r1"]
     monkeypatch.setenv("AIRLAUNCH_KEY_PREFIX", "team/x")
     monkeypatch.setenv("AIRLAUNCH_BUCKET", bucket)
-    assert run_json(capsys, "show", "d", "r1", "a")["uri"] == f"s3://{bucket}/team/x/d/r1/a/-1/1/"
+    assert run_cli_json(capsys, "show", "d", "r1", "a")["uri"] == f"s3://{bucket}/team/x/d/r1/a/-1/1/"
     assert (
-        run(capsys, "runs", "--dag", "nope")[2]
+        run_cli(capsys, "runs", "--dag", "nope")[2]
         == f"airlaunch: error: no runs of DAG 'nope' under s3://{bucket}/team/x/nope/\n"
     )
 
@@ -218,15 +208,15 @@ def test_prefix_from_flag_or_environment(
 def test_expected_errors_name_the_problem(
     moto_s3: Any, bucket: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert run(capsys, "tasks", "d", "nothing", "--bucket", bucket) == (
+    assert run_cli(capsys, "tasks", "d", "nothing", "--bucket", bucket) == (
         2,
         "",
         f"airlaunch: error: no such run: nothing under s3://{bucket}/runs/d/nothing/ "
         "(list runs with `airlaunch runs --dag d`)\n",
     )
-    code, _, err = run(capsys, "show", "a/b", "r", "t", "--bucket", bucket)
+    code, _, err = run_cli(capsys, "show", "a/b", "r", "t", "--bucket", bucket)
     assert code == 2 and err == "airlaunch: error: dag_id: 'a/b' must not contain '/' or '..'\n"
-    code, _, err = run(capsys, "runs", "--bucket", "airlaunch-no-such-bucket")
+    code, _, err = run_cli(capsys, "runs", "--bucket", "airlaunch-no-such-bucket")
     assert (code, err) == (
         1,
         "airlaunch: error: bucket 'airlaunch-no-such-bucket' does not exist (set --bucket or AIRLAUNCH_BUCKET)\n",
@@ -234,7 +224,7 @@ def test_expected_errors_name_the_problem(
     status = json.loads(status_json(RunIdentity("d", "r1", "bad"), TaskState.SUCCEEDED, 0))
     status["result_keys"]["result"] = "runs/d/r1/bad/-1/1/result.json"
     put_try(moto_s3, bucket, "runs", "bad", files={"status.json": json.dumps(status), "result.json": "{oops"})
-    code, _, err = run(capsys, "show", "d", "r1", "bad", "--bucket", bucket)
+    code, _, err = run_cli(capsys, "show", "d", "r1", "bad", "--bucket", bucket)
     assert code == 1 and err.startswith(f"airlaunch: error: s3://{bucket}/runs/d/r1/bad/-1/1/result.json is not JSON: ")
     with pytest.raises(SystemExit) as bad_interval:
         main(["wait", "d", "r1", "--interval", "0"])
@@ -242,7 +232,7 @@ def test_expected_errors_name_the_problem(
     with pytest.raises(SystemExit) as usage:
         main(["show", "d"])
     assert usage.value.code == 2 and "the following arguments are required: RUN, TASK" in capsys.readouterr().err
-    code, _, err = run(capsys, "report", "d", "r1", "--bucket", bucket, "--chart", str(tmp_path / "x.png"))
+    code, _, err = run_cli(capsys, "report", "d", "r1", "--bucket", bucket, "--chart", str(tmp_path / "x.png"))
     assert (code, err) == (2, f"airlaunch: error: --chart {tmp_path / 'x.png'}: name an .html or .svg file\n")
 
 
@@ -252,4 +242,4 @@ def test_a_missing_rich_is_one_line_not_a_traceback(
     for name in [m for m in sys.modules if m == "rich" or m.startswith(("rich.", "airlaunch.cli."))]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "rich", None)  # import rich -> ModuleNotFoundError
-    assert run(capsys, "runs") == (2, "", "airlaunch: error: the CLI needs rich: pip install 'airlaunch[cli]'\n")
+    assert run_cli(capsys, "runs") == (2, "", "airlaunch: error: the CLI needs rich: pip install 'airlaunch[cli]'\n")
