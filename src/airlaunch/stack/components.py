@@ -287,8 +287,16 @@ class AirflowProcess:
 
     start_seconds = 120.0
 
-    def __init__(self, name: str, cfg: StackConfig, health: AirflowHealth, env: Callable[[], dict[str, str]]) -> None:
-        self.name = f"airflow-{name}"
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        health: AirflowHealth,
+        env: Callable[[], dict[str, str]],
+        instance: int = 1,
+    ) -> None:
+        """``instance`` > 1 names another process of the same command (``airflow-triggerer-2``)."""
+        self.name = f"airflow-{name}" + (f"-{instance}" if instance > 1 else "")
         self.command = name
         self.cfg = cfg
         self._health = health
@@ -310,12 +318,18 @@ class AirflowProcess:
 
 
 class AirflowServers:
-    """Airflow's four processes as a group: migrate once, start, stop together (also used by bench/)."""
+    """Airflow's four processes as a group: migrate once, start, stop together (also used by bench/).
 
-    def __init__(self, cfg: StackConfig) -> None:
+    ``triggerers`` > 1 runs that many triggerers (Airflow's HA mode: each takes its share of the
+    triggers), named ``airflow-triggerer``, ``airflow-triggerer-2``...; the benchmark uses it to
+    measure what a second triggerer costs. ``down`` also stops extra triggerers an earlier group of
+    this state folder started, whatever this group's count."""
+
+    def __init__(self, cfg: StackConfig, triggerers: int = 1) -> None:
         self.cfg = cfg
         health = AirflowHealth(cfg)
         self.processes = [AirflowProcess(name, cfg, health, self.env) for name in AIRFLOW_COMMANDS]
+        self.processes += [AirflowProcess("triggerer", cfg, health, self.env, n) for n in range(2, triggerers + 1)]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.cfg.client_env(), **self.cfg.airflow_env()}
@@ -347,4 +361,10 @@ class AirflowServers:
         return True
 
     def down(self) -> None:
-        stop_processes([p.process for p in self.processes])
+        ours = {p.name for p in self.processes}
+        extra = [  # triggerers a group with more of them started in this state folder
+            ManagedProcess(pid_file.stem, [], self.cfg.state_dir)
+            for pid_file in self.cfg.state_dir.glob("airflow-triggerer-*.pid")
+            if pid_file.stem not in ours
+        ]
+        stop_processes([p.process for p in self.processes] + extra)
