@@ -23,7 +23,16 @@ ensure)
     exit 1
   fi
   echo "==> Starting dockerd (log: $state_dir/dockerd.log)"
-  nohup dockerd >"$state_dir/dockerd.log" 2>&1 &
+  # Without the descriptors this shell inherited beyond stdin/out/err: started from a command run under
+  # `flock /tmp/airlaunch-stack.lock`, dockerd (and its containerd) would keep the lock's descriptor open,
+  # and so the lock held, for as long as the engine runs.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec nohup dockerd >"$state_dir/dockerd.log" 2>&1
+  ) &
   echo $! >"$pid_file"
   for _ in $(seq 60); do
     docker info >/dev/null 2>&1 && exit 0
