@@ -21,12 +21,8 @@ import sys
 import time
 
 from airlaunch.stack import supervisor
-from airlaunch.stack.components import (
-    AirflowProcess,
-    AirflowServers,
-    LauncherLambda,
-    LocalStack,
-)
+from airlaunch.stack.airflow_processes import AirflowProcess, AirflowServers
+from airlaunch.stack.components import LauncherLambda, LocalStack
 from airlaunch.stack.config import StackConfig
 from airlaunch.stack.processes import ManagedProcess, say, stop_processes
 

@@ -27,7 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from airlaunch.stack.components import AirflowServers, Component, EcsAccount, LauncherLambda, LocalStack
+from airlaunch.stack.airflow_processes import AirflowServers
+from airlaunch.stack.components import Component, EcsAccount, LauncherLambda, LocalStack
 from airlaunch.stack.config import StackConfig
 
 HANG_SECONDS = 90.0
