@@ -1,5 +1,6 @@
-"""Secrets on the local stack, for the stack and Airflow tests: values in LocalStack, catalog entries that name
-them in the stack's catalog copy, and the searches that prove a value went nowhere it must not."""
+"""Secrets on the local stacks, for the stack, Airflow and compose tests: values in a LocalStack, catalog entries
+that name them in a catalog copy the launcher serves, and the searches that prove a value went nowhere it must
+not."""
 
 from __future__ import annotations
 
@@ -27,14 +28,19 @@ def fingerprint(value: str) -> str:
 
 
 class LocalSecrets:
-    """Secrets Manager and SSM of the stack's LocalStack, where the launcher and the Fargate stand-in read them."""
+    """Secrets Manager and SSM of a LocalStack (the embedded stack's: ``for_stack``; the compose stack's at its
+    published port), where the launcher and the Fargate stand-in read them."""
 
-    def __init__(self, stack: Stack) -> None:
-        kwargs = {"endpoint_url": stack.cfg.localstack_url, "region_name": stack.cfg.region,
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        kwargs = {"endpoint_url": endpoint_url, "region_name": region,
                   "aws_access_key_id": "test", "aws_secret_access_key": "test"}  # fmt: skip
         self.secretsmanager = boto3.client("secretsmanager", **kwargs)
         self.ssm = boto3.client("ssm", **kwargs)
         self.run = secrets.token_hex(4)  # names of this session's own, whatever an earlier one left
+
+    @classmethod
+    def for_stack(cls, stack: Stack) -> LocalSecrets:
+        return cls(stack.cfg.localstack_url, stack.cfg.region)
 
     def name(self, what: str) -> str:
         return f"airlaunch-test/{self.run}/{what}"
@@ -57,7 +63,7 @@ class LocalSecrets:
 
 @contextlib.contextmanager
 def catalog_entries(catalog: Path, entries: dict[str, dict[str, Any]]) -> Iterator[None]:
-    """These entries in the stack's catalog copy (the launcher reads it again when it changes); as it was after."""
+    """These entries in a catalog copy a launcher serves (it reads it again when it changes); as it was after."""
     original = catalog.read_text()
     data = yaml.safe_load(original)
     data["tasks"].update(entries)
@@ -89,8 +95,12 @@ def objects_holding(s3: Any, bucket: str, prefixes: list[str], *values: str) -> 
     return found
 
 
-def launcher_log(stack: Stack, since: str) -> str:
-    """The launcher container's own log (its JSON lines) since ``since`` (an RFC 3339 time or Unix seconds)."""
-    out = subprocess.run(["docker", "logs", "--since", since, stack.cfg.launcher_container],
-                         capture_output=True, text=True)  # fmt: skip
+def container_log(container: str, since: str) -> str:
+    """A container's own log (stdout and stderr) since ``since`` (an RFC 3339 time or Unix seconds)."""
+    out = subprocess.run(["docker", "logs", "--since", since, container], capture_output=True, text=True)
     return out.stdout + out.stderr
+
+
+def launcher_log(stack: Stack, since: str) -> str:
+    """The embedded stack's launcher container's own log (its JSON lines) since ``since``."""
+    return container_log(stack.cfg.launcher_container, since)

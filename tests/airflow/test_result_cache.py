@@ -10,7 +10,6 @@ so it runs again.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +17,9 @@ import pytest
 import yaml
 
 from airlaunch.airflow_rest import AirflowRest
-from airlaunch.protocol import CacheEntry, cache_root
 from airlaunch.stack import Stack
 from tests.airflow.conftest import run_dag, status_at
+from tests.cache_stack import cache_entries, wait_until_cached
 from tests.conftest import TEST_CATALOG
 
 DAG = "airlaunch_reference"
@@ -42,31 +41,14 @@ def _set_cache(on: bool) -> None:
     tmp.replace(TEST_CATALOG)
 
 
-def _entries(s3: Any, bucket: str, task: str) -> list[tuple[str, CacheEntry]]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{cache_root('runs')}/{task}/")
-    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-    return [(k, CacheEntry.from_json(s3.get_object(Bucket=bucket, Key=k)["Body"].read())) for k in keys]
-
-
 @pytest.fixture(scope="module")
 def cache_on(stack: Stack, s3: Any) -> Iterator[None]:
     for name in CACHED:  # entries of earlier sessions would serve even the first run
-        for key, _ in _entries(s3, stack.cfg.bucket, name):
+        for key, _ in cache_entries(s3, stack.cfg.bucket, name):
             s3.delete_object(Bucket=stack.cfg.bucket, Key=key)
     _set_cache(True)
     yield
     _set_cache(False)
-
-
-def _cached(s3: Any, bucket: str, prefixes: set[str], timeout: float = 60) -> None:
-    """Wait until the launcher has cached each of these tries (it does as it records their containers' ends)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = {e.prefix for name in CACHED for _, e in _entries(s3, bucket, name)}
-        if prefixes <= found:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not cached within {timeout} s: {sorted(prefixes - found)}")
 
 
 @pytest.mark.usefixtures("cache_on")
@@ -75,7 +57,7 @@ def test_a_rerun_starts_no_container_for_unchanged_tasks(airflow_api: AirflowRes
     assert first["state"] == "success"
     ran = {task: airflow_api.xcom(DAG, first_run, task, "airlaunch") for task in SERVED + RUN_AGAIN}
     assert all(where["task_ref"] and "cached_from" not in where for where in ran.values()), ran
-    _cached(s3, stack.cfg.bucket, {ran[task]["prefix"] for task in SERVED})
+    wait_until_cached(s3, stack.cfg.bucket, CACHED, {ran[task]["prefix"] for task in SERVED})
 
     second_run, second = run_dag(airflow_api, DAG, CONF)
 

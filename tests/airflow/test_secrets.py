@@ -23,7 +23,7 @@ DAG = "airlaunch_diagnostic"
 
 @pytest.fixture(scope="module")
 def entry(stack: Stack) -> Iterator[tuple[str, str]]:
-    store = LocalSecrets(stack)
+    store = LocalSecrets.for_stack(stack)
     name, value = store.name("airflow"), store.value()
     store.set_json_key(name, "password", value)
     entries = {"diagnostic_secret": secret_entry(DIAG_PASSWORD={"secretsmanager": name, "json_key": "password"})}

@@ -16,9 +16,10 @@ import boto3
 import pytest
 import yaml
 
-from airlaunch.protocol import CacheEntry, Handle, Status, cache_root
+from airlaunch.protocol import CacheEntry, Handle, Status
 from airlaunch.stack import Stack
 from airlaunch.stack.ecs_account import STACK_NAME
+from tests.cache_stack import cache_entries
 from tests.conftest import TEST_CATALOG, LauncherClient
 
 pytestmark = pytest.mark.stack
@@ -47,11 +48,7 @@ def _entry_of(launcher: LauncherClient, handle: Handle, timeout: float = 90) -> 
     """The entry the launcher writes once ECS's task-stopped event for the try has reached it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pages = launcher.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=launcher.bucket, Prefix=f"{cache_root('runs')}/task_one/"
-        )
-        for key in [o["Key"] for page in pages for o in page.get("Contents", [])]:
-            entry = CacheEntry.from_json(launcher.s3.get_object(Bucket=launcher.bucket, Key=key)["Body"].read())
+        for _, entry in cache_entries(launcher.s3, launcher.bucket, "task_one"):
             if entry.prefix == handle.prefix:
                 return entry
         time.sleep(0.5)

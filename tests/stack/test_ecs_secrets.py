@@ -27,7 +27,7 @@ def ecs_secrets(ecs_mode: Stack) -> Iterator[dict[str, Any]]:
     """The secrets set in LocalStack, entries naming them in the catalog, and the stack in the ECS mode with a
     new account deployed from that catalog; back to Docker and the catalog as it was afterwards."""
     stack = ecs_mode
-    store = LocalSecrets(stack)
+    store = LocalSecrets.for_stack(stack)
     names = {"db": store.name("db"), "token": "/" + store.name("token"), "gone": "/" + store.name("gone")}
     values = {"password": store.value(), "token": store.value()}
     arn = store.set_json_key(names["db"], "password", values["password"])

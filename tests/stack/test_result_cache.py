@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from airlaunch.protocol import CacheEntry, Handle, Status, cache_root
+from airlaunch.protocol import CacheEntry, Handle, Status
 from airlaunch.stack import Stack
+from tests.cache_stack import cache_entries
 from tests.conftest import TEST_CATALOG, LauncherClient
 
 pytestmark = pytest.mark.stack
@@ -93,12 +94,7 @@ def _ran(launcher: LauncherClient, handle: Handle) -> Status:
 
 
 def _entries(launcher: LauncherClient, task: str) -> list[tuple[str, CacheEntry]]:
-    pages = launcher.s3.get_paginator("list_objects_v2").paginate(
-        Bucket=launcher.bucket, Prefix=f"{cache_root('runs')}/{task}/"
-    )
-    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-    bodies = [launcher.s3.get_object(Bucket=launcher.bucket, Key=k)["Body"].read() for k in keys]
-    return [(k, CacheEntry.from_json(body)) for k, body in zip(keys, bodies, strict=True)]
+    return cache_entries(launcher.s3, launcher.bucket, task)
 
 
 def _served(launcher: LauncherClient, handle: Handle, source: Handle) -> Status:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.stack
 def local(stack: Stack) -> Iterator[dict[str, Any]]:
     """Two secrets in LocalStack (a JSON key of a Secrets Manager secret, an SSM SecureString) and the entries
     that name them (and one whose parameter does not exist) in the stack's catalog."""
-    store = LocalSecrets(stack)
+    store = LocalSecrets.for_stack(stack)
     names = {"db": store.name("db"), "token": store.name("token"), "gone": "/" + store.name("gone")}
     values = {"password": store.value(), "token": store.value()}
     store.set_json_key(names["db"], "password", values["password"])
