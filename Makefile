@@ -256,7 +256,7 @@ COMPOSE = DOCKER_GID=$$(stat -c %g $(DOCKER_SOCKET)) DOCKER_SOCKET=$(DOCKER_SOCK
   AIRFLOW_UID=$${AIRFLOW_UID:-$$(id -u)} AIRFLOW_AUTH_DIR=$(AIRFLOW_AUTH_DIR) AIRLAUNCH_NETWORK=$(AIRLAUNCH_NETWORK) \
   $(COMPOSE_BIN) -p $(COMPOSE_PROJECT)
 
-.PHONY: build up compose-down compose-logs compose-check
+.PHONY: build up compose-down compose-logs compose-check compose-env
 
 compose-check: compose-tool engine
 	@[ -n "$(COMPOSE_BIN)" ] || { echo "error: neither docker-compose nor the docker compose plugin was found;" \
@@ -297,6 +297,14 @@ compose-down: compose-check ## Stop the compose stack and its task containers (C
 
 compose-logs: compose-check ## Show the compose stack's logs: make compose-logs [SERVICE=airflow-worker] [LINES=100]
 	@$(COMPOSE) logs --no-color --tail=$(or $(LINES),50) $(SERVICE)
+
+# What `python -m airlaunch.stack env` is to the embedded stack: the airlaunch CLI (runs, cache,
+# secret set) and boto3 pointed at the compose stack's LocalStack on this machine.
+compose-env: ## Print the exports that point the airlaunch CLI at the compose stack: eval "$(make -s compose-env)"
+	@host=$${AIRLAUNCH_BIND:-127.0.0.1}; [ "$$host" != 0.0.0.0 ] || host=127.0.0.1; \
+	  echo "export AWS_ENDPOINT_URL=http://$$host:$${LOCALSTACK_PORT:-4566}" \
+	    "AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test" \
+	    "AIRLAUNCH_BUCKET=$${AIRLAUNCH_BUCKET:-airlaunch-results}"
 
 # -- Benchmarks (bench/, docs/benchmarks.md) -------------------------------------------------
 .PHONY: bench

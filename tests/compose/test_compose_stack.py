@@ -1,149 +1,26 @@
 """The compose stack (docker-compose.yml) end to end, as a user runs it: `make build up`, the
 reference pipeline through Airflow's REST API on the Celery worker, results in LocalStack's S3,
-`make compose-down` with volumes.
-
-The stack runs as its own compose project on free ports of 127.0.0.1, next to anything else on
-this machine (an embedded stack on 8080/4566/9000 is left alone). The figures a user would ask
-about (build, time to healthy, memory, pipeline duration) are printed at the end (`pytest -s`).
+`make compose-down` with volumes (the stack itself: tests/compose/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from airlaunch.airflow_rest import AirflowRest
+from tests.compose.conftest import HEARTBEAT_TIMEOUT_S, ComposeStack
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "airlaunch_reference"
 FROM_TRIGGERER = {"test_docker", "do_task_one", "do_task_two"}  # start_from_trigger in the DAG
 CONTAINER_TASKS = ("test_docker", "do_task_one", "do_task_two", "do_task_three", "report")
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 STACK_MEMORY_LIMIT_MIB = 3 * 1024
-HEARTBEAT_TIMEOUT_S = 45  # Airflow's default is 300 s: a worker-killed test would wait that long
 
 pytestmark = [pytest.mark.stack, pytest.mark.compose, pytest.mark.timeout(1500)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _mib(text: str) -> float:
-    """docker stats' '301.9MiB' (or kB, GiB) in MiB."""
-    number, unit = re.fullmatch(r"([\d.]+)\s*([KMG]i?B|B)", text.strip()).groups()  # type: ignore[union-attr]
-    return (
-        float(number)
-        * {"B": 1 / 2**20, "kB": 1 / 1024, "KiB": 1 / 1024, "MB": 1, "MiB": 1, "GB": 1024, "GiB": 1024}[unit]
-    )
-
-
-@dataclass
-class ComposeStack:
-    project: str
-    auth_dir: Path
-    ports: dict[str, int]
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "AIRFLOW_PORT": str(self.ports["airflow"]),
-            "LOCALSTACK_PORT": str(self.ports["localstack"]),
-            "LAUNCHER_PORT": str(self.ports["launcher"]),
-            "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
-        }
-
-    def make(self, target: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = ["make", "--no-print-directory", target, f"COMPOSE_PROJECT={self.project}"]
-        command += [f"AIRFLOW_AUTH_DIR={self.auth_dir}", *args]
-        result = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True)
-        if check:
-            assert result.returncode == 0, f"make {target} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        return result
-
-    def containers(self, service: str | None = None) -> list[str]:
-        filters = ["--filter", f"label=com.docker.compose.project={self.project}"]
-        if service:
-            filters += ["--filter", f"label=com.docker.compose.service={service}"]
-        out = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=True)
-        return out.stdout.split()
-
-    def inspect(self, container: str, template: str) -> str:
-        out = subprocess.run(["docker", "inspect", "-f", template, container], capture_output=True, text=True)
-        return out.stdout.strip()
-
-    def memory_mib(self) -> dict[str, float]:
-        """Memory of every running container of the stack, as `docker stats` shows it."""
-        out = subprocess.run(
-            ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *self.containers()],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        usage = {}
-        for line in out.stdout.splitlines():
-            name, used = line.split(" ", 1)
-            usage[name] = _mib(used.split("/")[0])
-        return usage
-
-    def api(self) -> AirflowRest:
-        return AirflowRest.for_home(f"http://127.0.0.1:{self.ports['airflow']}", self.auth_dir)
-
-    def s3(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{self.ports['localstack']}",
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-
-@pytest.fixture(scope="module")
-def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
-    stack = ComposeStack(
-        project=f"airlaunch-test-{uuid.uuid4().hex[:8]}",
-        auth_dir=tmp_path_factory.mktemp("compose-airflow"),
-        ports={"airflow": _free_port(), "localstack": _free_port(), "launcher": _free_port()},
-    )
-    try:
-        start = time.monotonic()
-        stack.make("build")
-        stack.figures["build_s"] = round(time.monotonic() - start, 1)
-        start = time.monotonic()
-        up = stack.make("up")
-        stack.figures["up_to_healthy_s"] = round(time.monotonic() - start, 1)
-        stack.figures["make_up_output"] = up.stdout.strip().splitlines()[-4:]
-        yield stack
-    finally:
-        logs = stack.make("compose-logs", "LINES=40", check=False).stdout
-        down = stack.make("compose-down", "COMPOSE_DOWN_ARGS=-v", check=False)
-        print(f"\ncompose stack {stack.project} figures: {json.dumps(stack.figures, indent=2)}")
-        assert down.returncode == 0, f"compose-down failed: {down.stderr}\nlast logs:\n{logs[-5000:]}"
-        assert stack.containers() == [], "compose-down left containers behind"
-        volumes = subprocess.run(
-            ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={stack.project}"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        assert volumes == [], f"compose-down -v left volumes: {volumes}"
 
 
 def test_every_service_is_healthy_on_the_requested_ports(compose_stack: ComposeStack) -> None:
