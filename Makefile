@@ -46,6 +46,14 @@ install: $(VENV)/.installed $(LS_VENV)/.installed ## Install the Python environm
 UV_VERSION := 0.13.9
 UV := .build/uv/bin/uv
 UV_INSTALL = nice -n 10 $(UV) pip install -q --native-tls --no-deps
+# Byte-code for everything an environment holds (its site-packages, and the extra folders given): uv installs
+# without it, and where PYTHONDONTWRITEBYTECODE=1 is set no process writes it either, so each new Python
+# process compiled all it imported: `import airflow.sdk` 3.5 CPU-s instead of 1.6 (docs/benchmarks.md, "Where
+# the CPU goes"). compileall skips what is compiled already, so an existing environment is completed too (uv's
+# --compile-bytecode compiles only what that call installs). Files that do not compile (Python 2 test data
+# some packages ship) are skipped, as pip and uv skip them.
+COMPILE_BYTECODE = nice -n 10 $(1) -m compileall -q -q -j 0 \
+  $$($(1) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') $(2) || true
 
 $(UV):
 	@echo "==> Installing uv $(UV_VERSION) (the Python package installer) into .build/uv"
@@ -58,6 +66,7 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml | $(UV)
 	@python=$$(scripts/find-python.sh 3.12) && $$python -m venv $(VENV)
 	@$(UV_INSTALL) --python $(VENV)/bin/python -r requirements-dev.lock
 	@$(UV_INSTALL) --python $(VENV)/bin/python --no-build-isolation -e .
+	@$(call COMPILE_BYTECODE,$(PY),src)
 	@$(PY) -c "import airflow, airlaunch, docker, boto3" && touch $@ && echo "==> $(VENV) is ready"
 
 $(LS_VENV)/.installed: localstack/requirements.lock $(LS_PLUGIN) | $(UV)
@@ -65,6 +74,7 @@ $(LS_VENV)/.installed: localstack/requirements.lock $(LS_PLUGIN) | $(UV)
 	@python=$$(scripts/find-python.sh 3.13) && $$python -m venv $(LS_VENV)
 	@$(UV_INSTALL) --python $(LS_VENV)/bin/python -r localstack/requirements.lock
 	@$(UV_INSTALL) --python $(LS_VENV)/bin/python --no-build-isolation ./localstack/plugin
+	@$(call COMPILE_BYTECODE,$(LS_VENV)/bin/python)
 	@$(LS_VENV)/bin/python -c "import localstack.runtime.main, airlaunch_localstack.durable_s3" && touch $@ \
 	  && echo "==> $(LS_VENV) is ready"
 
