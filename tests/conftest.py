@@ -15,11 +15,14 @@ import pytest
 from botocore.config import Config
 
 from airlaunch.protocol import Handle, ResultLayout, Status
-from airlaunch.stack import Stack, StackConfig, stop_task_containers
+from airlaunch.stack import Stack, StackConfig, stop_task_containers, supervisor
 
 # The launcher of the test stack serves a copy of the catalog, which tests may edit while it runs.
 _REPO = Path(__file__).resolve().parents[1]
 TEST_CATALOG = StackConfig(repo=_REPO).state_dir / "test-catalog" / "catalog.yaml"
+# The test stack's Airflow loads the repository's DAGs and the fault catalogue's (tests/airflow/test_faults.py).
+TEST_DAGS = StackConfig(repo=_REPO).state_dir / "test-dags"
+_DAG_FOLDERS = (_REPO / "airflow" / "dags", _REPO / "bench" / "faults" / "dags")
 
 
 # Fixtures that need the stack (through ``stack``) or Airflow itself, and the markers they imply.
@@ -45,6 +48,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
 
 
+def _link_test_dags() -> None:
+    """TEST_DAGS: a link to every DAG file of ``_DAG_FOLDERS`` (Airflow's DAG folder is one folder)."""
+    TEST_DAGS.mkdir(parents=True, exist_ok=True)
+    for old in TEST_DAGS.iterdir():
+        if old.is_symlink():
+            old.unlink()
+    for folder in _DAG_FOLDERS:
+        for path in folder.glob("*.py"):
+            (TEST_DAGS / path.name).symlink_to(path)
+
+
+def _supervised_with(stack: Stack) -> bool:
+    """True when the running stack's supervisor (whose environment its components get) has this stack's DAGs
+    folder: Airflow's processes read it only when they start."""
+    pid = supervisor.pid_of(stack.cfg)
+    if pid is None:
+        return True
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return f"AIRLAUNCH_DAGS_FOLDER={stack.cfg.dags_folder}".encode() in environment
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """Start LocalStack and the launcher Lambda unless they run already; stop what was started. The copy of
@@ -55,11 +79,13 @@ def stack() -> Iterator[Stack]:
     TEST_CATALOG.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_REPO / "tasks" / "catalog.yaml", TEST_CATALOG)
     os.environ["AIRLAUNCH_STACK_CATALOG"] = str(TEST_CATALOG)
-    stack = Stack(StackConfig(airflow_parallelism=E2E_PARALLELISM))  # its supervisor starts Airflow with it
+    _link_test_dags()
+    # its supervisor starts Airflow with these
+    stack = Stack(StackConfig(airflow_parallelism=E2E_PARALLELISM, dags_folder=str(TEST_DAGS)))
     started = stack.up()
-    if not stack.launcher.serves(stack.cfg.catalog):
-        # A stack someone started with other settings (make demo: the repository's catalog) is supervised with
-        # them, and its supervisor would start the launcher with them again: start the stack anew, as ours.
+    if not stack.launcher.serves(stack.cfg.catalog) or not _supervised_with(stack):
+        # A stack someone started with other settings (make demo: the repository's catalog and DAGs) is
+        # supervised with them, and its supervisor would start its parts with them again: start it anew, as ours.
         stack.down()
         started = stack.up()
     assert stack.launcher.serves(stack.cfg.catalog), f"the stack's launcher does not serve {stack.cfg.catalog}"

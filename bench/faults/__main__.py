@@ -16,9 +16,21 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench.faults import catalogue, report  # noqa: F401  (catalogue registers every scenario)
+from bench.faults import report
+from bench.faults.catalogue import BACKENDS, BY_NAME, FAULTS
 from bench.faults.stack import FaultStack
-from bench.faults.suite import BACKENDS, SCENARIOS, Row, Suite, run_one, runs_on
+from bench.faults.suite import Row, Suite
+
+
+def run_one(suite: Suite, name: str) -> Row:
+    """Run a scenario; a scenario that breaks is an 'error' row with what broke."""
+    started = time.monotonic()
+    try:
+        return BY_NAME[name].run_on(suite)
+    except Exception as exc:  # one broken scenario must not hide the others
+        row = Row(name, name, "", outcome="error", message=f"{type(exc).__name__}: {exc}", backend=suite.backend)
+        row.seconds = round(time.monotonic() - started, 1)
+        return row
 
 
 def _run(suite: Suite, names: list[str]) -> list[Row]:
@@ -33,6 +45,8 @@ def _run(suite: Suite, names: list[str]) -> list[Row]:
             print(f"    {note[:200]}", flush=True)
         for missed in row.missed:
             print(f"    missed: {missed[:200]}", flush=True)
+        for late in row.late:
+            print(f"    late: {late[:200]}", flush=True)
     return rows
 
 
@@ -43,24 +57,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends", default=os.environ.get("FAULTS_BACKENDS") or ",".join(BACKENDS), help="docker, ecs or both"
     )
-    parser.add_argument("--list", action="store_true", help="list the scenarios (and where they run) and exit")
+    parser.add_argument("--list", action="store_true", help="list the scenarios (where they run, which are tests)")
     parser.add_argument("--keep", action="store_true", default=bool(os.environ.get("FAULTS_KEEP")))
     parser.add_argument("--no-docs", action="store_true", default=os.environ.get("FAULTS_DOCS") == "0")
     args = parser.parse_args(argv)
     if args.list:
-        for name in SCENARIOS:
-            print(f"{name:24} {' '.join(b for b in BACKENDS if runs_on(name, b))}")
+        for fault in FAULTS:
+            where = " ".join(b for b in BACKENDS if fault.runs_on(b))
+            print(f"{fault.name:24} {where:11} {'test' if fault.test is True else ''}")
         return 0
-    names = [n for n in (args.only.split(",") if args.only else SCENARIOS) if n]
+    names = [n for n in (args.only.split(",") if args.only else BY_NAME) if n]
     names = [n for n in names if n not in args.skip.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [n for n in names if n not in SCENARIOS] + [b for b in backends if b not in BACKENDS]
+    unknown = [n for n in names if n not in BY_NAME] + [b for b in backends if b not in BACKENDS]
     if unknown:
         print(f"error: unknown scenario(s) or backend(s) {', '.join(unknown)}; --list shows them", file=sys.stderr)
         return 2
 
     image = os.environ.get("FAULTS_TASK_IMAGE", "airlaunch/reference-tasks:latest")
-    stack = FaultStack(image)
+    stack = FaultStack.for_make_faults(image)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     started_at = datetime.now(UTC)
     print(f"==> Fault suite on the embedded stack in {stack.cfg.state_dir} (Airflow {stack.cfg.airflow_url})")
@@ -70,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         for backend in backends:
-            applicable = [n for n in names if runs_on(n, backend)]
+            applicable = [n for n in names if BY_NAME[n].runs_on(backend)]
             if not applicable:
                 continue
             print(f"==> The launcher's {backend} backend: {len(applicable)} scenario(s)", flush=True)

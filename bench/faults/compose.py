@@ -18,9 +18,10 @@ from typing import Any
 import boto3
 
 from airlaunch.airflow_rest import AirflowRest
-from bench.faults.observe import ContainerScope, DockerEvents, assess, epoch, wait_terminal
+from bench.faults.events import ContainerScope, DockerEvents
+from bench.faults.observe import assess, epoch, wait_terminal
 from bench.faults.stack import REPO
-from bench.faults.suite import Row, Suite, scenario
+from bench.faults.suite import Row, Suite
 
 PROJECT = "airlaunch-faults"
 PORTS = {"AIRFLOW_PORT": "8380", "LOCALSTACK_PORT": "4866", "LAUNCHER_PORT": "9300"}
@@ -64,14 +65,7 @@ class ComposeProject:
         )
 
 
-@scenario("celery-worker-killed", ecs="the compose stack runs the Docker backend only")
-def celery_worker_killed(suite: Suite) -> Row:
-    row = suite.row(
-        "celery-worker-killed",
-        "Celery worker killed (SIGKILL) while its task's launch is in flight (compose stack)",
-        f"Airflow fails the task once its heartbeat is missing ({HEARTBEAT_TIMEOUT_S} s here); the orphan sweep "
-        f"stops the container within its {SWEEP_SECONDS:g} s; status.json says so; one container",
-    )
+def celery_worker_killed(suite: Suite, row: Row) -> Row:
     project = ComposeProject()
     start = time.monotonic()
     project.make("build", "up")
@@ -121,5 +115,4 @@ def celery_worker_killed(suite: Suite) -> Row:
     finally:
         events.close()
         project.make("compose-down", "COMPOSE_DOWN_ARGS=-v", check=False)
-    row.outcome = "pass" if not row.missed else "fail"
-    return row
+    return row.conclude()

@@ -22,9 +22,7 @@ from typing import Any
 
 from bench.faults.account import DIAGNOSTIC_FAMILY
 from bench.faults.observe import epoch, wait_terminal
-from bench.faults.suite import Row, Suite, scenario
-
-NO_SUCH_ON_DOCKER = "ECS's own fault: the Docker backend has no {what}"
+from bench.faults.suite import Row, Suite
 
 
 def _account(suite: Suite) -> Any:
@@ -48,13 +46,7 @@ def _launch_wait(suite: Suite, row: Row, run_id: str, ti: dict[str, Any]) -> Non
         row.notes.append(f"its container started {starts[0].at - began:.1f} s after the task instance started")
 
 
-@scenario("ecs-cannot-pull", docker=NO_SUCH_ON_DOCKER.format(what="image pulls (it runs images on its host)"), ecs=True)
-def cannot_pull(suite: Suite) -> Row:
-    row = suite.row(
-        "ecs-cannot-pull",
-        "a task definition revision whose image cannot be pulled (TaskFailedToStart: CannotPullContainerError)",
-        "started three times within the try (ECS's starts that fail may pass), then failed in words; nothing runs",
-    )
+def cannot_pull(suite: Suite, row: Row) -> Row:
     account = _account(suite)
     since = time.time()
     good = account.image_of(DIAGNOSTIC_FAMILY)
@@ -75,19 +67,10 @@ def cannot_pull(suite: Suite) -> Row:
     codes = [t.get("stopCode") for t in tasks]
     if codes != ["TaskFailedToStart"] * 3:
         row.missed.append(f"expected three starts that failed to start, ECS has {codes}")
-    row.outcome = "pass" if not row.missed else "fail"
-    return row
+    return row.conclude()
 
 
-@scenario(
-    "ecs-spot", docker=NO_SUCH_ON_DOCKER.format(what="Spot (its platform stops are the docker stop row)"), ecs=True
-)
-def spot_interruption(suite: Suite) -> Row:
-    row = suite.row(
-        "ecs-spot",
-        "a Fargate Spot interruption of a running task (warning and SIGTERM, SIGKILL 5 s later)",
-        "task failed: the platform stopped it (Spot), in words",
-    )
+def spot_interruption(suite: Suite, row: Row) -> Row:
     account = _account(suite)
     run_id = suite.trigger("faults_worker", {"action": "sleep", "seconds": 300})
     arn = suite.task_arn(run_id)
@@ -103,8 +86,7 @@ def spot_interruption(suite: Suite) -> Row:
     codes = [t.get("stopCode") for t in account.settled_tasks(run_id)]
     if codes != ["SpotInterruption"]:
         row.missed.append(f"ECS's stop codes are {codes}, not SpotInterruption")
-        row.outcome = "fail"
-    return row
+    return row.conclude()
 
 
 def _refused_launches(suite: Suite, row: Row, reason: str) -> Row:
@@ -121,29 +103,16 @@ def _refused_launches(suite: Suite, row: Row, reason: str) -> Row:
     _launch_wait(suite, row, run_id, ti)
     if _run_task_note(suite, row, since).get("failures", 0) < 3:
         row.missed.append("the emulator answered fewer than three RunTasks with failures[]")
-        row.outcome = "fail"
-    return row
+    return row.conclude()
 
 
-@scenario("ecs-capacity", docker=NO_SUCH_ON_DOCKER.format(what="capacity to run out of"), ecs=True)
-def no_capacity(suite: Suite) -> Row:
-    row = suite.row(
-        "ecs-capacity",
-        "no Fargate capacity for the first three RunTasks (failures[]: Capacity is unavailable at this time)",
-        "the launch is retried within its budget; task succeeds, one ECS task",
-    )
+def no_capacity(suite: Suite, row: Row) -> Row:
     return _refused_launches(suite, row, "capacity")
 
 
-@scenario("ecs-vcpu-quota", docker=NO_SUCH_ON_DOCKER.format(what="vCPU quota"), ecs=True)
-def full_vcpu_quota(suite: Suite) -> Row:
+def full_vcpu_quota(suite: Suite, row: Row) -> Row:
     """The account's quota lowered to one task's 0.5 vCPU; a 30 s task holds it while a second launches. The
     second launch rides the quota out: the launcher's retries (20 s a call), then Airflow's hook retries."""
-    row = suite.row(
-        "ecs-vcpu-quota",
-        "the account's Fargate vCPU quota full (0.5 vCPU, held by a 30 s task) when a task launches",
-        "the launch waits for the quota (launcher and hook retries); task succeeds, one ECS task",
-    )
     account = _account(suite)
     before = account.control("limits")["vcpu_quota"]
     since = time.time()
@@ -163,17 +132,10 @@ def full_vcpu_quota(suite: Suite) -> Row:
         row.missed.append("no RunTask was refused for the quota: the fault did not happen")
     if held["state"] != "success":
         row.missed.append(f"the task holding the quota ended {held['state']}")
-    row.outcome = "pass" if not row.missed else "fail"
-    return row
+    return row.conclude()
 
 
-@scenario("ecs-throttle", docker=NO_SUCH_ON_DOCKER.format(what="API throttling"), ecs=True)
-def run_task_throttled(suite: Suite) -> Row:
-    row = suite.row(
-        "ecs-throttle",
-        "RunTask throttled ten times in a row (ThrottlingException: Rate exceeded)",
-        "the launch is retried (botocore's, then the launcher's); task succeeds, one ECS task",
-    )
+def run_task_throttled(suite: Suite, row: Row) -> Row:
     account = _account(suite)
     since = time.time()
     account.control("throttle", {"action": "RunTask", "count": 10})
@@ -186,5 +148,4 @@ def run_task_throttled(suite: Suite) -> Row:
     _launch_wait(suite, row, run_id, ti)
     if _run_task_note(suite, row, since).get("throttled", 0) < 10:
         row.missed.append("the emulator throttled fewer than ten RunTasks")
-        row.outcome = "fail"
-    return row
+    return row.conclude()

@@ -9,23 +9,9 @@ import random
 import time
 from pathlib import Path
 
-from bench.faults.observe import (
-    TERMINAL,
-    airflow_message,
-    containers,
-    epoch,
-    wait_for,
-    wait_terminal,
-)
-from bench.faults.suite import (
-    DETECTION_GOAL,
-    FAILURE_PATTERNS,
-    FAN_OUT_ON_ECS,
-    SAME_IN_BOTH,
-    Row,
-    Suite,
-    scenario,
-)
+from bench.faults.events import containers
+from bench.faults.observe import TERMINAL, airflow_message, epoch, wait_for, wait_terminal
+from bench.faults.suite import DETECTION_GOAL, FAILURE_PATTERNS, Row, Suite
 
 
 def _short_latency(suite: Suite) -> tuple[float, str]:
@@ -40,13 +26,7 @@ def _short_latency(suite: Suite) -> tuple[float, str]:
     return (epoch(ti["end_date"]) or 0) - ended, run_id
 
 
-@scenario("log-burst", ecs=SAME_IN_BOTH.format(what="log path (runtime, S3, trigger)"))
-def log_burst(suite: Suite) -> Row:
-    row = suite.row(
-        "log-burst",
-        "a 100 MB log burst beside a short task",
-        "the short task's completion latency unchanged (within +1 s); the burst's task log bounded",
-    )
+def log_burst(suite: Suite, row: Row) -> Row:
     baseline = sorted(_short_latency(suite)[0] for _ in range(3))
     burst_run = suite.trigger("faults_trigger", {"action": "log", "log_mib": 100})
     suite.started(burst_run)
@@ -76,23 +56,16 @@ def log_burst(suite: Suite) -> Row:
     if not during:
         row.missed.append("the burst ended before a short task could run beside it")
     elif max(during) > median + 1.0:
-        row.missed.append(f"the short task took up to {max(during):.2f} s against {median:.2f} s without the burst")
+        row.late.append(f"the short task took up to {max(during):.2f} s against {median:.2f} s without the burst")
     if len(log) > 5_000_000:
         row.missed.append(f"the burst's task log in Airflow is {len(log) / 1e6:.1f} MB")
     row.message = f"the burst's log in Airflow: {len(log) / 1e6:.2f} MB; " + (
         next((line for line in log.splitlines() if "bytes of output not shown" in line), "no truncation marker")
     )
-    row.outcome = "pass" if not row.missed else "fail"
-    return row
+    return row.conclude()
 
 
-@scenario("fan-out-kills", ecs=FAN_OUT_ON_ECS)
-def fan_out_with_kills(suite: Suite, count: int = 200, kills: int = 20) -> Row:
-    row = suite.row(
-        "fan-out-kills",
-        f"{count} concurrent tasks, {kills} of them killed at random",
-        "the killed fail (killed by signal 9) within 2 s, the others succeed with their results",
-    )
+def fan_out_with_kills(suite: Suite, row: Row, count: int = 200, kills: int = 20) -> Row:
     # Long enough that all of them run at once: starting 200 takes about 5 minutes on 2 cores, and the
     # kills wait for that start-up to settle (up to 3 minutes): detection is measured beside 200
     # running tasks, not inside their start-up's queue for the CPU.
@@ -169,11 +142,10 @@ def fan_out_with_kills(suite: Suite, count: int = 200, kills: int = 20) -> Row:
         row.missed.append(f"tasks not killed that did not succeed: {', '.join(not_ok[:5])}")
     row.count(found, most=5)
     if not detections or detections[-1] > DETECTION_GOAL:
-        row.missed.append(f"detection up to {row.detection} s, over the {DETECTION_GOAL:g} s goal")
+        row.late.append(f"detection up to {row.detection} s, over the {DETECTION_GOAL:g} s goal")
     if "killed by signal 9" not in row.message:
         row.missed.append("the message does not say 'killed by signal 9'")
-    row.outcome = "pass" if not row.missed else "fail"
-    return row
+    return row.conclude()
 
 
 def cpu_busy(seconds: float) -> float:

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.faults.suite import BACKENDS, DETECTION_GOAL, NOT_ON, SCENARIOS, Row
+from bench.faults.catalogue import BY_NAME
+from bench.faults.suite import BACKENDS, DETECTION_GOAL, Row
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "faults.md"
@@ -53,15 +54,15 @@ def cells(row: Row, message_width: int = 150) -> list[str]:
 def lines(rows: list[Row], message_width: int) -> list[list[str]]:
     """One line per scenario (the catalogue's order): its title, then each backend's cells."""
     by_key = {(row.name, row.backend): row for row in rows}
-    names = [name for name in SCENARIOS if any((name, b) in by_key for b in BACKENDS)]
-    names += [row.name for row in rows if row.name not in SCENARIOS and row.name not in names]
+    names = [name for name in BY_NAME if any((name, b) in by_key for b in BACKENDS)]
+    names += [row.name for row in rows if row.name not in BY_NAME and row.name not in names]
     table = []
     for name in names:
         measured = [by_key[(name, b)] for b in BACKENDS if (name, b) in by_key]
         line = [measured[0].title]
         for backend in BACKENDS:
             row = by_key.get((name, backend))
-            why = NOT_ON.get(name, {}).get(backend)
+            why = BY_NAME[name].not_on().get(backend) if name in BY_NAME else None
             if row is not None:
                 line += cells(row, message_width)
             elif why is not None:
@@ -122,9 +123,9 @@ def with_earlier_rows(rows: list[Row], measured: str) -> list[Row]:
             keep(row)
     ran = {(row.name, row.backend) for row in rows}
     merged = rows + [
-        row for key, row in earlier.items() if key not in ran and key[0] in SCENARIOS and key[1] not in NOT_ON[key[0]]
+        row for key, row in earlier.items() if key not in ran and key[0] in BY_NAME and BY_NAME[key[0]].runs_on(key[1])
     ]
-    order = list(SCENARIOS)
+    order = list(BY_NAME)
     return sorted(
         merged,
         key=lambda row: (order.index(row.name) if row.name in order else len(order), BACKENDS.index(row.backend)),
@@ -141,6 +142,8 @@ def explanations(rows: list[Row]) -> str:
         notes = [f"{note[0].upper() + note[1:]}." for note in row.notes]
         if row.missed:
             notes.append("Goals missed: " + "; ".join(row.missed) + ".")
+        if row.late:
+            notes.append("Goals of time missed: " + "; ".join(row.late) + ".")
         head.append(f"  - {LABEL[row.backend]}{title}: {row.outcome}, {row.seconds:.0f} s{when}. " + " ".join(notes))
     return "\n".join("\n".join(part) for part in parts.values())
 

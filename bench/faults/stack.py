@@ -1,10 +1,11 @@
 """The stack the fault suite breaks, and the ways it breaks it.
 
-The suite runs the embedded stack of ``AIRLAUNCH_STATE_DIR`` (``make faults`` gives it one of its
-own, ``.stack-faults``, on its own ports, so a stack you work with is left alone) with the suite's
-DAGs (bench/faults/dags) and a copy of the task catalog whose image is ``FAULTS_TASK_IMAGE``, with the
-launcher's Docker backend or in the stack's ECS mode (``up(backend)``: the ECS backend against the
-emulated account, whose Fargate tasks run as Docker containers all the same).
+A ``FaultStack`` wraps an embedded stack whose Airflow loads the suite's DAGs (bench/faults/dags). ``make
+faults`` makes its own (``for_make_faults``): the stack of ``AIRLAUNCH_STATE_DIR`` (``.stack-faults``, on its
+own ports, so a stack you work with is left alone) with a copy of the task catalog whose image is
+``FAULTS_TASK_IMAGE``, with the launcher's Docker backend or in the stack's ECS mode (``up(backend)``: the ECS
+backend against the emulated account, whose Fargate tasks run as Docker containers all the same). The tests
+of tests/airflow/test_faults.py wrap the test session's stack, whose DAGs folder holds the suite's DAGs too.
 
 Breaking things is done from the outside, as an operator or the machine would: SIGKILL to a
 process (its pid file), ``docker kill``/``docker stop`` of a container, SIGTERM to dockerd. To keep
@@ -28,7 +29,7 @@ import yaml
 from airlaunch.airflow_rest import AirflowRest
 from airlaunch.stack import Stack, StackConfig, supervisor
 from bench.faults.account import EcsAccount
-from bench.faults.observe import ContainerScope
+from bench.faults.events import ContainerScope
 from bench.harness import fail_leftover_runs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +50,18 @@ def _catalog(state_dir: Path, image: str) -> Path:
 
 
 class FaultStack:
-    def __init__(self, task_image: str) -> None:
-        state_dir = StackConfig(repo=REPO).state_dir
-        os.environ["AIRLAUNCH_STACK_CATALOG"] = str(_catalog(state_dir, task_image))
-        os.environ["AIRLAUNCH_DAGS_FOLDER"] = str(DAGS)
-        self.cfg = StackConfig(repo=REPO)
-        self.stack = Stack(self.cfg)
-        self.task_image = task_image
+    def __init__(self, stack: Stack) -> None:
+        self.cfg = stack.cfg
+        self.stack = stack
         self._api: AirflowRest | None = None
+
+    @classmethod
+    def for_make_faults(cls, task_image: str) -> FaultStack:
+        """The stack of AIRLAUNCH_STATE_DIR with the suite's DAGs and a catalog whose tasks run ``task_image``
+        (given to its StackConfig, not to this process's environment)."""
+        state_dir = StackConfig(repo=REPO).state_dir
+        catalog = str(_catalog(state_dir, task_image))
+        return cls(Stack(StackConfig(repo=REPO, state_dir=state_dir, catalog_file=catalog, dags_folder=str(DAGS))))
 
     # -- up and down ------------------------------------------------------------------------------
     def running_backend(self) -> str | None:
@@ -71,20 +76,23 @@ class FaultStack:
         if not self.stack.launcher.serves(self.cfg.catalog):
             self.stack.restart("launcher")
         os.environ.update(self.cfg.client_env())
-        api = self.api
+        self.unpause_dags()
+        if fail_leftover_runs(self.api, DAG_IDS, "fault suite"):
+            self.stack.restart("airflow-triggerer")
+        self.warm_triggerer()
+        return started
+
+    def unpause_dags(self) -> None:
+        """The suite's DAGs parsed by the stack's Airflow, and unpaused."""
         for dag_id in DAG_IDS:
             try:
-                api.wait_for_dag(dag_id, timeout=120)
+                self.api.wait_for_dag(dag_id, timeout=120)
             except RuntimeError as exc:
                 raise RuntimeError(
                     f"{exc}: the Airflow of {self.cfg.state_dir} does not load {DAGS}; it was started with "
                     "other DAGs (stop it, or run the suite with its own AIRLAUNCH_STATE_DIR as make faults does)"
                 ) from exc
-            api.unpause(dag_id)
-        if fail_leftover_runs(api, DAG_IDS, "fault suite"):
-            self.stack.restart("airflow-triggerer")
-        self.warm_triggerer()
-        return started
+            self.api.unpause(dag_id)
 
     def warm_triggerer(self) -> None:
         """One short task launched from the triggerer, so that the first row measures its fault rather than the

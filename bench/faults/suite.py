@@ -1,50 +1,41 @@
-"""The fault suite's core: a ``Row`` per scenario and backend, the ``Suite`` every scenario runs against,
-and the one catalogue of scenarios (``@scenario``).
+"""The fault suite's core: a ``Row`` per scenario and backend, and the ``Suite`` every scenario runs against
+(the catalogue of scenarios is bench/faults/catalogue.py).
 
 A scenario triggers a DAG run through Airflow's REST API, injects its fault (a signal, a docker
 command, a REST call a user would make, a call to the emulated AWS account), waits for the run to end
 and for its containers to go, and fills a ``Row``: whether every goal was met (zero containers left,
-zero lost results, zero duplicates, a cause in words, and where the fault is the container's, Airflow
-knowing within ``DETECTION_GOAL`` seconds), the seconds to detection, and the message Airflow shows.
+zero lost results, zero duplicates, a cause in words: ``Row.missed``), whether its goals of time were met
+(where the fault is the container's, Airflow knowing within ``DETECTION_GOAL`` seconds: ``Row.late``, the
+benchmark's alone, never a test's), the seconds to detection, and the message Airflow shows.
 
-One catalogue for both backends: each scenario says where it runs (``@scenario(name, ecs=...)``: True,
-or why it does not, which the table shows as "n/a"), and the ones that run on both are the same code
-against a ``Suite`` of either backend. On the ECS mode the stack's launcher runs the ECS backend against
-the emulated account, whose Fargate tasks are Docker containers too (labelled with their ECS tags, found
-by the emulator's label instead of ``airlaunch.scope``), and ``Suite.assess`` also counts from ECS's own
-API: one ECS task per try that ran, every task STOPPED.
+The scenarios that run on both backends are the same code against a ``Suite`` of either. On the ECS mode
+the stack's launcher runs the ECS backend against the emulated account, whose Fargate tasks are Docker
+containers too (labelled with their ECS tags, found by the emulator's label instead of ``airlaunch.scope``),
+and ``Suite.assess`` also counts from ECS's own API: one ECS task per try that ran, every task STOPPED.
 
 "Seconds to detection" is measured on the host's clock: from the fault (the signal or command,
 the container's own end) to the end_date Airflow records for the task. Where the task is meant
 to survive the fault, it is the delay from the later of the fault's end and the container's end
 to the task's success: what the fault cost.
 
-The scenarios, by what breaks: scenarios.py (the container, and the user's actions), stack_rows.py (the
-stack's own parts), load_rows.py (under load), compose.py (a Celery worker), ecs_rows.py (ECS's own).
+The scenarios, by what breaks: container_rows.py (the container), user_rows.py (the user's actions),
+stack_rows.py (the stack's own parts), load_rows.py (under load), compose.py (a Celery worker), ecs_rows.py
+(ECS's own).
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import boto3
+from tenacity import retry, retry_if_exception, stop_after_attempt
 
 from airlaunch.airflow_rest import AirflowApiError
 from bench.faults.account import EcsAccount, tasks_by_try
-from bench.faults.observe import (
-    ORPHAN_GRACE_SECONDS,
-    Assessment,
-    DockerEvents,
-    airflow_message,
-    assess,
-    containers,
-    epoch,
-    wait_for,
-)
+from bench.faults.events import DockerEvents, containers
+from bench.faults.observe import ORPHAN_GRACE_SECONDS, Assessment, airflow_message, assess, epoch, wait_for
 from bench.faults.stack import FaultStack
 
 BACKENDS = ("docker", "ecs")
@@ -66,12 +57,18 @@ class Row:
     results_lost: int | None = None
     duplicates: int | None = None
     missed: list[str] = field(default_factory=list)  # the goals not met, in words
+    late: list[str] = field(default_factory=list)  # the goals of time not met (the benchmark's, not the tests')
     notes: list[str] = field(default_factory=list)  # what was measured, in words
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # how long the scenario took
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def conclude(self) -> Row:
+        """The outcome from the goals: a pass when every goal, of behaviour and of time, was met."""
+        self.outcome = "pass" if not self.missed and not self.late else "fail"
+        return self
 
     def count(self, found: Assessment, most: int | None = None) -> None:
         """Take the assessment's counts, and say each goal it missed (with ``most`` of its details)."""
@@ -102,10 +99,6 @@ class Suite:
         self.events = DockerEvents(self.scope)
         self.settle_seconds = settle_seconds
 
-    def row(self, name: str, title: str, goal: str) -> Row:
-        """A row of this suite's backend."""
-        return Row(name, title, goal, backend=self.backend)
-
     def task_arn(self, run_id: str) -> str:
         """The ECS task of the run's first container (the emulator labels each container with its task)."""
         start = self.events.wait(run_id, "start", 180)[0]
@@ -114,6 +107,17 @@ class Suite:
     # -- steps --------------------------------------------------------------------------------------
     def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str | None = None) -> str:
         return self.api.trigger(dag_id, conf, run_id)
+
+    @retry(
+        retry=retry_if_exception(lambda exc: "Database error" in str(exc)),
+        stop=stop_after_attempt(3),
+        reraise=True,
+    )
+    def mark_failed(self, dag_id: str, run_id: str) -> None:
+        """The task marked failed, as a user does it. The stack's Airflow keeps its metadata in SQLite, which
+        takes one writer at a time: a write that waited out its lock (HTTP 500 "Database error", after five
+        seconds) is made again, as the user would."""
+        self.api.set_task_state(dag_id, run_id, "task", "failed")
 
     def started(self, run_id: str, timeout: float = 180) -> str:
         """The run's first container, once Docker started it."""
@@ -171,7 +175,7 @@ class Suite:
     def message(self, dag_id: str, run_id: str, ti: dict[str, Any], status: dict[str, Any] | None) -> str:
         """What Airflow shows: the failure's first line in the task log, else the try's recorded cause."""
         if ti["state"] == "success":
-            return "success" + (f"; result {self._xcom(dag_id, run_id)}" if ti["state"] == "success" else "")
+            return "success" + (f"; result {self.xcom(dag_id, run_id)}" if ti["state"] == "success" else "")
         line = airflow_message(self.api, dag_id, run_id, ti, FAILURE_PATTERNS)
         if line:
             return line.removeprefix("AirflowException: ")
@@ -179,7 +183,7 @@ class Suite:
             return f"(no failure in the task log) status.json: {status['error']}"
         return "(nothing: no failure in the task log and no status.json)"
 
-    def _xcom(self, dag_id: str, run_id: str) -> Any:
+    def xcom(self, dag_id: str, run_id: str) -> Any:
         try:
             return self.api.xcom(dag_id, run_id, "task")
         except AirflowApiError:
@@ -207,11 +211,14 @@ class Suite:
         fault_at: float | None = None,
         container_fault: bool = False,
         found: Assessment | None = None,
+        status: dict[str, Any] | None = None,
+        log: tuple[str, ...] = (),
     ) -> Row:
-        """Fill the row from the run's end, against the goals; ``cause``: words the message must hold."""
+        """Fill the row from the run's end, against the goals; ``cause``: words the message must hold;
+        ``status``: fields the last try's status.json must have; ``log``: words the task log must hold."""
         found = found or self.assess(dag_id, run_id)
         ti = next(ti for ti in found.task_instances if ti["task_id"] == "task")
-        status = self.status_of(ti, found)
+        expected_status, status = status, self.status_of(ti, found)
         row.message = self.message(dag_id, run_id, ti, status)
         end = epoch(ti["end_date"])
         if fault_at is not None and end is not None:
@@ -226,8 +233,13 @@ class Suite:
         missing = [word for word in cause if word not in row.message]
         if missing:
             row.missed.append(f"the message does not say {' / '.join(missing)!r}")
+        for key, value in (expected_status or {}).items():
+            if status is None or status.get(key) != value:
+                row.missed.append(f"status.json's {key} is {(status or {}).get(key)!r}, not {value!r}")
+        task_log = self.api.log(dag_id, run_id, "task", ti["try_number"] or 1) if log else ""
+        row.missed += [f"the task log does not say {words!r}" for words in log if words not in task_log]
         if container_fault and (row.detection is None or row.detection > DETECTION_GOAL):
-            row.missed.append(f"Airflow knew after {row.detection} s, over the {DETECTION_GOAL:g} s goal")
+            row.late.append(f"Airflow knew after {row.detection} s, over the {DETECTION_GOAL:g} s goal")
         if status is not None:
             row.notes.append(
                 f"status.json: {status['state']}, reason {status.get('reason')}, exit code {status.get('exit_code')}, "
@@ -242,8 +254,7 @@ class Suite:
                 row.details["recorded_after"] = round(recorded - fault_at, 2)
         if found.last_container_gone_after is not None and found.tries:
             row.notes.append(f"its containers were gone {found.last_container_gone_after:.1f} s after the task ended")
-        row.outcome = "pass" if not row.missed else "fail"
-        return row
+        return row.conclude()
 
 
 def _ti_summary(ti: dict[str, Any]) -> dict[str, Any]:
@@ -258,54 +269,9 @@ def _status_summary(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: status.get(k) for k in keys}
 
 
-# -- the catalogue -----------------------------------------------------------------------------------
-
-Scenario = Callable[[Suite], Row]
-SCENARIOS: dict[str, Scenario] = {}
-NOT_ON: dict[str, dict[str, str]] = {}  # scenario -> backend -> why it does not run there
-
-
-def scenario(name: str, *, ecs: bool | str, docker: bool | str = True) -> Callable[[Scenario], Scenario]:
-    """Register a scenario; ``docker``, ``ecs``: True where it runs, else why not (the table's "n/a")."""
-
-    def register(function: Scenario) -> Scenario:
-        SCENARIOS[name] = function
-        NOT_ON[name] = {backend: str(why) for backend, why in (("docker", docker), ("ecs", ecs)) if why is not True}
-        return function
-
-    return register
-
-
-def runs_on(name: str, backend: str) -> bool:
-    return backend not in NOT_ON.get(name, {})
-
-
-# Why the rows of the stack's own parts run on the Docker backend only: on the ECS mode they would
-# break the same LocalStack, launcher or Airflow, and measure the same code.
-SAME_IN_BOTH = "the same {what} in both modes: the Docker column measures it"
-ENGINE_NOT_ECS = (
-    "the engine is the local stand-in's, not ECS's: on Fargate a host's end is the platform's stop (the Spot row)"
-)
-FAN_OUT_ON_ECS = (
-    "ECS's fan-out is the benchmark's (make bench PARTS=scale-ecs: 500 tasks, the RunTask rate, calls per task)"
-)
-
-
 def sleeper(suite: Suite, dag_id: str = "faults_worker", seconds: int = 300) -> tuple[str, str]:
     """A running, watched container task; (run id, container id)."""
     run_id = suite.trigger(dag_id, {"action": "sleep", "seconds": seconds})
     container = suite.started(run_id)
     suite.watched(dag_id, run_id)
     return run_id, container
-
-
-def run_one(suite: Suite, name: str) -> Row:
-    """Run a scenario; a scenario that breaks is an 'error' row with what broke."""
-    started = time.monotonic()
-    try:
-        suite.clean()
-        row = SCENARIOS[name](suite)
-    except Exception as exc:  # one broken scenario must not hide the others
-        row = Row(name, name, "", outcome="error", message=f"{type(exc).__name__}: {exc}", backend=suite.backend)
-    row.seconds = round(time.monotonic() - started, 1)
-    return row

@@ -1,5 +1,5 @@
-"""LaunchedTaskTrigger on its own, against real containers: cost, timeout, kill, lost containers (decoding S3's
-notifications: tests/unit/test_status_notifications.py)."""
+"""LaunchedTaskTrigger on its own, against real containers: cost, timeout, kill, lost containers, a log burst's
+bounded reads (decoding S3's notifications: tests/unit/test_status_notifications.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airlaunch.protocol import Handle
+from airlaunch.providers.airflow.settings import AirflowSettings
 from airlaunch.providers.airflow.triggers import completing, log_follower, watching
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
 from airlaunch.stack import task_containers
@@ -175,3 +176,63 @@ def test_without_notifications_the_trigger_falls_back_to_polling(
     assert event.payload["state"] == "succeeded"
     assert trigger._listener is not None and trigger._listener.degraded
     assert "status notifications failed" in caplog.text and "poll S3 meanwhile" in caplog.text
+
+
+def _wait_until(condition: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_a_100_mb_log_burst_costs_its_trigger_bounded_reads_beside_a_short_task(
+    launcher: LauncherClient,
+    identity: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Two triggers on one event loop, as in a triggerer: a task printing 100 MB and a 2 s task. Every log
+    read is at most AIRLAUNCH_LOG_READ_BYTES and shows a bounded number of lines, whatever the log's size."""
+    read_bytes = AirflowSettings().log_read_bytes
+    reads: list[tuple[str, int]] = []
+    real = log_follower.read_range
+
+    async def counting(client: Any, bucket: str, key: str, first: int, last: int | None) -> Any:
+        found = await real(client, bucket, key, first, last)
+        reads.append((key, len(found[0]) if found else 0))
+        return found
+
+    monkeypatch.setattr(log_follower, "read_range", counting)
+    burst = launcher.launch("diagnostic", {**identity, "task_id": "burst"}, {"action": "log", "log_mib": 100})
+    _wait_until(lambda: _has(launcher, burst, "log/000002"), "the burst's third log part", 120)
+    short = launcher.launch("diagnostic", {**identity, "task_id": "short"}, {"action": "sleep", "seconds": 2})
+
+    async def watch(handle: Handle) -> Any:
+        trigger = LaunchedTaskTrigger(
+            handle=handle.to_dict(), function_name="function", aws_conn_id="airlaunch_aws", poll_interval=0.25
+        )
+        async for event in trigger.run():
+            return event
+
+    async def both() -> list[Any]:
+        return list(await asyncio.gather(watch(burst), watch(short)))
+
+    burst_event, short_event = asyncio.run(asyncio.wait_for(both(), 300))
+
+    assert short_event.payload["state"] == "succeeded" and short_event.payload["result"] == {"slept": 2.0}
+    assert burst_event.payload["state"] == "succeeded"
+    assert burst_event.payload["result"] == {"log_lines": 100 * 2**20 // 100}
+    burst_reads = [size for key, size in reads if key.startswith(burst.prefix)]
+    assert burst_reads and max(burst_reads) <= read_bytes, max(burst_reads)
+    assert sum(burst_reads) < 10 * 2**20  # of 100 MB, a bounded part is read
+    shown = capfd.readouterr().out.count("[container] burst line")  # Airflow's structlog writes to stdout
+    assert 0 < shown <= 200 * len(burst_reads)  # at most 200 lines per read, the rest is a marker
+    print(f"\nburst: {len(burst_reads)} log reads, {sum(burst_reads) / 2**20:.1f} MiB read, {shown} lines shown")
+
+
+def _has(launcher: LauncherClient, handle: Handle, name: str) -> bool:
+    try:
+        launcher.read(handle.layout, name)
+    except launcher.s3.exceptions.NoSuchKey:
+        return False
+    return True
