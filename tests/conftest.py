@@ -90,19 +90,30 @@ def stack() -> Iterator[Stack]:
         started = stack.up()
     assert stack.launcher.serves(stack.cfg.catalog), f"the stack's launcher does not serve {stack.cfg.catalog}"
     os.environ.update(stack.cfg.client_env())
+    _STARTED_HERE[:] = started
     yield stack
     stack.down(only=started)
     stop_task_containers()
 
 
+_STARTED_HERE: list[str] = []  # what the session's stack fixture started, and so stops at the session's end
+
+
 @pytest.fixture(scope="session")
 def ecs_mode(stack: Stack) -> Iterator[Stack]:
-    """The stack in its ECS mode for the rest of the session (the ECS tests run last: see above), back in the
-    Docker mode at its end (which stops the emulated account). A module that adds catalog entries the account
-    must have deploys a new account itself (``redeploy_ecs_account``)."""
+    """The stack in its ECS mode for the rest of the session (the ECS tests run last: see above); at its end the
+    emulated account is stopped, and a stack someone else started is given back in the Docker mode (one this
+    session started is about to stop: its launcher is not started again for nothing). A module that adds
+    catalog entries the account must have deploys a new account itself (``redeploy_ecs_account``)."""
+    from airlaunch.stack import ECS_ACCOUNT
+
     stack.up(backend="ecs")
     yield stack
-    stack.up(backend="docker")
+    if "launcher" in _STARTED_HERE:
+        stack.down(only=[ECS_ACCOUNT])
+        stack.cfg.backend_file.write_text("docker")  # an `up` that names no backend starts the Docker mode
+    else:
+        stack.up(backend="docker")
 
 
 def redeploy_ecs_account(stack: Stack) -> None:
