@@ -55,28 +55,37 @@ def parse_time(text: str) -> float:
 
 
 class BenchAirflow(AirflowServers):
-    """Airflow's four processes in .stack-bench/, on port 8180, loading only bench/dags."""
+    """Airflow's four processes in .stack-bench/, on port 8180, loading only bench/dags (with ``triggerers``
+    triggerers: more than one is Airflow's HA mode). The repository is on its PYTHONPATH, so its processes
+    import ``bench.floor_operator`` (the floor DAGs' operator and the trigger the triggerer runs)."""
 
-    def __init__(self, parallelism: int) -> None:
+    def __init__(self, parallelism: int, triggerers: int = 1) -> None:
         cfg = StackConfig(repo=REPO, state_dir=STATE_DIR, airflow_port=AIRFLOW_PORT, airflow_parallelism=parallelism)
-        super().__init__(cfg)
+        super().__init__(cfg, triggerers)
+        self.triggerers = triggerers
 
     def env(self) -> dict[str, str]:
+        env = super().env()
         return {
-            **super().env(),
+            **env,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
             "AIRFLOW__CORE__DAGS_FOLDER": str(BENCH_DAGS),
             "AIRFLOW__CORE__MAX_MAP_LENGTH": "2048",
             "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
         }
 
-    def running_parallelism(self) -> int | None:
-        """The parallelism of the Airflow running now, if it is ours and up."""
+    def marker(self) -> str:
+        return f"{self.cfg.airflow_parallelism} {self.triggerers}"
+
+    def running_marker(self) -> str | None:
+        """The parallelism and triggerers of the Airflow running now, if it is ours and up."""
         marker = STATE_DIR / "bench-parallelism"
-        return int(marker.read_text()) if self.healthy() and marker.exists() else None
+        return marker.read_text().strip() if self.healthy() and marker.exists() else None
 
     def ensure(self) -> float:
-        """Up with this parallelism (restarting if it runs with another); seconds it took, 0 if already up."""
-        if self.running_parallelism() == self.cfg.airflow_parallelism:
+        """Up with this parallelism and triggerers (restarting if it runs with others); seconds it took, 0 if
+        already up."""
+        if self.running_marker() == self.marker():
             return 0.0
         self.down()
         start = time.monotonic()
@@ -84,7 +93,7 @@ class BenchAirflow(AirflowServers):
         if fail_leftover_runs(self.api(), BENCH_DAG_IDS, "benchmark"):
             self.down()  # a fresh triggerer: see fail_leftover_runs
             self.up()
-        (STATE_DIR / "bench-parallelism").write_text(str(self.cfg.airflow_parallelism))
+        (STATE_DIR / "bench-parallelism").write_text(self.marker())
         return time.monotonic() - start
 
     def api(self) -> AirflowRest:
@@ -95,7 +104,17 @@ class BenchAirflow(AirflowServers):
         return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
 
 
-BENCH_DAG_IDS = ("bench_single", "bench_fan_out", "bench_fan_out_triggerer", "bench_python", "bench_docker")
+BENCH_DAG_IDS = (
+    "bench_single",
+    "bench_single_triggerer",
+    "bench_fan_out",
+    "bench_fan_out_triggerer",
+    "bench_python",
+    "bench_docker",
+    "bench_floor_triggerer",
+    "bench_floor_workers",
+    "bench_noop_python",
+)
 
 
 def fail_leftover_runs(api: AirflowRest, dag_ids: Iterable[str], who: str) -> bool:
@@ -224,7 +243,8 @@ class Started:
 
 
 class DockerStarts:
-    """Subscribes to Docker's container start events; records each container's State.StartedAt.
+    """Subscribes to Docker's container start and die events; records each container's State.StartedAt,
+    and when it died (the die event's time).
 
     Task containers remove themselves when they exit, so their StartedAt is read by inspecting
     them as soon as the start event arrives (they live at least a second); if one is already
@@ -234,14 +254,22 @@ class DockerStarts:
     def __init__(self) -> None:
         self.client = docker.from_env()
         self.started: dict[str, Started] = {}
+        self.died: dict[str, float] = {}  # epoch seconds of each container's die event
         self.event_lag: list[float] = []  # event time minus StartedAt, to show they agree
-        self._events = self.client.events(decode=True, filters={"type": "container", "event": "start"})
+        self._events = self.client.events(decode=True, filters={"type": "container", "event": ["start", "die"]})
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def lifetimes(self, container_ids: Iterable[str]) -> list[float]:
+        """StartedAt to the die event, seconds, of each of these containers that has died."""
+        return [self.died[c] - self.started[c].at for c in container_ids if c in self.died and c in self.started]
 
     def _run(self) -> None:
         for event in self._events:
             container_id, event_at = event["id"], event["timeNano"] / 1e9
+            if event.get("status", event.get("Action")) == "die":
+                self.died[container_id] = event_at
+                continue
             try:
                 at = parse_time(self.client.api.inspect_container(container_id)["State"]["StartedAt"])
                 self.started[container_id] = Started(at, True)
@@ -288,8 +316,14 @@ class RequestCounter:
         return Counter(line.split(": AWS ", 1)[1].split(" =>")[0] for line in lines if REQUEST_MARK in line)
 
 
-def background_request_rate(seconds: float = 10) -> float:
-    """Requests per second LocalStack serves for others (the shared stack) while we do nothing."""
+def background_rates(seconds: float = 10) -> dict[str, float]:
+    """Requests per second of each operation LocalStack serves while the benchmark runs nothing (others on the
+    shared stack, the triggerers' idle long polls)."""
     counter = RequestCounter()
     time.sleep(seconds)
-    return sum(counter.count().values()) / seconds
+    return {operation: n / seconds for operation, n in counter.count().items()}
+
+
+def background_request_rate(seconds: float = 10) -> float:
+    """Requests per second LocalStack serves for others (the shared stack) while we do nothing."""
+    return sum(background_rates(seconds).values())

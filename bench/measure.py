@@ -114,18 +114,19 @@ def bare_docker_run(samples: int, starts: DockerStarts) -> dict[str, Any]:
 
 
 def single_runs(
-    api: Any, s3: Any, starts: DockerStarts, count: int, conf: dict[str, Any]
+    api: Any, s3: Any, starts: DockerStarts, count: int, conf: dict[str, Any], dag_id: str = "bench_single"
 ) -> tuple[list[float], list[float], list[str], dict[str, list[float]]]:
-    """Launch overhead and completion latency of `count` bench_single runs, run one after another;
-    and the launch's steps from each try's timings.json (Airflow's clock, then the launcher's)."""
-    run_ids = [api.trigger("bench_single", conf) for _ in range(count)]  # max_active_runs=1 runs them in turn
+    """Launch overhead and completion latency of `count` runs of a one-task DAG (bench_single, or
+    bench_single_triggerer), run one after another; and the launch's steps from each try's timings.json
+    (Airflow's clock, then the launcher's)."""
+    run_ids = [api.trigger(dag_id, conf) for _ in range(count)]  # max_active_runs=1 runs them in turn
     overhead, latency, states = [], [], []
     steps: dict[str, list[float]] = {name: [] for name in LAUNCH_STEPS}  # report.py labels them
     for run_id in run_ids:
-        run = api.wait_for_run("bench_single", run_id, timeout=120 + 10 * count)
+        run = api.wait_for_run(dag_id, run_id, timeout=120 + 10 * count)
         states.append(run["state"])
-        ti = api.task_instances("bench_single", run_id)[0]
-        where = api.xcom("bench_single", run_id, "launch", "airlaunch")
+        ti = api.task_instances(dag_id, run_id)[0]
+        where = api.xcom(dag_id, run_id, "launch", "airlaunch")
         status = read_status(s3, where["bucket"], where["prefix"])
         started, ti_start = starts.wait_for(where["task_ref"]).at, parse_time(ti["start_date"])
         overhead.append(started - ti_start)
@@ -286,7 +287,7 @@ def cold_start(parallelism: int) -> tuple[BenchAirflow, dict[str, Any]]:
     load_before = load()
     start = time.monotonic()
     airflow.up()
-    (STATE_DIR / "bench-parallelism").write_text(str(parallelism))
+    (STATE_DIR / "bench-parallelism").write_text(airflow.marker())
     airflow_seconds = time.monotonic() - start
     own = LocalStack(
         StackConfig(state_dir=STATE_DIR, localstack_port=int(os.environ.get("BENCH_LOCALSTACK_PORT", "4599")))

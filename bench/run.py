@@ -5,9 +5,12 @@ end) and an Airflow of its own (.stack-bench/, port 8180, DAGs from bench/dags),
 with PASS/FAIL per target, saves JSON and a chart under bench/results/, and writes the table
 into docs/benchmarks.md between its markers.
 
-Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,slots,cache,scale-ecs
-(default all; cache, bench/cache.py: the reference pipeline with the result cache off and on, on a stack
-of its own); BENCH_SAMPLES (20) launch/latency samples; BENCH_SLOTS_N (32) and
+Environment: BENCH_PARTS (or PARTS) comma-separated from footprint,launch,latency,scale,floors,slots,cache,
+scale-ecs (default all; cache, bench/cache.py: the reference pipeline with the result cache off and on, on a stack
+of its own; floors, bench/floors.py and bench/targets.py: Airflow's, the container's and S3's floors beside our
+fan-outs of the same run, issue 22's targets as ratios to them, with BENCH_IDLE_SECONDS (30),
+BENCH_FLOOR_WORKERS_SCALE (BENCH_SCALE), BENCH_CONTAINER_FLOOR_N (50), BENCH_LATENCY_RUNS (3) and
+BENCH_SQS_SIZE (200, at most the largest size)); BENCH_SAMPLES (20) launch/latency samples; BENCH_SLOTS_N (32) and
 BENCH_SLOTS_BLOCKING_N (same) tasks for the slot test; BENCH_SCALE (50,200,500) fan-out sizes;
 BENCH_SCALE_ECS (500) fan-out sizes on the ECS mode (scale-ecs, bench/scale_ecs.py: on a stack of its
 own, .stack-bench-ecs, run last) and BENCH_ECS_VCPU_QUOTA (256) the emulated account's vCPU quota for it;
@@ -27,16 +30,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
-from bench import cache, measure, report, scale, scale_ecs
+from bench import cache, floors, measure, report, scale, scale_ecs, targets
 from bench.harness import REPO, BenchAirflow, load
 
 SCALE_ROW_PREFIXES = ("Scale:", "Completion latency at", "Stack peak memory at")
-PARTS = ("footprint", "launch", "latency", "scale", "slots", "cache", "scale-ecs")
+PARTS = ("footprint", "launch", "latency", "scale", "floors", "slots", "cache", "scale-ecs")
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 SCALE_BEGIN, SCALE_END = "<!-- bench-scale:begin -->", "<!-- bench-scale:end -->"
 ECS_BEGIN, ECS_END = "<!-- bench-ecs:begin -->", "<!-- bench-ecs:end -->"
+FLOORS_BEGIN, FLOORS_END = "<!-- bench-floors:begin -->", "<!-- bench-floors:end -->"
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,14 @@ def measured_line(results: dict[str, Any]) -> str:
     )
 
 
-def write_docs(table: list[report.Row], results: dict[str, Any]) -> None:
-    """The scale parts have blocks of their own, so each block is rewritten only by a run that measured it."""
+def write_docs(table: list[report.Row], floor_rows: list[report.Row], results: dict[str, Any]) -> None:
+    """The scale parts and the floors have blocks of their own, so each block is rewritten only by a run that
+    measured it."""
+    if floor_rows:
+        write_block(FLOORS_BEGIN, FLOORS_END, f"{measured_line(results)}\n\n{report.markdown_table(floor_rows)}")
     ecs_rows = [row for row in table if row[0].startswith(scale_ecs.PREFIX)]
     scale_rows = [row for row in table if row[0].startswith(SCALE_ROW_PREFIXES)]
-    other_rows = [row for row in table if row not in scale_rows and row not in ecs_rows]
+    other_rows = [row for row in table if row not in scale_rows and row not in ecs_rows and row not in floor_rows]
     if "scale_ecs" in results:
         grids = "\n\n".join(report.grid_markdown(*grid) for grid in report.scale_tables(results["scale_ecs"]))
         body = f"{measured_line(results)}\n\n{report.markdown_table(ecs_rows)}\n\n{grids}"
@@ -129,7 +136,7 @@ def main() -> int:
             say("==> footprint: Airflow and LocalStack from cold, then idle memory")
             airflow, results["footprint"] = measure.cold_start(settings.parallelism)
             results["footprint"]["idle"] = measure.idle_memory(airflow)
-        if {"launch", "latency", "scale"} & set(parts):
+        if {"launch", "latency", "scale", "floors"} & set(parts):
             airflow = BenchAirflow(settings.parallelism)
             airflow.ensure()
         if {"launch", "latency"} & set(parts):
@@ -137,14 +144,23 @@ def main() -> int:
             results["lambda_invoke"] = measure.lambda_invoke(100)
             sampled = measure.launch_and_latency(airflow, settings.samples)
             results.update({k: v for k, v in sampled.items() if k in parts or k not in ("launch", "latency")})
+
+        def keep(done: dict[str, Any]) -> None:
+            results["scale"] = done
+            say(f"    fan-out of {max(int(k) for k in done if k.isdigit())} measured")
+
         if "scale" in parts:
             say(f"==> scale: fan-outs of {settings.scale}")
-
-            def keep(done: dict[str, Any]) -> None:
-                results["scale"] = done
-                say(f"    fan-out of {max(int(k) for k in done if k.isdigit())} measured")
-
             results["scale"] = scale.scale(airflow, settings.scale, settings.scale_max_seconds, keep)
+        if "floors" in parts:
+            say(f"==> floors: Airflow's, the container's and S3's, beside our fan-outs of {settings.scale}")
+
+            def our_fan_outs() -> dict[str, Any]:
+                return scale.scale(airflow, settings.scale, settings.scale_max_seconds, keep)
+
+            floors.measure(
+                airflow, results, settings.scale, settings.scale_max_seconds, settings.samples, our_fan_outs, say
+            )
         if "slots" in parts:
             say(f"==> slot efficiency: {settings.slots_n} x 10 s tasks at parallelism 2")
             airflow = BenchAirflow(2)
@@ -181,7 +197,8 @@ def main() -> int:
     for name in (f"results-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(results, indent=2))
     report.chart(results, RESULTS / "latest.png")
-    table = report.rows(results) + scale_ecs.rows(results)
+    floor_rows = targets.floor_rows(results["floors"], results.get("scale")) if "floors" in results else []
+    table = report.rows(results) + scale_ecs.rows(results) + floor_rows
     print(report.text_table(table))
     for key in ("scale", "scale_ecs"):
         for grid in report.scale_tables(results[key]) if key in results else []:
@@ -190,7 +207,7 @@ def main() -> int:
     print(f"\nload average at start {results['load_start']}, at end {results['load_end']}")
     print(f"saved {RESULTS / 'latest.json'}, {RESULTS / 'latest.png'}")
     if os.environ.get("BENCH_DOCS", "1") != "0":
-        write_docs(table, results)
+        write_docs(table, floor_rows, results)
         print(f"wrote the table to {DOCS.relative_to(REPO)}")
     return 1 if any(row[3] == "FAIL" for row in table + cache.rows(results)) else 0
 

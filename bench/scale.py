@@ -38,7 +38,7 @@ from bench.harness import (
     BenchAirflow,
     MemorySampler,
     RequestCounter,
-    background_request_rate,
+    background_rates,
     cpu_seconds,
     listening_pid,
     load,
@@ -78,6 +78,8 @@ def cpu_snapshot(airflow: BenchAirflow) -> dict[str, float]:
     """Cumulative CPU-seconds of each long-lived part (children included, reaped ones too)."""
     cfg = StackConfig()
     parts = {f"airflow {c}": cpu_seconds(airflow.pid(c)) for c in AIRFLOW_PARTS}
+    for extra in airflow.processes[len(AIRFLOW_PARTS) :]:  # more triggerers (BenchAirflow(triggerers=2))
+        parts[extra.name.replace("airflow-", "airflow ", 1)] = cpu_seconds(extra.process.pid)
     parts["localstack"] = cpu_seconds(listening_pid(cfg.localstack_port))
     parts["launcher"] = cpu_seconds(listening_pid(cfg.lambda_port))
     parts["docker engine"] = _engine_seconds()
@@ -208,7 +210,7 @@ def scale(
     ``keep`` saves what was measured after each size, should a later one fail or be interrupted;
     ``observe(count, start, end)`` (epoch seconds of the size's run) adds its figures as ``observed``."""
     api = airflow.api()
-    background_before = background_request_rate()
+    background_before = background_rates()
     run_dag(api, DAG_ID, {"count": 2, "max_seconds": 0}, timeout=300)
     results: dict[str, Any] = {"dag_id": DAG_ID, "max_seconds": max_seconds}
     for count in sizes:
@@ -218,8 +220,14 @@ def scale(
             results[str(count)]["observed"] = observe(count, began, time.time())
         keep(results)
     # Others (the shared Airflow, tests) use the same LocalStack: subtract their rate.
-    background = (background_before + background_request_rate()) / 2
+    background_after = background_rates()
+    rates = {
+        op: (background_before.get(op, 0) + background_after.get(op, 0)) / 2
+        for op in {*background_before, *background_after}
+    }
+    background = sum(rates.values())
     results["background_requests_per_second"] = background
+    results["background_rates"] = rates
     for count in sizes:
         s = results[str(count)]
         s["s3_requests_per_task"] = (s["s3_requests_total"] - background * s["seconds"]) / count

@@ -1,6 +1,7 @@
 """The benchmark's DAGs (loaded only by the benchmark's own Airflow, never by the stack's).
 
 bench_single     one container task per run (max_active_runs=1): launch overhead, completion latency
+bench_single_triggerer  the same, launched from the triggerer (start_from_trigger)
 bench_fan_out    N mapped container tasks launched from workers, then one task that reads all their XComs
 bench_fan_out_triggerer  the same, launched from the triggerer (start_from_trigger)
 (The blocking ways for the slot test are in blocking_dags.py.)
@@ -18,15 +19,16 @@ START = datetime(2026, 1, 1)
 COUNT = Param(4, type="integer", minimum=1, maximum=1000)
 
 
-with DAG(
-    dag_id="bench_single",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
-    params={"min_seconds": Param(0, type="number"), "max_seconds": Param(0, type="number")},
-):
-    LaunchContainerOperator(task_id="launch", task="task_two", retries=0)
+for single_dag_id, from_trigger in (("bench_single", False), ("bench_single_triggerer", True)):
+    with DAG(
+        dag_id=single_dag_id,
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        params={"min_seconds": Param(0, type="number"), "max_seconds": Param(0, type="number")},
+    ):
+        LaunchContainerOperator(task_id="launch", task="task_two", retries=0, start_from_trigger=from_trigger)
 
 
 def bench_fan_out(dag_id: str, *, start_from_trigger: bool) -> None:
