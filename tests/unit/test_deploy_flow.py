@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from airlaunch.catalog import Catalog
 from airlaunch.deploy import account as account_checks
 from airlaunch.deploy import cli, cloudformation, images, teardown
 from airlaunch.deploy.errors import DeployError
@@ -124,7 +125,8 @@ def test_deploy_from_a_fresh_account_then_again_then_destroy(
     assert all(c[2:4] == ["--platform", "linux/amd64"] for c in builds)
     ecs = boto3.client("ecs", region_name=REGION)
     families = ecs.list_task_definition_families(familyPrefix="dev-")["families"]
-    assert len(families) == 5
+    catalog = Catalog.load(images.REPO / "tasks" / "catalog.yaml")
+    assert sorted(families) == sorted(f"dev-{task}" for task in catalog.tasks)  # one a catalog task
     definition = ecs.describe_task_definition(taskDefinition="dev-task_one")["taskDefinition"]
     tag = definition["containerDefinitions"][0]["image"].rsplit(":", 1)[1]
     assert tag == hashlib.sha256(b"airlaunch-deploy/dev/reference-tasks:build").hexdigest()[:16]
