@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.report import Row, sizes, verdict
+from bench.triggerers import per_notification
 
 ORCHESTRATION_LIMIT = 1.25  # orchestration CPU a task / Airflow's floor
 STARTUP_LIMIT = 1.5  # the runtime's container CPU for an empty task / bare Python in the same image
@@ -113,7 +114,7 @@ def floor_rows(floors: dict[str, Any], scale: dict[str, Any] | None) -> list[Row
     if scale:
         out += _scale_targets(floors, scale, airflow_floor, containers, floor_total)
     out += _launch_rows(floors)
-    out += _sqs_rows(floors)
+    out += _sqs_rows(floors, scale)
     return out
 
 
@@ -209,14 +210,30 @@ def _launch_rows(floors: dict[str, Any]) -> list[Row]:
     return out
 
 
-def _sqs_rows(floors: dict[str, Any]) -> list[Row]:
-    out = []
-    for n, run in sorted(floors.get("sqs", {}).items()):
-        cost = run["per_notification"]
-        value = (
-            f"{cost['receives']:.2f} ReceiveMessage, {cost['hand_backs']:.2f} hand-backs, "
-            f"{cost['deletes']:.2f} deletes a notification "
-            f"({run['count']} tasks, {run['seconds']:.0f} s, {run['failed_tasks']} failed)"
+def _sqs_text(cost: dict[str, float]) -> str:
+    return (
+        f"{cost['receives']:.2f} ReceiveMessage, {cost['hand_backs']:.2f} hand-backs, "
+        f"{cost['deletes']:.2f} deletes a notification"
+    )
+
+
+def _sqs_rows(floors: dict[str, Any], scale: dict[str, Any] | None = None) -> list[Row]:
+    """SQS calls a notification: one triggerer in each scale fan-out, then the SQS part's runs with one and two."""
+    runs = []
+    for size in sizes(scale) if scale else []:
+        s = scale[size] if scale else {}
+        cost = per_notification(
+            s["s3_requests"], scale.get("background_rates", {}) if scale else {}, s["seconds"], s["count"]
         )
-        out.append((f"SQS: calls a status notification costs, {n} triggerer{'s' if n != '1' else ''}", value, "", ""))
-    return out
+        runs.append((f"1 triggerer, the scale fan-out of {size}", cost, s))
+    for n, run in sorted(floors.get("sqs", {}).items()):
+        runs.append((f"{n} triggerer{'s' if n != '1' else ''}, the SQS part's fan-out", run["per_notification"], run))
+    return [
+        (
+            f"SQS: calls a status notification costs, {label}",
+            f"{_sqs_text(cost)} ({run['count']} tasks, {run['seconds']:.0f} s, {run['failed_tasks']} failed)",
+            "",
+            "",
+        )
+        for label, cost, run in runs
+    ]

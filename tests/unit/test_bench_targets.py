@@ -56,9 +56,10 @@ def _scale() -> dict[str, Any]:
         "background_rates": {},
         "10": {
             "count": 10,
+            "failed_tasks": 0,
             "seconds": 20.0,
             "cpu_seconds": cpu,
-            "s3_requests": {"s3.GetObject": 80, "s3.PutObject": 40},
+            "s3_requests": {"s3.GetObject": 80, "s3.PutObject": 40, "sqs.ReceiveMessage": 10},
             "completion_latency": {"p50": 0.4, "p95": 0.9},
             "peak_memory_mib": {"total": 1000.0},
         },
@@ -77,3 +78,5 @@ def test_floor_rows_judge_each_target_against_the_same_runs_floor() -> None:
     assert rows["Target: total CPU a task at 10"][1].startswith("x1.36")
     assert rows["Target: completion latency at 10, 2 runs"][3] == "FAIL"  # the second run's p95
     assert rows["Target: stack peak memory at 10 (MiB)"][3] == "PASS"
+    sqs = rows["SQS: calls a status notification costs, 1 triggerer, the scale fan-out of 10"]
+    assert sqs[1].startswith("1.00 ReceiveMessage")  # one triggerer's receives in the fan-out, a notification
