@@ -319,7 +319,7 @@ compose-env: ## Print the exports that point the airlaunch CLI at the compose st
 # -- Benchmarks (bench/, docs/benchmarks.md) -------------------------------------------------
 .PHONY: bench
 
-bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,footprint,cache,scale-ecs]
+bench: install images ## Benchmarks on an Airflow of their own (port 8180): make bench [PARTS=launch,latency,slots,scale,floors,footprint,cache,scale-ecs]
 	@PARTS='$(PARTS)' $(PY) -m bench.run
 
 # -- Fault suite (bench/faults, docs/faults.md) ------------------------------------------------
