@@ -46,14 +46,10 @@ def test_every_launcher_function_and_connection_is_swept(monkeypatch: pytest.Mon
     of them with its own hook, not only the first trigger's."""
     swept: list[tuple[str, str]] = []
 
-    async def no_warm_up() -> None:
-        pass
-
     async def sweep_once(hook: Hook) -> list[str]:
         swept.append((hook.function_name, hook.aws_conn_id))
         return []
 
-    monkeypatch.setattr(orphan_sweep, "_warm_up", no_warm_up)
     monkeypatch.setattr(orphan_sweep, "sweep_once", sweep_once)
     launchers = {("launcher-a", "aws_default"), ("launcher-b", "aws_default"), ("launcher-a", "other_account")}
 

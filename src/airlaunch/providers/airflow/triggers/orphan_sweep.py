@@ -41,7 +41,6 @@ GRACE_SECONDS = 30.0
 
 async def sweep_forever(hook: LauncherHook, interval: float) -> None:
     """Sweep ``hook``'s launcher every ``interval`` seconds until cancelled; a failed sweep waits for the next."""
-    await _warm_up()
     while True:
         await asyncio.sleep(interval)
         try:
@@ -50,21 +49,6 @@ async def sweep_forever(hook: LauncherHook, interval: float) -> None:
                 log.warning("stopped %d container(s) whose task instance no longer runs: %s", len(stopped), stopped)
         except Exception as exc:  # the launcher or Airflow unreachable: next time
             log.warning("orphan sweep failed (%s); next one in %.0f s", exc, interval)
-
-
-async def _warm_up() -> None:
-    """Have the triggerer build its in-process execution API now, while the first task runs.
-
-    The triggerer's supervisor builds that API (a FastAPI app and a DAG bag) on the first request
-    that needs it, the sweep's or a trigger's XCom push, and does nothing else meanwhile: measured at
-    9 s on 2 busy cores, which the first task to end after a triggerer start waited for.
-    """
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    try:
-        await sync_to_async(RuntimeTaskInstance.get_dr_count)(dag_id="airlaunch-warm-up")
-    except Exception as exc:  # only a head start: the first real request builds it otherwise
-        log.debug("execution API warm-up failed: %s", exc)
 
 
 async def sweep_once(hook: LauncherHook, states_of: Any = None, now: float | None = None) -> list[str]:
