@@ -47,6 +47,8 @@ from bench.harness import (
     run_dag,
 )
 from bench.measure import store
+from bench.s3_traffic import S3Traffic, breakdown
+from bench.s3_traffic import text as traffic_text
 
 DAG_ID = "bench_fan_out_triggerer"
 TASK_ID = "launch"
@@ -158,15 +160,28 @@ def run_phases(run: dict[str, Any], tis: list[dict[str, Any]], statuses: list[St
     }
 
 
+def capture_traffic() -> S3Traffic | None:
+    """The S3 requests to the measured stack's LocalStack, by file and caller, if this process may capture them."""
+    try:
+        return S3Traffic(StackConfig().localstack_port).start()
+    except (PermissionError, OSError) as exc:
+        print(f"S3 requests by file: not counted ({exc})", flush=True)
+        return None
+
+
 def one_size(airflow: BenchAirflow, count: int, max_seconds: float) -> dict[str, Any]:
     api, results_store = airflow.api(), store()
     load_before, cpu_before, requests = load(), cpu_snapshot(airflow), RequestCounter()
+    traffic = capture_traffic()
     with MemorySampler(airflow) as memory:
         started = time.monotonic()
         run_id, run = run_dag(api, DAG_ID, {"count": count, "max_seconds": max_seconds}, 600 + 3 * count)
         took = time.monotonic() - started
     cpu_after = cpu_snapshot(airflow)
     by_operation = requests.count()
+    by_key = breakdown(traffic.stop(), count) if traffic is not None else None
+    if by_key is not None:
+        print(traffic_text(by_key), flush=True)
     tis = api.task_instances(DAG_ID, run_id)
     reports, _ = build(results_store, DAG_ID, run_id, REPORT_ARGS)
     tries = tries_by_index([r.task_try for r in reports])
@@ -192,6 +207,7 @@ def one_size(airflow: BenchAirflow, count: int, max_seconds: float) -> dict[str,
         "container_peak_memory_mib_p50": statistics.median(peaks) / 2**20 if peaks else None,
         "s3_requests": dict(by_operation),
         "s3_requests_total": sum(by_operation.values()),
+        "s3_requests_by_key": by_key,  # bench/s3_traffic.py: by caller, method and file (None without root)
         "completion_latency": percentiles(latency),
         "peak_memory_mib": memory.peak,
         "verified": {"tasks": len(tries), **verify(api, tries, values, run_id, count)},
