@@ -5,9 +5,10 @@ HTTP requests sent to LocalStack's port and the status lines it answers with, pa
 Every process of the embedded stack that talks to S3 does it over plain HTTP on 127.0.0.1 (the task
 containers share the host's network), so nothing has to be reconfigured to be counted. Each request is
 classed by the file of the try it names (``params.yaml``, ``status.json``, ``log/NNNNNN`` as ``log part``...),
-its method (a ranged GET is ``GET range``), the answer's status, and who sent it, from its User-Agent:
+its method (a ranged GET is ``GET range``), the answer's final status, and who sent it, from its User-Agent:
 ``aiobotocore`` is the triggerer, ``Boto3`` the launcher, any other client the task runtime. SQS calls (a
-POST to ``/`` with an ``X-Amz-Target``) are counted apart.
+POST to ``/`` with an ``X-Amz-Target``) are counted apart, and LocalStack's own checks (``/_localstack/``)
+not at all.
 
 ``breakdown(requests, tries)`` turns what was captured into requests a try per (caller, method, file,
 status). Without the right to open the socket, ``S3Traffic.start`` raises ``PermissionError``; the benchmark
@@ -58,6 +59,8 @@ class Request:
         path = self.path.split("?", 1)[0]
         if self.target or (self.method == "POST" and path == "/"):
             return "sqs"
+        if path.startswith("/_localstack/"):
+            return "localstack"  # its health and init checks, not S3
         if "?" in self.path and self.path.split("/", 3)[-1].startswith("?"):
             return "bucket listing"
         if _PART.search(path):
@@ -158,8 +161,8 @@ class S3Traffic:
     def _answer(self, client: int, payload: bytes) -> None:
         match = _STATUS_LINE.match(payload)
         waiting = self._pending.get(client)
-        if not match or not waiting:
-            return
+        if not match or not waiting or match.group(1).startswith(b"1"):
+            return  # not a status line, nothing asked, or an interim answer (100 Continue): the final one follows
         request = waiting.popleft()
         self.requests.append(
             Request(request.method, request.path, request.agent, request.ranged, request.target, int(match.group(1)))
@@ -168,7 +171,7 @@ class S3Traffic:
 
 def breakdown(requests: list[Request], tries: int) -> dict[str, Any]:
     """S3 requests a try: in all, by caller, and by (caller, method, file, status), most first; SQS apart."""
-    s3 = [r for r in requests if r.file != "sqs"]
+    s3 = [r for r in requests if r.file not in ("sqs", "localstack")]
     rows = Counter(f"{r.caller} {r.kind} {r.file} {r.status or '?'}" for r in s3)
     return {
         "tries": tries,

@@ -27,6 +27,7 @@ def test_requests_are_paired_with_their_answers_per_connection_and_classed() -> 
     traffic.segment(packet(50002, PORT, request("PUT", f"{TRY}/log/000000", "Botocore/1.35 ua/2.0")))
     traffic.segment(packet(50002, PORT, b"the body of the log part, not a request"))
     traffic.segment(packet(50003, PORT, request("GET", f"{TRY}/log.txt", "aiobotocore/2.15", "Range: bytes=0-9\r\n")))
+    traffic.segment(packet(PORT, 50002, b"HTTP/1.1 100 Continue\r\n\r\n"))  # then the body, then the answer
     traffic.segment(packet(PORT, 50002, b"HTTP/1.1 200 OK\r\n\r\n"))
     traffic.segment(packet(PORT, 50001, b"HTTP/1.1 404 Not Found\r\n\r\n"))
     traffic.segment(packet(50004, PORT, request("GET", f"{TRY}/params.yaml", "Boto3/1.35 md/Botocore#1.35")))
@@ -47,8 +48,9 @@ def test_breakdown_counts_requests_a_try_and_leaves_sqs_apart() -> None:
     status = Request("GET", f"{TRY}/status.json", "aiobotocore/2", False, "", 404)
     params = Request("PUT", f"{TRY}/params.yaml", "Boto3/1", False, "", 200)
     sqs = Request("POST", "/", "aiobotocore/2", False, "AmazonSQS.ReceiveMessage", 200)
+    health = Request("GET", "/_localstack/init/ready", "python-urllib3/2", False, "", 200)
 
-    result = breakdown([status, status, status, params, sqs], tries=2)
+    result = breakdown([status, status, status, params, sqs, health], tries=2)
 
     assert result["per_try"] == 2.0
     assert result["by_caller"] == {"triggerer": 1.5, "launcher": 0.5}
