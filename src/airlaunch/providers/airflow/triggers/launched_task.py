@@ -168,7 +168,8 @@ class LaunchedTaskTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         shared = TriggererLoop.current()
         shared.ensure_sweep(self.hook)
-        if self.handle is None:
+        launched_now = self.handle is None
+        if launched_now:
             refusal = await launch_in_triggerer(self)
             if refusal is not None:
                 yield refusal
@@ -182,7 +183,7 @@ class LaunchedTaskTrigger(BaseTrigger):
             self._listener = shared.listener(self.status_queue, self.aws_conn_id, self.region_name)
             notified = self._listener.watch(layout.bucket, layout.status_key)
         with shared.watched(self), notified as wake:
-            outcome = await Watch(self, s3, follower, wake, shared).until_end()
+            outcome = await Watch(self, s3, follower, wake, shared, launched_now).until_end()
             event = await completing.Completion(self, s3, follower).complete(outcome)
         yield completing.end_failed(self, event)
 

@@ -10,11 +10,17 @@ What it guarantees:
   the background, the fallback for an end no event reported.
 * Cost: at most one S3 request per ``poll_interval`` per task, never a LIST: a GET of status.json,
   except every ``log_every``-th tick, which reads the next part of the running log instead
-  (``log_follower``: bounded per request, however much the task prints). While notifications
-  arrive, status.json is read only when one says so, and otherwise once per ``log_every`` ticks as
-  a safety net. These periodic reads are spread further apart when the triggerer watches many
-  tasks (its ``TriggererLoop``'s read budget): 200 tasks showing their logs every 5 s would
-  otherwise cost a 2-core machine's triggerer most of a core.
+  (``log_follower``: bounded per request, however much the task prints). A log part that is not
+  there yet (the container waits for a CPU, or the task is quiet) doubles the wait before the next
+  look, up to ``QUIET_LOG_SECONDS``; a part found brings it back to ``log_every`` ticks. While
+  notifications arrive, status.json is read only when one says so, and otherwise, as a safety net
+  for a lost one, every ``NOTIFIED_STATUS_SECONDS``; a trigger that has just launched its container
+  does not look before the first of those (its status.json cannot be there unannounced, and a
+  notification that came before the watch began is handed back for it). These periodic reads are
+  spread further apart when the triggerer watches many tasks (its ``TriggererLoop``'s read budget):
+  200 tasks showing their logs every 5 s would otherwise cost a 2-core machine's triggerer most of
+  a core. A short task of a 50-task fan-out costs its trigger two to three GETs besides the status,
+  result and log it ends with (docs/benchmarks.md, S3 requests a try).
 * Outages: an S3 or Lambda error that passes (connection refused, throttling, 5xx) never ends the
   watch while the container may still run: it keeps watching for up to ``outage_seconds``; past
   that it stops the container first, then gives up saying why.
@@ -25,6 +31,7 @@ What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +44,9 @@ from airlaunch.providers.airflow.triggers.log_follower import LogFollower
 if TYPE_CHECKING:
     from airlaunch.providers.airflow.triggerer import TriggererLoop
     from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
+
+NOTIFIED_STATUS_SECONDS = 30.0  # while notifications arrive: the safety-net read of status.json, this far apart
+QUIET_LOG_SECONDS = 30.0  # the longest wait between looks for the next log part while none comes
 
 
 @dataclass(frozen=True)
@@ -72,26 +82,33 @@ class Watch:
         follower: LogFollower,
         wake: asyncio.Event | None,
         shared: TriggererLoop,
+        launched_now: bool = False,
     ) -> None:
         self.trigger = trigger
         self.s3 = s3
         self.follower = follower
         self.wake = wake
         self.shared = shared
+        self.launched_now = launched_now  # this trigger launched the container a moment ago
         self.layout = trigger.watched.layout
         self._outage_since: float | None = None
 
     async def until_end(self) -> Outcome:
-        """Tick every poll_interval: GET status.json, or on every log_every-th tick the next log part.
+        """Tick every poll_interval: GET status.json, or when its turn comes the next log part.
 
         While notifications arrive (``wake``), status.json is read when one says it was written, and
-        otherwise only every log_every-th tick, as a safety net. Every describe_every-th tick the
-        launcher is asked about the container, without waiting for it: behind a queue of launches (a
-        fan-out's) its answer can take minutes, and meanwhile notifications and status reads still count.
+        otherwise only every ``NOTIFIED_STATUS_SECONDS``, as a safety net. The next log part is looked
+        for every log_every-th tick, less often while it does not come (``QUIET_LOG_SECONDS`` at most).
+        Every describe_every-th tick the launcher is asked about the container, without waiting for it:
+        behind a queue of launches (a fan-out's) its answer can take minutes, and meanwhile notifications
+        and status reads still count.
         """
         trigger = self.trigger
         tick = 0
         woke = False
+        next_log: int | None = None  # the tick of the next look for a log part
+        next_status: int | None = None  # the tick of the next safety-net read of status.json (while notified)
+        log_misses = 0
         describing: asyncio.Task[Status | None] | None = None
         try:
             while True:
@@ -99,10 +116,16 @@ class Watch:
                 polling = self.wake is None or (listener is not None and listener.degraded)
                 stretch = self.shared.stretch(trigger.log_every, trigger.poll_interval)
                 every = trigger.log_every * stretch
+                safety_net = max(every, math.ceil(NOTIFIED_STATUS_SECONDS / trigger.poll_interval) * stretch)
+                if next_log is None or next_status is None:
+                    next_log, next_status = every - 1, safety_net if self.launched_now else 0
                 try:
-                    if tick % every == every - 1 and not woke:
-                        await self.follower.step(self.s3)
-                    elif woke or polling or tick % every == 0:
+                    if tick >= next_log and not woke:
+                        found = await self.follower.step(self.s3)
+                        log_misses = 0 if found else log_misses + 1
+                        next_log = tick + self._log_wait(every, log_misses)
+                    elif woke or polling or tick >= next_status:
+                        next_status = tick + safety_net
                         status = await self.read_status()
                         if status is not None:
                             return Ended(status)
@@ -129,6 +152,12 @@ class Watch:
         finally:
             if describing is not None:
                 describing.cancel()
+
+    def _log_wait(self, every: int, misses: int) -> int:
+        """Ticks until the next look for a log part: ``every``, doubled for each look in a row that found
+        none, at most ``QUIET_LOG_SECONDS`` (never less than ``every``)."""
+        quiet = max(every, math.ceil(QUIET_LOG_SECONDS / self.trigger.poll_interval))
+        return int(min(every * 2 ** min(misses, 16), quiet))
 
     async def read_status(self) -> Status | None:
         """The try's status.json, None while it has none."""
