@@ -78,16 +78,24 @@ class Status:
     # Served from the result cache (``written_by`` "cache"): the prefix of the try that computed the result
     # this try's files copy; no container ran. Absent otherwise, as in status.json written before the cache.
     cached_from: str | None = None
+    # The runtime's: log.txt's size in bytes and its number of lines (each in log_tail when there are no more
+    # than it holds), so that a reader that has shown that much, or can show log_tail, need not read log.txt.
+    log_bytes: int | None = None
+    log_lines: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
         data["reason"] = self.reason.value
-        if self.usage is None:
-            del data["usage"]
-        if self.cached_from is None:
-            del data["cached_from"]
+        for optional in ("usage", "cached_from", "log_bytes", "log_lines"):
+            if data[optional] is None:
+                del data[optional]
         return data
+
+    @property
+    def log_is_in_tail(self) -> bool:
+        """log_tail holds every line of log.txt (the runtime said how many lines it has)."""
+        return self.log_lines is not None and self.log_lines <= len(self.log_tail)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -111,6 +119,8 @@ class Status:
                 version=data.get("version", PROTOCOL_VERSION),
                 usage=_optional_usage(data.get("usage")),
                 cached_from=str(data["cached_from"]) if data.get("cached_from") else None,
+                log_bytes=_optional_int(data.get("log_bytes")),
+                log_lines=_optional_int(data.get("log_lines")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidRequest("status", f"malformed status.json: {exc!r}") from exc
@@ -118,6 +128,11 @@ class Status:
     @classmethod
     def from_json(cls, text: str | bytes) -> Status:
         return cls.from_dict(parse_json(text, "status", "status.json"))
+
+
+def _optional_int(value: Any) -> int | None:
+    """An informational count: one this reader cannot parse is taken as absent."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def status_of(body: bytes | None, layout: ResultLayout) -> Status | None:

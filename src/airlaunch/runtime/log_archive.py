@@ -50,6 +50,7 @@ class LogArchive:
         self._part_bytes = part_bytes
         self.parts = 0
         self.uploaded = 0  # bytes of the file already uploaded as parts
+        self.lines = 0  # lines written (each one of the tail's while there are no more than it holds)
         self._done = threading.Event()
         self._uploader = threading.Thread(target=self._upload_loop, daemon=True)
         self._uploader.start()
@@ -64,6 +65,7 @@ class LogArchive:
                 self._file.write(line)
                 self._file.flush()
             self.tail.append(line.rstrip("\n"))
+            self.lines += 1
 
     def pump(self, stream: IO[str]) -> threading.Thread:
         def run() -> None:

@@ -99,11 +99,21 @@ def report(
         log_tail=list(log.tail),
         result_keys=keys,
         host=where_am_i(),
+        log_bytes=log_size(log),
+        log_lines=log.lines,
     )
     body = status.to_json().encode()
     files.persist("status.json", lambda: files.put_status(body))
     print(f"airlaunch: {status.state.value} with exit code {code}, status at {files.layout.uri('status.json')}")
     return code
+
+
+def log_size(log: LogArchive) -> int | None:
+    """log.txt's size, as uploaded (status.json's ``log_bytes``: its reader need not read what it has shown)."""
+    try:
+        return log.path.stat().st_size
+    except OSError:
+        return None
 
 
 def describe_failure(code: int, reason: StopReason, tail: collections.deque[str], detail: str = "") -> str:

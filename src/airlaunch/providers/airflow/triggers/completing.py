@@ -91,7 +91,7 @@ class Completion:
     async def finished(self, status: Status) -> TriggerEvent:
         seen_at = utcnow()
         try:
-            await self.follower.finish(self.s3)
+            await self.follower.finish(self.s3, status)
         except Exception as exc:
             self.log.warning(
                 "could not read the rest of the log (%s); it is at %s", exc, self.handle.layout.uri("log.txt")
