@@ -236,10 +236,17 @@ class Launcher:
 
     def ended(self, task: LiveTask) -> Status | None:
         """A task's container ended (the watcher saw it): record how, unless its runtime did, then let
-        the platform forget the container."""
+        the platform forget the container. None when nothing ended, or when its exit code 0 already says
+        that its runtime stored status.json: the runtime leaves with 0 only once that write succeeded
+        (``runtime.entrypoint``), so status.json is not read again (one S3 GET a try fewer) unless the
+        try's success is to be cached. An image that exits 0 without the runtime still ends: the trigger's
+        periodic ``describe`` finds no status.json and no container, and ``settle`` records it."""
         seen = self.backend.describe(task.task_ref)
         if seen.state is not TaskState.LOST:
             return None  # still running after all (e.g. restarted): nothing ended
+        if seen.exit_code == 0 and not task.cache:
+            self.backend.forget(task.task_ref)
+            return None
         status = self.settle(task.task_ref, task.layout, None, seen)
         self.cache.record(task, status, seen)
         self.backend.forget(task.task_ref)
