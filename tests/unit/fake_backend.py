@@ -168,6 +168,7 @@ class FakeBackend:
             state="created" if self.hold_starts else "running",
         )
         self.journal.append(("start", ref))
+        self._runtime_starts(self.containers[ref])
         if self.lose_next_answer:
             self.lose_next_answer = False
             raise TimeoutError("read timed out: the platform's answer to the start was lost")
@@ -253,6 +254,7 @@ class FakeBackend:
     def run(self, task_ref: str) -> None:
         """A held (created) container starts running."""
         self.containers[task_ref].state = "running"
+        self._runtime_starts(self.containers[task_ref])
 
     def runtime_writes_status(self, task_ref: str, exit_code: int = 0) -> Status:
         """The command ended with ``exit_code`` and the runtime writes status.json (the container still exits)."""
@@ -305,6 +307,12 @@ class FakeBackend:
 
     def _read(self, key: str, layout: ResultLayout) -> bytes | None:
         return body_if_present(self.s3, layout.bucket, key)
+
+    def _runtime_starts(self, container: FakeContainer) -> None:
+        """As the runtime does before the command starts: a stop.json there already means it never starts."""
+        if container.state == "running" and self._read(container.layout.stop_key, container.layout) is not None:
+            self._runtime_records_the_sigterm(container)
+            self._end(container, EXIT_STOPPED)
 
     def _runtime_records_the_sigterm(self, container: FakeContainer) -> None:
         """As the runtime does: stop.json says airlaunch asked, and why; without it the platform stopped it."""

@@ -34,7 +34,8 @@ def test_a_try_that_succeeded_costs_the_launcher_no_read_of_its_status_json_at_i
     launcher: Launcher, platform: FakeBackend, s3: Any
 ) -> None:
     """The runtime leaves with 0 only once its status.json is stored: the watcher's record of the end reads
-    nothing. Launch: is it already finished, params.yaml, a stop during the launch: three requests in all."""
+    nothing. Launch: is it already finished, then params.yaml: two requests in all (the runtime looks for a
+    stop before its command starts)."""
     counted = launcher.files.s3 = CountingS3(s3)
     handle = _launch(launcher, _try(1))
     platform.finish(handle.task_ref, 0)
@@ -42,7 +43,7 @@ def test_a_try_that_succeeded_costs_the_launcher_no_read_of_its_status_json_at_i
 
     assert launcher.ended(task) is None
 
-    assert counted.calls == [("get_object", "status.json"), ("put_object", "params.yaml"), ("get_object", "stop.json")]
+    assert counted.calls == [("get_object", "status.json"), ("put_object", "params.yaml")]
     assert _status(s3, handle.layout).written_by == "runtime"
     assert platform.of(_try(1)) == []  # forgotten all the same
 
@@ -72,4 +73,4 @@ def test_a_failed_try_is_still_read_and_recorded_at_its_end(launcher: Launcher, 
     recorded = launcher.ended(task)
 
     assert recorded is not None and recorded.written_by == "launcher" and recorded.exit_code == 137
-    assert ("get_object", "status.json") in counted.calls[3:]
+    assert ("get_object", "status.json") in counted.calls[2:]

@@ -13,8 +13,10 @@ What it guarantees:
   "launcher"). The write is conditional, so the runtime's own status always wins (launcher.try_files:
   the try's files in S3).
 * A stop can come before the container exists: ``stop`` leaves stop.json and a status.json
-  that a launch arriving later respects (it starts nothing), and a launch that started a
-  container while the stop was being written stops it again.
+  that a launch arriving later respects (it starts nothing). A container that a launch started
+  while the stop was being written never runs its command: its runtime reads stop.json before
+  the command starts (runtime.supervise), later than any look the launcher could take after the
+  start, so the launcher takes none (one S3 GET a try fewer).
 * Nothing half-done is left behind: a launch that fails after params.yaml was written
   deletes it again, whatever the error.
 * A platform's "task stopped" event is trusted for the task it names only: the backend reads
@@ -156,8 +158,6 @@ class Launcher:
             self.files.delete_params(layout)
             self._end_run_session(layout)
             raise
-        if started.launched and self.files.read_stop(layout) is not None:  # a stop came while it was starting
-            self.backend.stop(started.task_ref, "stopped during its launch")
         return handle(started.task_ref, started.launched, started)
 
     def _task_env(self, spec: TaskSpec, layout: ResultLayout, identity: RunIdentity) -> dict[str, str]:
