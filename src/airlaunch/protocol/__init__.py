@@ -85,6 +85,7 @@ from airlaunch.protocol.requests import (
     check_params,
 )
 from airlaunch.protocol.status import (
+    INLINE_RESULT_BYTES,
     PROTOCOL_VERSION,
     Description,
     Status,
@@ -123,6 +124,7 @@ __all__ = [
     "ENV_RUN_CREDENTIALS",
     "ENV_SECRET_NAMES",
     "ENV_TIMEOUT_SECONDS",
+    "INLINE_RESULT_BYTES",
     "LAUNCHER_CLOCK",
     "LOG_FILE",
     "LOG_PARTS_DIR",

@@ -19,6 +19,7 @@ from airlaunch.protocol.layout import STATUS_FILE, ResultLayout
 from airlaunch.protocol.telemetry import Usage
 
 PROTOCOL_VERSION = 2
+INLINE_RESULT_BYTES = 4096  # a result.json this small is copied into status.json (``Status.result_json``)
 
 
 def utcnow() -> str:
@@ -82,12 +83,15 @@ class Status:
     # than it holds), so that a reader that has shown that much, or can show log_tail, need not read log.txt.
     log_bytes: int | None = None
     log_lines: int | None = None
+    # The runtime's: result.json's own text when it is at most INLINE_RESULT_BYTES, so that its reader need not
+    # GET it (result.json is written all the same). Absent for a larger result, and from other writers.
+    result_json: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
         data["reason"] = self.reason.value
-        for optional in ("usage", "cached_from", "log_bytes", "log_lines"):
+        for optional in ("usage", "cached_from", "log_bytes", "log_lines", "result_json"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -121,6 +125,7 @@ class Status:
                 cached_from=str(data["cached_from"]) if data.get("cached_from") else None,
                 log_bytes=_optional_int(data.get("log_bytes")),
                 log_lines=_optional_int(data.get("log_lines")),
+                result_json=data["result_json"] if isinstance(data.get("result_json"), str) else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidRequest("status", f"malformed status.json: {exc!r}") from exc

@@ -21,7 +21,17 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from airlaunch.protocol import NOTEBOOK_FILE, RESULT_FILE, Status, StopReason, TaskState, mask, mask_json, utcnow
+from airlaunch.protocol import (
+    INLINE_RESULT_BYTES,
+    NOTEBOOK_FILE,
+    RESULT_FILE,
+    Status,
+    StopReason,
+    TaskState,
+    mask,
+    mask_json,
+    utcnow,
+)
 from airlaunch.runtime import resources
 from airlaunch.runtime.log_archive import LogArchive
 from airlaunch.runtime.run_files import JSON, RunFiles
@@ -101,11 +111,22 @@ def report(
         host=where_am_i(),
         log_bytes=log_size(log),
         log_lines=log.lines,
+        result_json=small_result(work) if "result" in keys else None,
     )
     body = status.to_json().encode()
     files.persist("status.json", lambda: files.put_status(body))
     print(f"airlaunch: {status.state.value} with exit code {code}, status at {files.layout.uri('status.json')}")
     return code
+
+
+def small_result(work: Path) -> str | None:
+    """result.json's text as uploaded (masked), if it is at most INLINE_RESULT_BYTES: status.json carries it, so
+    that the trigger need not read result.json (one S3 GET a try fewer)."""
+    try:
+        body = (work / RESULT_FILE).read_bytes()
+        return body.decode() if len(body) <= INLINE_RESULT_BYTES else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def log_size(log: LogArchive) -> int | None:

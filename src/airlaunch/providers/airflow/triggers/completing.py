@@ -11,9 +11,10 @@ What it guarantees:
   callbacks), its log saying the exit code, the cause in words and the last log lines; a worker
   would take seconds to start just to raise it. Under dag.test() (no triggerer) a failure resumes
   the operator, which raises with the same words (``failure_message``).
-* The result: read through transient S3 errors for ``retry_seconds``; one over ``max_xcom_bytes``
-  reaches XCom by its S3 key only; one status.json lists but that is missing or not JSON fails the
-  task, naming its key.
+* The result: from status.json when the runtime copied it there (a small one: ``Status.result_json``,
+  the same bytes as result.json), else read through transient S3 errors for ``retry_seconds``; one
+  over ``max_xcom_bytes`` reaches XCom by its S3 key only; one status.json lists but that is missing
+  or not JSON fails the task, naming its key.
 * The deadline: the container is stopped first, then the task fails as ``timeout``, saying whether
   the stop was confirmed.
 * What is only for reading never fails a task: the rest of the log (shown bounded, as while it ran)
@@ -101,7 +102,7 @@ class Completion:
         if status.state is TaskState.SUCCEEDED and "result" in status.result_keys:
             key = status.result_keys["result"]
             try:
-                result = await self._read_result(key)
+                result = await self._read_result(key, status.result_json)
             except Exception as exc:
                 detail = f"the task succeeded but its result s3://{self.handle.bucket}/{key} {exc}"
                 return failure(self.trigger, "failed", detail)
@@ -123,12 +124,14 @@ class Completion:
         outcome = "the container was stopped" if stopped else "stopping the container FAILED"
         return failure(self.trigger, "timeout", f"execution_timeout reached; {outcome}")
 
-    async def _read_result(self, key: str) -> Any:
-        body = None
+    async def _read_result(self, key: str, inline: str | None) -> Any:
+        """The result: from status.json when the runtime copied it there (``inline``), else read from ``key``."""
+        body = inline.encode() if inline is not None else None
         trigger = self.trigger
-        async for attempt in aretrying(trigger.retry_seconds, trigger.retry_max_backoff, "reading result"):
-            with attempt:
-                body = await aread(self.s3, self.handle.bucket, key)
+        if body is None:
+            async for attempt in aretrying(trigger.retry_seconds, trigger.retry_max_backoff, "reading result"):
+                with attempt:
+                    body = await aread(self.s3, self.handle.bucket, key)
         if body is None:
             raise LookupError("is listed in status.json but does not exist")
         if len(body) > trigger.max_xcom_bytes:
