@@ -6,7 +6,9 @@ with the access key of the client's credentials, the time on the recorder's cloc
 run hours of a task on a clock of its own) and the transitive session tags the signing session
 carries, ``after-call.sts.AssumeRole`` keeps which access key now stands for which role session,
 with its tags and session policy (so the calls made with it are judged as that session). boto3's
-default session is reset so module-level ``boto3.client`` calls are seen too.
+default session is reset so module-level ``boto3.client`` calls are seen too. The task runtime's own
+S3 client (airlaunch.runtime.signed_s3, no botocore) is recorded the same way, each request with the
+access key it is signed with.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 
 import boto3
 import botocore.session
+
+from airlaunch.runtime import signed_s3
+from airlaunch.runtime.signed_s3 import SignedS3
 
 
 @dataclass
@@ -94,6 +99,15 @@ class Recorder:
             policy=json.loads(params["Policy"]) if params.get("Policy") else None,
         )
 
+    def signed_request(self, client: SignedS3, method: str, bucket: str, key: str) -> Call:
+        """A request of the runtime's own S3 client, recorded as botocore's are (before it is sent)."""
+        operation = {"GET": "GetObject", "PUT": "PutObject"}[method]
+        signing_key = client.credentials().access_key  # renews first where due, as signing does
+        call = Call("s3", operation, {"Bucket": bucket, "Key": key}, signing_key)
+        call.at, call.inherited_tags = self.clock(), self.transitive_tags(signing_key)
+        self.calls.append(call)
+        return call
+
     def register(self, session: botocore.session.Session) -> None:
         session.register("before-parameter-build", self._params)
         session.register("before-call", self._before_call)
@@ -103,19 +117,29 @@ class Recorder:
 
 @contextmanager
 def recording() -> Iterator[Recorder]:
-    """Record the calls of every botocore session created inside the block."""
+    """Record the calls of every botocore session created inside the block, and the runtime's own S3 client's."""
     recorder = Recorder()
     original = botocore.session.Session.__init__
+    original_send = SignedS3._send
+
+    def send(self: SignedS3, method: str, bucket: str, key: str, body: bytes, extra: dict[str, str]) -> Any:
+        call = recorder.signed_request(self, method, bucket, key)
+        status, headers, data = original_send(self, method, bucket, key, body, extra)
+        if status >= 300:
+            call.error_code = signed_s3.error_of(status, data, call.operation).response["Error"]["Code"]
+        return status, headers, data
 
     def init(self: botocore.session.Session, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         recorder.register(self)
 
     botocore.session.Session.__init__ = init  # type: ignore[method-assign]
+    SignedS3._send = send  # type: ignore[method-assign]
     previous_default = boto3.DEFAULT_SESSION
     boto3.DEFAULT_SESSION = None
     try:
         yield recorder
     finally:
         botocore.session.Session.__init__ = original  # type: ignore[method-assign]
+        SignedS3._send = original_send  # type: ignore[method-assign]
         boto3.DEFAULT_SESSION = previous_default

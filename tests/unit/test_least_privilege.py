@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -54,9 +55,10 @@ from airlaunch.protocol import ENV_RUN_CREDENTIALS, EventReply, Handle, LaunchRe
 from airlaunch.providers.airflow.hooks.launcher import LauncherError, LauncherHook
 from airlaunch.providers.airflow.triggers import status_notifications
 from airlaunch.providers.airflow.triggers.launched_task import LaunchedTaskTrigger
-from airlaunch.runtime.credentials import run_session
+from airlaunch.runtime.credentials import RunSessionKeys, explicit_keys, run_session
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
 from airlaunch.runtime.settings import RuntimeSettings
+from airlaunch.runtime.signed_s3 import SignedS3, endpoint_for
 from tests.aws_shapes import stopped_event
 from tests.iam.authorizations import requests_of
 from tests.iam.evaluator import Principal, Request, allowed, at
@@ -161,15 +163,16 @@ def _launcher(url: str, outputs: dict[str, str], subnet: str, group: str, clock:
     return Launcher(settings, CATALOG, backend, boto3.client("s3", **creds), {"AWS_REGION": REGION}, secrets)
 
 
+def _container(environment: dict[str, str]) -> dict[str, str]:
+    """The environment ECS gave the task's container, as the runtime sees it: its region (which ECS sets)
+    and, here, the moto server as its AWS endpoint."""
+    return {**environment, "AWS_REGION": REGION, "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
+
+
 def _run_task(environment: dict[str, str], work: Path) -> int:
     """The task runtime, in this process, with the environment ECS gave its container."""
     args = parse_args(["--", sys.executable, str(ROOT / "tasks" / "reference" / "diagnostic.py")])
-    return TaskRun(args, RuntimeSettings(work_dir=str(work)), {**environment, "AWS_REGION": REGION}).run()
-
-
-def _signer(client: Any) -> str:
-    """The access key a client signs its next request with (after any refresh)."""
-    return str(client._request_signer._credentials.get_frozen_credentials().access_key)
+    return TaskRun(args, RuntimeSettings(work_dir=str(work)), _container(environment)).run()
 
 
 def _two_hour_task(hook: LauncherHook, clock: Clock, agent: Any, recorder: Recorder) -> dict[str, Any]:
@@ -180,10 +183,14 @@ def _two_hour_task(hook: LauncherHook, clock: Clock, agent: Any, recorder: Recor
                             overrides=Overrides(timeout_seconds=7200))  # fmt: skip
     launched_at = clock.now()
     handle = hook.launch(request)
-    environment = container_environment(agent["ecs"], agent["s3"], STACK, handle.task_ref)
-    s3 = run_session(environment, clock=clock.aware).create_client("s3")
+    environment = _container(container_environment(agent["ecs"], agent["s3"], STACK, handle.task_ref))
+    endpoint = endpoint_for(environment)
+    assert endpoint is not None
+    keys = explicit_keys(environment, endpoint, clock=clock.aware)
+    assert isinstance(keys, RunSessionKeys), "on ECS the runtime signs with its run session"
+    s3 = SignedS3(endpoint, keys, clock=clock.aware)
     s3.get_object(Bucket=handle.bucket, Key=handle.layout.params_key)
-    signers = [_signer(s3)]
+    signers = [keys().access_key]
     for minutes in (40, 80):  # the reaper finds the session's last 20 minutes; 7 minutes on, botocore refreshes
         clock.set(launched_at + minutes * 60)
         hook.reap()
@@ -193,7 +200,7 @@ def _two_hour_task(hook: LauncherHook, clock: Clock, agent: Any, recorder: Recor
     clock.set(launched_at + 7200)
     s3.put_object(Bucket=handle.bucket, Key=handle.layout.status_key, Body=b"{}")
     in_time = recorder.calls[-1]
-    frozen = s3._request_signer._credentials.get_frozen_credentials()
+    frozen = keys()
     files = agent["harness_s3"].head_object(Bucket=handle.bucket, Key=_session_key(handle, "session.env"))
     deadline = datetime.fromisoformat(files["Metadata"]["deadline"].replace("Z", "+00:00")).timestamp()
     clock.set(deadline + 60)  # a minute past the deadline: a leaked session
