@@ -15,11 +15,11 @@ set (tests/unit/test_runtime_imports.py checks it).
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from airlaunch.protocol import (
@@ -40,12 +40,20 @@ from airlaunch.protocol import (
 from airlaunch.runtime.settings import RuntimeSettings
 
 
+@dataclass(frozen=True)
+class RunArgs:
+    """What ``airlaunch-run`` was asked to run: a notebook (``--notebook PATH``), else the command."""
+
+    notebook: str | None
+    command: list[str]
+
+
 class TaskRun:
     """One try, start to end: its params fetched, its command supervised, its outcome reported (``run``)."""
 
     def __init__(
         self,
-        args: argparse.Namespace,
+        args: RunArgs,
         settings: RuntimeSettings,
         environ: dict[str, str],
         stop_requested: threading.Event | None = None,
@@ -132,14 +140,21 @@ class TaskRun:
         }
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> RunArgs:
+    """The arguments; the two forms the launcher starts a container with (``-- CMD...``, ``--notebook PATH``)
+    read as argparse reads them, without importing it (each container start would pay for its import)."""
+    if argv[:1] == ["--"]:
+        return RunArgs(None, argv[1:])
+    if len(argv) == 2 and argv[0] == "--notebook" and not argv[1].startswith("-"):
+        return RunArgs(argv[1], [])
+    import argparse
+
     parser = argparse.ArgumentParser(prog="airlaunch-run", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--notebook", help="run this notebook with papermill instead of a command")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the task command and its arguments")
     args = parser.parse_args(argv)
-    if args.command and args.command[0] == "--":
-        args.command = args.command[1:]
-    return args
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return RunArgs(args.notebook, command)
 
 
 def main(argv: list[str]) -> int:
