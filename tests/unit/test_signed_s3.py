@@ -186,3 +186,9 @@ def test_a_whole_runtime_run_never_imports_botocore(moto_url: str, tmp_path: Pat
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "airlaunch" in imported and not imported & {"botocore", "boto3", "urllib3", "yaml"}
     assert Status.from_json(s3.get_object(Bucket=BUCKET, Key=prefix + STATUS_FILE)["Body"].read()).exit_code == 0
+
+
+def test_s3s_certificate_is_verified_with_the_bundle_botocore_uses() -> None:
+    import botocore.httpsession
+
+    assert signed_s3.default_ca_bundle() == botocore.httpsession.get_cert_path(True)

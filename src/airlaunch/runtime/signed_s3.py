@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import http.client
 import io
+import os
 import random
 import re
 import threading
@@ -183,7 +184,7 @@ class SignedS3:
             if self.scheme == "https":
                 import ssl
 
-                context = ssl.create_default_context(cafile=self.ca_bundle)
+                context = ssl.create_default_context(cafile=self.ca_bundle or default_ca_bundle())
                 connection: Any = http.client.HTTPSConnection(host, timeout=self.connect_timeout, context=context)
             else:
                 connection = http.client.HTTPConnection(host, timeout=self.connect_timeout)
@@ -197,6 +198,22 @@ class SignedS3:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+
+def default_ca_bundle() -> str | None:
+    """The CA bundle botocore verifies S3's certificate with: certifi's where it is installed, else the one
+    botocore ships (found without importing botocore); None, the system's, where neither is."""
+    try:
+        import certifi
+
+        return str(certifi.where())
+    except ImportError:
+        pass
+    import importlib.util
+
+    spec = importlib.util.find_spec("botocore")
+    shipped = os.path.join(os.path.dirname(spec.origin), "cacert.pem") if spec and spec.origin else ""
+    return shipped if shipped and os.path.exists(shipped) else None
 
 
 def _retried(status: int, error: S3Error) -> bool:
