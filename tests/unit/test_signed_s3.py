@@ -73,6 +73,7 @@ def test_endpoints_from_the_environment_and_where_botocore_decides() -> None:
     assert endpoint_for({}) is None, "no region: botocore's resolution"
     assert endpoint_for({"AWS_REGION": "us-iso-east-1"}) is None, "a partition of its own"
     assert endpoint_for({"AWS_REGION": "us-east-1", "AWS_USE_FIPS_ENDPOINT": "true"}) is None
+    assert endpoint_for({"AWS_REGION": "us-east-1", "HTTPS_PROXY": "http://proxy:3128"}) is None
 
 
 def test_a_bucket_with_dots_is_addressed_by_path_on_aws() -> None:

@@ -45,7 +45,10 @@ MAX_BACKOFF_SECONDS = 20.0  # botocore's standard retry mode
 _RETRIED_CODES = frozenset({"Throttling", "ThrottlingException", "SlowDown", "RequestTimeout", "InternalError"})
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")  # no dots: the wildcard certificate covers one label
 # Environment settings only botocore implements: with any of them set, botocore's client is used.
-BOTOCORE_ONLY = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+BOTOCORE_ONLY = (
+    "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "AWS_CONFIG_FILE",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,10 @@ def endpoint_for(environ: Mapping[str, str]) -> Endpoint | None:
     """The S3 endpoint the environment gives, or None where botocore must decide.
 
     ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (LocalStack, moto) as given, path style; else AWS's
-    regional endpoint of ``AWS_REGION``/``AWS_DEFAULT_REGION`` in the aws or aws-cn partition."""
-    if any(environ.get(name) for name in BOTOCORE_ONLY):
+    regional endpoint of ``AWS_REGION``/``AWS_DEFAULT_REGION`` in the aws or aws-cn partition. None with
+    a setting only botocore implements (``BOTOCORE_ONLY``: FIPS or dual-stack endpoints, a proxy) or a
+    config file (``~/.aws/config`` may name endpoints, addressing styles, credentials)."""
+    if any(environ.get(name) for name in BOTOCORE_ONLY) or os.path.exists(os.path.expanduser("~/.aws/config")):
         return None
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or ""
     url = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
