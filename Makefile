@@ -154,6 +154,7 @@ logs: ## Show the last lines of the embedded stack's logs (supervisor, LocalStac
 
 down: ## Stop everything the embedded or compose stack started (and a Docker engine they started); results are kept
 	@if [ -x $(PY) ]; then $(STACK) down; fi
+	@if [ -x $(PY) ] && [ -d .stack-test2 ]; then $(TEST_LANE2_ENV) $(STACK) down; fi
 	@if docker info >/dev/null 2>&1 && [ -n "$$(docker ps -aq --filter label=com.docker.compose.project=$(COMPOSE_PROJECT))" ]; then \
 	  $(MAKE) --no-print-directory compose-down; fi
 	@scripts/docker-engine.sh stop
@@ -163,12 +164,23 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 	@if docker info >/dev/null 2>&1 && [ -n "$$(docker volume ls -q --filter label=com.docker.compose.project=$(COMPOSE_PROJECT))" ]; then \
 	  $(MAKE) --no-print-directory compose-down COMPOSE_DOWN_ARGS=-v; fi
 
-# make test: the embedded stack's tests in the foreground and, beside them, the fast lane (every test not marked
-# stack, then lint) and after it the compose stack's tests (marked compose: a compose project of their own on
-# free ports), their output in .build/test-side.log: the stack tests mostly wait on containers, so the lanes share
-# the machine well. Each stack test's time is in .build/test-stack.xml and .build/test-compose.xml (JUnit).
-# PYTEST_ARGS other than `tests` runs that selection alone, after lint (decided by make, not the shell: a
-# selection with double quotes, such as -m "stack and not airflow", broke the shell's test and ran everything).
+# make test: the stack's tests in two lanes, each on an embedded stack of its own, and beside them the fast lane
+# (every test not marked stack, then lint) followed by the compose stack's tests (marked compose: a compose project
+# of their own on free ports). The stack tests mostly wait on containers and on Airflow's loops (with one lane
+# the machine was busy a quarter of the time once the fast lane ended), so the lanes share two cores well. The first lane runs on the
+# stack of .stack (the one `make stack-up` starts), the second (TEST_LANE2: the fault catalogue's cases, the
+# trigger's tests and the two triggerers' test, which kill, restart or add to the stack's own processes) on
+# .stack-test2, ports of its own; the two take about the same time. Output of
+# the background lanes: .build/test-stack2.log and .build/test-side.log; each stack test's time in the JUnit
+# files .build/test-stack.xml, test-stack2.xml and test-compose.xml.
+# PYTEST_ARGS other than `tests` runs that selection alone, after lint, on the first lane's stack (decided by make,
+# not the shell: a selection with double quotes, such as -m "stack and not airflow", broke the shell's test).
+TEST_LANE2 = $(wildcard tests/airflow/test_faults.py tests/airflow/test_trigger.py tests/airflow/test_two_triggerers.py)
+TEST_LANE2_ENV = AIRLAUNCH_STATE_DIR=$(CURDIR)/.stack-test2 AIRLAUNCH_LOCALSTACK_PORT=4866 AIRLAUNCH_LAMBDA_PORT=9300 \
+  AIRLAUNCH_AIRFLOW_PORT=8380 AIRLAUNCH_RIE_PORT_BASE=19500 AIRLAUNCH_ECS_PORT=4867 \
+  AIRLAUNCH_LAUNCHER_CONTAINER=airlaunch-launcher-test2
+STACK_PYTEST = $(PY) -m pytest -p no:cacheprovider -rfE -m "stack and not compose"
+
 test: ## Every test on the real stacks and the fast lane beside them; starts and afterwards stops what it needs
 	@had_engine=$$(docker info >/dev/null 2>&1 && echo yes); \
 	  trap '[ -n "$$had_engine" ] || scripts/docker-engine.sh stop' EXIT; \
@@ -176,15 +188,21 @@ test: ## Every test on the real stacks and the fast lane beside them; starts and
 	    SETUP_PACKAGES="$(if $(COMPOSE_BIN),,docker-compose) $(if $(shell command -v docker-registry),,docker-registry)" || exit 1; \
 	  if [ -n "$(if $(subst tests,,$(strip $(PYTEST_ARGS))),selection)" ]; then \
 	    $(MAKE) --no-print-directory lint && $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 $(PYTEST_ARGS); exit; fi; \
-	  echo "==> Beside the embedded stack's tests: the fast lane (then lint), then the compose stack's tests: .build/test-side.log"; \
+	  echo "==> Beside the first lane of stack tests: the second lane (.build/test-stack2.log), the fast lane then lint,"; \
+	  echo "    then the compose stack's tests (.build/test-side.log)"; \
 	  { $(MAKE) --no-print-directory test-fast > .build/test-side.log 2>&1; fast=$$?; \
 	    $(PY) -m pytest -p no:cacheprovider -rfE --durations=5 --junitxml=.build/test-compose.xml -m compose tests \
 	      >> .build/test-side.log 2>&1; echo "$$fast $$?" > .build/test-side.rc; } & \
-	  $(PY) -m pytest -p no:cacheprovider -rfE --durations=10 --junitxml=.build/test-stack.xml -m "stack and not compose" tests; \
-	  stack=$$?; wait; read -r fast compose < .build/test-side.rc; \
-	  echo "==> The fast lane $$([ "$$fast" = 0 ] && echo passed || echo FAILED), the compose stack's tests $$([ "$$compose" = 0 ] && echo passed || echo FAILED):"; \
+	  { $(TEST_LANE2_ENV) $(STACK_PYTEST) --durations=5 --junitxml=.build/test-stack2.xml $(TEST_LANE2) \
+	      > .build/test-stack2.log 2>&1; echo $$? > .build/test-stack2.rc; } & \
+	  $(STACK_PYTEST) --durations=10 --junitxml=.build/test-stack.xml tests $(addprefix --ignore=,$(TEST_LANE2)); \
+	  stack=$$?; wait; read -r fast compose < .build/test-side.rc; read -r stack2 < .build/test-stack2.rc; \
+	  verdict() { [ "$$1" = 0 ] && echo passed || echo FAILED; }; \
+	  echo "==> The second lane of stack tests $$(verdict $$stack2):"; \
+	  grep -E "passed|failed|error|FAILED|ERROR" .build/test-stack2.log | tail -n 20; \
+	  echo "==> The fast lane $$(verdict $$fast), the compose stack's tests $$(verdict $$compose):"; \
 	  grep -E "passed|failed|error|Success|Found|would reformat|FAILED|ERROR" .build/test-side.log | tail -n 40; \
-	  [ "$$stack" = 0 ] && [ "$$fast" = 0 ] && [ "$$compose" = 0 ]
+	  [ "$$stack" = 0 ] && [ "$$stack2" = 0 ] && [ "$$fast" = 0 ] && [ "$$compose" = 0 ]
 
 # The contributors' lane: every test not marked stack (tests/unit, the launcher's logic on an in-memory
 # platform with moto's AWS, and the few others that need no stack), then lint. No Docker engine, no image,
@@ -220,7 +238,7 @@ format: $(VENV)/.installed ## Apply ruff's fixes and formatting
 	@$(VENV)/bin/ruff format $(LINT_PATHS)
 
 clean: down ## Remove the environments, build inputs and local state (results and Airflow's runs included)
-	rm -rf $(VENV) $(LS_VENV) .build .stack
+	rm -rf $(VENV) $(LS_VENV) .build .stack .stack-test2
 
 # -- AWS deployment (docs/deploy-aws.md) -----------------------------------------------------
 DEPLOY_STACK ?= airlaunch
