@@ -66,6 +66,12 @@ class AirflowRest:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/api/v2/monitor/health", auth=False)
 
+    def alive_jobs(self, job_type: str) -> list[dict[str, Any]]:
+        """The running jobs of one type (``TriggererJob``, ``SchedulerJob``...) whose heartbeat is recent,
+        newest first (among the 100 newest of that type: Airflow filters liveness after paging)."""
+        path = f"/api/v2/jobs?job_type={job_type}&job_state=running&order_by=-id&limit=100&is_alive=true"
+        return list(self._request("GET", path)["jobs"])
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
