@@ -6,7 +6,9 @@ Every process of the embedded stack that talks to S3 does it over plain HTTP on 
 containers share the host's network), so nothing has to be reconfigured to be counted. Each request is
 classed by the file of the try it names (``params.yaml``, ``status.json``, ``log/NNNNNN`` as ``log part``...),
 its method (a ranged GET is ``GET range``), the answer's final status, and who sent it, from its User-Agent:
-``aiobotocore`` is the triggerer, ``Boto3`` the launcher, any other client the task runtime. SQS calls (a
+``aiobotocore`` is the triggerer, ``Boto3`` the launcher, any other client the task runtime. The
+benchmark counts only the requests for its own run's keys (``breakdown``'s ``under``), so that a test or a
+CLI using the same LocalStack meanwhile is not counted. SQS calls (a
 POST to ``/`` with an ``X-Amz-Target``) are counted apart, and LocalStack's own checks (``/_localstack/``)
 not at all.
 
@@ -50,7 +52,7 @@ class Request:
         if "aiobotocore" in self.agent:
             return "triggerer"
         if self.agent.startswith("Boto3/"):
-            return "launcher"
+            return "launcher"  # or another boto3 client: ``breakdown(under=...)`` keeps the run's own keys
         return "runtime"
 
     @property
@@ -169,12 +171,19 @@ class S3Traffic:
         )
 
 
-def breakdown(requests: list[Request], tries: int) -> dict[str, Any]:
-    """S3 requests a try: in all, by caller, and by (caller, method, file, status), most first; SQS apart."""
+def breakdown(requests: list[Request], tries: int, under: str = "") -> dict[str, Any]:
+    """S3 requests a try: in all, by caller, and by (caller, method, file, status), most first; SQS apart.
+    With ``under`` (e.g. ``/<dag_id>/``), only the requests for keys whose path holds it count: another
+    session's requests to the same LocalStack are left out (counted as ``elsewhere``)."""
     s3 = [r for r in requests if r.file not in ("sqs", "localstack")]
+    ours = [r for r in s3 if under in r.path]
+    elsewhere = len(s3) - len(ours)
+    s3 = ours
     rows = Counter(f"{r.caller} {r.kind} {r.file} {r.status or '?'}" for r in s3)
     return {
         "tries": tries,
+        "under": under,
+        "elsewhere": elsewhere,
         "per_try": len(s3) / tries,
         "by_caller": {k: n / tries for k, n in Counter(r.caller for r in s3).most_common()},
         "by_request": {k: n / tries for k, n in rows.most_common()},
@@ -183,7 +192,10 @@ def breakdown(requests: list[Request], tries: int) -> dict[str, Any]:
 
 
 def text(result: dict[str, Any]) -> str:
-    lines = [f"S3 requests a try, by who and what ({result['tries']} tries): {result['per_try']:.2f} a try"]
+    lines = [
+        f"S3 requests a try, by who and what ({result['tries']} tries, keys under {result.get('under') or '/'}): "
+        f"{result['per_try']:.2f} a try; {result.get('elsewhere', 0)} requests for other keys left out"
+    ]
     lines += [f"  {caller:<10} {n:6.2f}" for caller, n in result["by_caller"].items()]
     lines += [f"    {row:<48} {n:6.2f}" for row, n in result["by_request"].items()]
     return "\n".join(lines)

@@ -179,7 +179,7 @@ def one_size(airflow: BenchAirflow, count: int, max_seconds: float) -> dict[str,
         took = time.monotonic() - started
     cpu_after = cpu_snapshot(airflow)
     by_operation = requests.count()
-    by_key = breakdown(traffic.stop(), count) if traffic is not None else None
+    by_key = breakdown(traffic.stop(), count, f"/{DAG_ID}/") if traffic is not None else None
     if by_key is not None:
         print(traffic_text(by_key), flush=True)
     tis = api.task_instances(DAG_ID, run_id)

@@ -50,9 +50,12 @@ def test_breakdown_counts_requests_a_try_and_leaves_sqs_apart() -> None:
     sqs = Request("POST", "/", "aiobotocore/2", False, "AmazonSQS.ReceiveMessage", 200)
     health = Request("GET", "/_localstack/init/ready", "python-urllib3/2", False, "", 200)
 
-    result = breakdown([status, status, status, params, sqs, health], tries=2)
+    other_dag = Request("GET", "/airlaunch-results/runs/other_dag/r/t/0/1-x/status.json", "Boto3/1", False, "", 404)
+
+    result = breakdown([status, status, status, params, sqs, health, other_dag], tries=2, under="/dag/")
 
     assert result["per_try"] == 2.0
     assert result["by_caller"] == {"triggerer": 1.5, "launcher": 0.5}
     assert result["by_request"]["triggerer GET status.json 404"] == 1.5
     assert result["sqs_calls"] == 1
+    assert result["elsewhere"] == 1  # another DAG's key: another session's request
