@@ -165,16 +165,16 @@ reset: ## Delete the local results and Airflow's runs together (embedded stack; 
 	  $(MAKE) --no-print-directory compose-down COMPOSE_DOWN_ARGS=-v; fi
 
 # make test: the stack's tests in two lanes, each on an embedded stack of its own, and beside them the fast lane
-# (every test not marked stack, then lint) followed by the compose stack's tests (marked compose: a compose project
-# of their own on free ports). The stack tests mostly wait on containers and on Airflow's loops (with one lane
-# the machine was busy a quarter of the time once the fast lane ended), so the lanes share two cores well. The first lane runs on the
-# stack of .stack (the one `make stack-up` starts), the second (TEST_LANE2: the fault catalogue's cases, the
-# trigger's tests and the two triggerers' test, which kill, restart or add to the stack's own processes) on
-# .stack-test2, ports of its own; the two take about the same time. Output of
-# the background lanes: .build/test-stack2.log and .build/test-side.log; each stack test's time in the JUnit
-# files .build/test-stack.xml, test-stack2.xml and test-compose.xml.
-# PYTEST_ARGS other than `tests` runs that selection alone, after lint, on the first lane's stack (decided by make,
-# not the shell: a selection with double quotes, such as -m "stack and not airflow", broke the shell's test).
+# (every test not marked stack, then lint) followed by the compose stack's tests (marked compose: a compose
+# project of their own on free ports). The stack tests mostly wait on containers and on Airflow's loops (with
+# one lane the machine was busy a quarter of the time once the fast lane ended), so the lanes share two cores
+# well. The first lane runs on the stack of .stack (the one `make stack-up` starts), the second (TEST_LANE2:
+# the fault catalogue's cases, the trigger's tests and the two triggerers' test, which kill, restart or add to
+# their stack's processes) on .stack-test2, ports of its own; the two lanes take about the same time. The
+# background lanes' output: .build/test-stack2.log and .build/test-side.log; each stack test's time in the
+# JUnit files .build/test-stack.xml, test-stack2.xml and test-compose.xml.
+# PYTEST_ARGS other than `tests` runs that selection alone, after lint, on the first lane's stack (decided by
+# make, not the shell: a selection with double quotes, such as -m "stack and not airflow", broke the shell's test).
 TEST_LANE2 = $(wildcard tests/airflow/test_faults.py tests/airflow/test_trigger.py tests/airflow/test_two_triggerers.py)
 TEST_LANE2_ENV = AIRLAUNCH_STATE_DIR=$(CURDIR)/.stack-test2 AIRLAUNCH_LOCALSTACK_PORT=4866 AIRLAUNCH_LAMBDA_PORT=9300 \
   AIRLAUNCH_AIRFLOW_PORT=8380 AIRLAUNCH_RIE_PORT_BASE=19500 AIRLAUNCH_ECS_PORT=4867 \
