@@ -108,12 +108,16 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 
     answers: list[tuple[int, str]] = []
     seen: list[str] = []
+    scopes: list[str] = []
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
+        self.scopes.append(self.headers["Authorization"].split("/")[2])  # Credential=<key>/<date>/<region>/s3/...
         status, code = self.answers.pop(0)
         body = f"<Error><Code>{code}</Code><Message>m</Message></Error>".encode() if code else b"fine"
         self.send_response(status)
+        if code == "PermanentRedirect":
+            self.send_header("x-amz-bucket-region", "eu-west-1")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -128,6 +132,7 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> Iterator[SignedS3]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Flaky.seen.clear()
+    _Flaky.scopes.clear()
     try:
         yield SignedS3(Endpoint(f"http://127.0.0.1:{server.server_port}", "us-east-1", True), lambda: KEYS)
     finally:
@@ -193,3 +198,20 @@ def test_s3s_certificate_is_verified_with_the_bundle_botocore_uses() -> None:
     import botocore.httpsession
 
     assert signed_s3.default_ca_bundle() == botocore.httpsession.get_cert_path(True)
+
+
+def test_a_bucket_in_another_region_is_followed_there_once(flaky: SignedS3) -> None:
+    """S3 names the bucket's region (x-amz-bucket-region): signed for it from then on, as botocore's redirector does."""
+    _Flaky.answers[:] = [(301, "PermanentRedirect"), (200, "")]
+    assert flaky.get_object(Bucket="b", Key="k")["Body"].read() == b"fine"
+    assert _Flaky.scopes == ["us-east-1", "eu-west-1"] and flaky.region == "eu-west-1"
+    _Flaky.answers[:] = [(301, "PermanentRedirect")]
+    with pytest.raises(S3Error):
+        flaky.get_object(Bucket="b", Key="k")
+    assert len(_Flaky.seen) == 3, "followed once, not again"
+
+
+def test_on_aws_a_redirect_sends_to_the_buckets_regional_endpoint() -> None:
+    client = SignedS3(Endpoint("https://s3.us-east-1.amazonaws.com", "us-east-1", path_style=False), lambda: KEYS)
+    assert client._redirected(301, "eu-west-1")
+    assert client._address("bkt", "k") == ("bkt.s3.eu-west-1.amazonaws.com", "/k") and client.region == "eu-west-1"

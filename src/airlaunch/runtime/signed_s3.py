@@ -12,6 +12,8 @@ What it guarantees, as botocore's client did for the runtime:
 * ``get_object``/``put_object`` take and return what botocore's do for these calls (``Body`` a stream),
   and an error is raised as ``S3Error`` with botocore's ``response`` shape, so airlaunch.aws_errors
   reads it as it reads a ClientError (``NoSuchKey``, a bare ``404``, ``AccessDenied``...).
+* A bucket in another region than the one signed for is followed there once (S3 names it in
+  ``x-amz-bucket-region``), as botocore's S3 region redirector does.
 * Every request is retried as botocore's standard mode does: up to ``max_attempts`` in all on a
   connection error, a timeout, a 5xx, a 429 or a throttling code, with exponential backoff and jitter
   (at most 20 s between tries); a connection the server closed is opened again.
@@ -124,6 +126,7 @@ class SignedS3:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()  # one request at a time on the one connection
         self._connection: Any = None
+        self._followed = False  # a region redirect was followed (once at most)
 
     # -- the two calls -----------------------------------------------------------------------
     def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # botocore's parameter names
@@ -154,6 +157,8 @@ class SignedS3:
                 if status < 300:
                     return status, headers, data
                 error = error_of(status, data, operation)
+                if self._redirected(status, headers.get("x-amz-bucket-region", "")):
+                    continue  # at once, to the bucket's own region
                 if not _retried(status, error) or attempt >= self.max_attempts:
                     raise error
             time.sleep(random.random() * min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)))
@@ -173,6 +178,18 @@ class SignedS3:
                 self._connection.close()
                 self._connection = None
             return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def _redirected(self, status: int, region: str) -> bool:
+        """Follow S3's answer that the bucket is in another region (301, 307 or 400 naming it in
+        ``x-amz-bucket-region``), as botocore's S3 region redirector does: sign for that region, and on
+        AWS's endpoints send to it. Once: a second answer of the kind is an error."""
+        if status not in (301, 307, 400) or not region or region == self.region or self._followed:
+            return False
+        if self.host.startswith(f"s3.{self.region}."):  # AWS's regional endpoint
+            self.host = self.host.replace(f"s3.{self.region}.", f"s3.{region}.", 1)
+        self.region, self._followed = region, True
+        self._close()
+        return True
 
     def _address(self, bucket: str, key: str) -> tuple[str, str]:
         """The Host and the path: path style on a custom endpoint or for a bucket name with dots, else
