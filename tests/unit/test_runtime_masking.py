@@ -29,10 +29,11 @@ BUCKET, PREFIX = "runtime-masking", "runs/d/r/t/-1/1/"
 VALUE = "pa55-w0rd-of-the-db"
 JSON_SECRET = json.dumps({"user": "app", "token": "tok-3n-value"})
 TASK = """
-import json, os, sys
+import json, os, sys, time
 pw = os.environ["DB_PASSWORD"]
 print("connecting with", pw, flush=True)
 print("whole:", os.environ["CREDENTIALS"], "field:", json.loads(os.environ["CREDENTIALS"])["token"], flush=True)
+time.sleep(1)  # twenty of the runtime's log flushes (0.05 s): a part of the running log is written
 with open(os.environ["AIRLAUNCH_RESULT_FILE"], "w") as result:
     json.dump({"echo": pw, pw: [1, "x" + pw]}, result)
 sys.exit("giving up on " + pw)
