@@ -14,8 +14,9 @@ BENCH_SQS_SIZE (200, at most the largest size)); BENCH_SAMPLES (20) launch/laten
 BENCH_SLOTS_BLOCKING_N (same) tasks for the slot test; BENCH_SCALE (50,200,500) fan-out sizes;
 BENCH_SCALE_ECS (500) fan-out sizes on the ECS mode (scale-ecs, bench/scale_ecs.py: on a stack of its
 own, .stack-bench-ecs, run last) and BENCH_ECS_VCPU_QUOTA (256) the emulated account's vCPU quota for it;
-BENCH_SCALE_MAX_SECONDS (1) task sleep; BENCH_PARALLELISM (4) for everything but the slot test
-(always 2); BENCH_DOCS=0 leaves docs/benchmarks.md alone; BENCH_KEEP_AIRFLOW=1 leaves it up.
+BENCH_SCALE_MAX_SECONDS (1) task sleep; BENCH_PARALLELISM (the stack's default, 2: the stack as it ships) for
+everything but the slot test (always 2); BENCH_DOCS=0 leaves docs/benchmarks.md alone; BENCH_KEEP_AIRFLOW=1 leaves
+it up.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airlaunch.stack import Stack, StackConfig
+from airlaunch.stack.config import DEFAULT_AIRFLOW_PARALLELISM
 from bench import cache, floors, measure, report, scale, scale_ecs, targets
 from bench.harness import REPO, BenchAirflow, load
 
@@ -110,7 +112,7 @@ def main() -> int:
         scale=[int(s) for s in env_list("BENCH_SCALE", "50,200,500")],
         scale_ecs=[int(s) for s in env_list("BENCH_SCALE_ECS", "500")],
         scale_max_seconds=float(os.environ.get("BENCH_SCALE_MAX_SECONDS", "1")),
-        parallelism=int(os.environ.get("BENCH_PARALLELISM", "4")),
+        parallelism=int(os.environ.get("BENCH_PARALLELISM") or DEFAULT_AIRFLOW_PARALLELISM),
     )
     os.environ.update(StackConfig(repo=REPO).client_env())
     shared = Stack(StackConfig(repo=REPO))

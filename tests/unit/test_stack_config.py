@@ -8,7 +8,13 @@ import pytest
 
 from airlaunch.stack import StackConfig
 
-NAMES = ("AIRLAUNCH_STATE_DIR", "AIRLAUNCH_REPO", "AIRLAUNCH_LAMBDA_PORT", "AIRLAUNCH_RIE_PORT_BASE")
+NAMES = (
+    "AIRLAUNCH_STATE_DIR",
+    "AIRLAUNCH_REPO",
+    "AIRLAUNCH_LAMBDA_PORT",
+    "AIRLAUNCH_RIE_PORT_BASE",
+    "AIRLAUNCH_AIRFLOW_PARALLELISM",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +39,11 @@ def test_a_child_made_from_its_env_is_the_same_stack(tmp_path: Path, monkeypatch
     for name, value in cfg.env().items():
         monkeypatch.setenv(name, value)
     assert StackConfig() == cfg
+
+
+def test_airflow_runs_two_executor_slots_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two LocalExecutor slots (worker processes, each held for the scheduler's life) unless
+    AIRLAUNCH_AIRFLOW_PARALLELISM says otherwise: launched tasks hold no slot while they run."""
+    assert StackConfig(repo=tmp_path).airflow_env()["AIRFLOW__CORE__PARALLELISM"] == "2"
+    monkeypatch.setenv("AIRLAUNCH_AIRFLOW_PARALLELISM", "6")
+    assert StackConfig(repo=tmp_path).airflow_env()["AIRFLOW__CORE__PARALLELISM"] == "6"

@@ -20,6 +20,15 @@ from typing import cast
 _FROM_ENVIRONMENT = cast(Path, None)  # a state_dir not given: __post_init__ reads it
 
 
+DEFAULT_AIRFLOW_PARALLELISM = 2
+"""The LocalExecutor's slots, and so its worker processes: on its first task it forks all of them at once and
+keeps them for the scheduler's life, each about 56 MiB (PSS) idle. A task airlaunch launches holds a slot only
+while it launches (from a worker) or none at all (from the triggerer), so the stack's slots run only plain Python
+tasks and the launches themselves; two match the machine the stack is sized for (two cores), and every stack test
+runs at 2 (tests/conftest.py E2E_PARALLELISM). DAGs with many plain Python tasks at once can ask for more, at that
+cost each: AIRLAUNCH_AIRFLOW_PARALLELISM."""
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
@@ -49,7 +58,11 @@ class StackConfig:
     )
     catalog_file: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STACK_CATALOG", ""))
     airflow_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PORT", 8080))
-    airflow_parallelism: int = field(default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", 4))
+    airflow_parallelism: int = field(
+        default_factory=lambda: _env_int("AIRLAUNCH_AIRFLOW_PARALLELISM", DEFAULT_AIRFLOW_PARALLELISM)
+    )
+    """AIRLAUNCH_AIRFLOW_PARALLELISM: Airflow's core.parallelism, the LocalExecutor's worker processes (see
+    ``DEFAULT_AIRFLOW_PARALLELISM``)."""
     dags_folder: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_DAGS_FOLDER", ""))
     ecs_port: int = field(default_factory=lambda: _env_int("AIRLAUNCH_ECS_PORT", 4567))
     backend_choice: str = field(default_factory=lambda: os.environ.get("AIRLAUNCH_STACK_BACKEND") or "docker")
