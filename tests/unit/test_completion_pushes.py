@@ -1,0 +1,114 @@
+"""How a trigger pushes a finished try's XComs from the triggerer (issue 22's completion latency).
+
+The triggerer's supervisor serves its runner's requests one per turn of its loop, in the order they came: the
+trigger sends both end XComs before waiting for either answer, so when many tries end at once each try waits
+that queue once, not once per XCom. A push that fails still resumes the task on a worker, which pushes both."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.triggers.base import TaskSuccessEvent
+
+from airlaunch.protocol import Handle, RunIdentity, Status, StopReason, TaskState
+from airlaunch.providers.airflow.triggers import completing
+from airlaunch.providers.airflow.triggers.completing import Completion
+from airlaunch.providers.airflow.xcoms import SUMMARY_XCOM_KEY
+
+PREFIX = "runs/d/r/t/-1/1/"
+IDENTITY = RunIdentity("d", "r", "t")
+
+
+class HeldComms:
+    """The triggerer's comms as the trigger sees them: each push is answered only when the test says so."""
+
+    def __init__(self, failing: str | None = None) -> None:
+        self.sent: list[str] = []
+        self.answered = asyncio.Event()
+        self.failing = failing
+
+    async def aset_xcom(self, identity: RunIdentity, key: str, value: Any) -> None:
+        assert identity == IDENTITY
+        self.sent.append(key)
+        await self.answered.wait()
+        if key == self.failing:
+            raise RuntimeError("API server error")
+
+
+class NoS3:
+    async def put_object(self, **request: Any) -> dict[str, Any]:
+        return {}
+
+
+def _completion() -> Completion:
+    trigger = SimpleNamespace(
+        watched=Handle("docker", "abc", "bucket", PREFIX, True, {}),
+        watched_identity=IDENTITY,
+        log=logging.getLogger("completion"),
+        end_from_trigger=True,
+        retry_seconds=1,
+        retry_max_backoff=1,
+        max_xcom_bytes=49152,
+        task_instance=SimpleNamespace(start_date=None),
+        launch_requested_at=None,
+    )
+    follower = SimpleNamespace(finish=lambda s3, status=None: asyncio.sleep(0))
+    return Completion(trigger, NoS3(), follower)  # type: ignore[arg-type]
+
+
+def _succeeded() -> Status:
+    return Status(
+        TaskState.SUCCEEDED,
+        0,
+        StopReason.EXIT,
+        "t0",
+        "t1",
+        "d/r/t/-1/1",
+        result_keys={"result": PREFIX + "result.json"},
+        result_json='{"answer": 42}',
+    )
+
+
+async def _until_settled(comms: HeldComms, pending: asyncio.Task[Any]) -> list[str]:
+    """What was sent while no push had been answered yet; then every push is answered."""
+    for _ in range(20):  # turns of the loop, not time: the pushes are sent as soon as the task runs
+        await asyncio.sleep(0)
+    sent_before_any_answer = list(comms.sent)
+    comms.answered.set()
+    await pending
+    return sent_before_any_answer
+
+
+def test_both_end_xcoms_are_sent_before_either_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    comms = HeldComms()
+    monkeypatch.setattr(completing, "aset_xcom", comms.aset_xcom)
+
+    async def scenario() -> tuple[list[str], Any]:
+        pending = asyncio.ensure_future(_completion().finished(_succeeded()))
+        sent = await _until_settled(comms, pending)
+        return sent, pending.result()
+
+    sent, event = asyncio.run(scenario())
+
+    assert sorted(sent) == sorted(["return_value", SUMMARY_XCOM_KEY])
+    assert isinstance(event, TaskSuccessEvent)  # the task ends in the triggerer, its XComs stored
+
+
+def test_a_failed_push_resumes_the_task_on_a_worker_with_its_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    comms = HeldComms(failing=SUMMARY_XCOM_KEY)
+    monkeypatch.setattr(completing, "aset_xcom", comms.aset_xcom)
+
+    async def scenario() -> Any:
+        pending = asyncio.ensure_future(_completion().finished(_succeeded()))
+        await _until_settled(comms, pending)
+        return pending.result()
+
+    event = asyncio.run(scenario())
+
+    assert not isinstance(event, TaskSuccessEvent)
+    assert event.payload["state"] == "succeeded" and event.payload["result"] == {"answer": 42}
+    assert sorted(comms.sent) == sorted(["return_value", SUMMARY_XCOM_KEY])
