@@ -33,6 +33,7 @@ from airlaunch.protocol import RunIdentity
 from airlaunch.protocol.layout import identity_of_prefix
 from airlaunch.stack import Stack
 from airlaunch.stack.airflow_processes import AirflowHealth, AirflowProcess
+from airlaunch.stack.sqlite_triggers import keep_live_assignments
 from bench.faults.events import ContainerScope, DockerEvents
 from tests.airflow.conftest import status_at
 
@@ -77,8 +78,13 @@ def triggerer_jobs(stack: Stack, airflow_api: AirflowRest) -> Iterator[dict[int,
     triggerers start with its own environment (the stack's Airflow configuration and database) and a capacity
     of ``CAPACITY``: neither can hold all the tasks, so both run some. Each heartbeats before the test goes
     on; at the end both are stopped (pid files removed; their logs stay: airflow-triggerer-2.log, -3.log)
-    and the stack's triggerer runs again, heartbeating. Yields {job id: process name}."""
+    and the stack's triggerer runs again, heartbeating. Yields {job id: process name}.
+
+    On SQLite, two triggerers could both take the same trigger, and the loser's cancel would stop the winner's
+    container (airlaunch.stack.sqlite_triggers): the stack's database refuses such a move, as PostgreSQL's row
+    locks do."""
     stack.up(only=[STACKS_TRIGGERER])
+    keep_live_assignments(stack.cfg.airflow_home / "airflow.db")  # as the stack's migrate does (a stack started before)
     stacks = stack.components[STACKS_TRIGGERER]
     assert isinstance(stacks, AirflowProcess) and stacks.process.pid is not None
     environment = {**_environment_of(stacks.process.pid), "AIRFLOW__TRIGGERER__CAPACITY": str(CAPACITY)}

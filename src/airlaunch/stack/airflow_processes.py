@@ -16,7 +16,7 @@ from typing import Any
 from airlaunch.stack.components import get_json
 from airlaunch.stack.config import StackConfig
 from airlaunch.stack.processes import ManagedProcess, stop_processes
-from airlaunch.stack.sqlite_triggers import never_reuse_trigger_ids
+from airlaunch.stack.sqlite_triggers import keep_live_assignments, never_reuse_trigger_ids
 
 AIRFLOW_COMMANDS = {
     "api-server": ["api-server", "-H", "127.0.0.1"],
@@ -105,6 +105,7 @@ class AirflowServers:
         with (self.cfg.state_dir / "airflow-migrate.log").open("ab") as log:
             subprocess.run([airflow, "db", "migrate"], env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True)
         never_reuse_trigger_ids(self.cfg.airflow_home / "airflow.db")  # a cleared task's new trigger, see there
+        keep_live_assignments(self.cfg.airflow_home / "airflow.db")  # several triggerers, see there (after the rebuild)
 
     def up(self, timeout: float = 120) -> bool:
         """Start the four processes (without supervision) unless Airflow is healthy; True if started."""

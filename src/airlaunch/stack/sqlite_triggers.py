@@ -13,6 +13,18 @@ PostgreSQL). On SQLite, AUTOINCREMENT gives the same guarantee (ids from sqlite_
 reused), so the stack rebuilds the table with it after each ``airflow db migrate``, as SQLite
 documents for changing a table's definition (its "ALTER TABLE" page, the twelve steps): same
 columns, constraints and indexes, rows kept.
+
+Several triggerers (Airflow's HA mode) on SQLite: a trigger held by a live triggerer is never taken by
+another. Airflow's ``Trigger.assign_unassigned`` selects unassigned triggers ``FOR UPDATE SKIP LOCKED``,
+then sets their ``triggerer_id``; SQLite has no row locks, so two triggerers that select at the same
+moment both get the same triggers and the later UPDATE wins. The first has started them by then; at its
+next loop it cancels what it lost, and Airflow 3.3 calls ``on_kill`` for a cancelled trigger (whatever
+the reason: apache/airflow#73454 is open), which stops the container the other triggerer now watches
+(seen in tests/airflow/test_two_triggerers.py: a task left deferred, its try stopped before its launch).
+``keep_live_assignments`` adds a SQLite trigger that skips such an UPDATE row by row (what SKIP LOCKED
+gives PostgreSQL): a trigger whose triggerer is alive by Airflow's own test (no end date, a heartbeat
+within ``[triggerer] triggerer_health_check_threshold``, 30 s) keeps it; one whose triggerer is dead is
+taken over as before, and clearing ``triggerer_id`` is never refused.
 """
 
 from __future__ import annotations
@@ -54,6 +66,35 @@ def never_reuse_trigger_ids(database: Path) -> bool:
             db.execute("ROLLBACK")
             raise RuntimeError(f"rebuilding Airflow's trigger table broke foreign keys: {problems}")
         db.execute("COMMIT")
+    finally:
+        db.close()
+    return True
+
+
+HEALTH_CHECK_THRESHOLD_SECONDS = 30  # Airflow's [triggerer] triggerer_health_check_threshold (the stack keeps it)
+_KEEP_LIVE_ASSIGNMENTS = f"""
+CREATE TRIGGER IF NOT EXISTS airlaunch_keep_live_assignments
+BEFORE UPDATE OF triggerer_id ON "trigger"
+WHEN OLD.triggerer_id IS NOT NULL AND NEW.triggerer_id IS NOT NULL AND NEW.triggerer_id != OLD.triggerer_id
+  AND EXISTS (
+    SELECT 1 FROM job WHERE job.id = OLD.triggerer_id AND job.end_date IS NULL
+      AND job.latest_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', '-{HEALTH_CHECK_THRESHOLD_SECONDS} seconds')
+  )
+BEGIN
+  SELECT RAISE(IGNORE);
+END
+"""
+
+
+def keep_live_assignments(database: Path) -> bool:
+    """Add the SQLite trigger that keeps a trigger with its live triggerer (see above); False when it is there.
+    (Airflow writes its timestamps on SQLite as UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff', compared as text.)"""
+    db = sqlite3.connect(database, isolation_level=None)
+    try:
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'airlaunch_keep_live_assignments'"
+        if db.execute(exists).fetchone() is not None:
+            return False
+        db.execute(_KEEP_LIVE_ASSIGNMENTS)
     finally:
         db.close()
     return True
