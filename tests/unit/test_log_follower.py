@@ -11,22 +11,9 @@ from botocore.exceptions import ClientError
 
 from airlaunch.protocol import ResultLayout
 from airlaunch.providers.airflow.triggers.log_follower import LogFollower
+from tests.unit.fake_s3 import AsyncBody
 
 LAYOUT = ResultLayout("b", "runs/d/r/t/-1/1/")
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def __aenter__(self) -> _Body:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def read(self) -> bytes:
-        return self.data
 
 
 class RangedS3:
@@ -49,7 +36,7 @@ class RangedS3:
             part = data[first : int(end) + 1 if end else None]
         if data is None or (not spec.startswith("-") and first >= len(data)):
             raise ClientError({"Error": {"Code": "NoSuchKey" if data is None else "InvalidRange"}}, "GetObject")
-        return {"Body": _Body(part), "ContentRange": f"bytes {first}-{first + len(part) - 1}/{len(data)}"}
+        return {"Body": AsyncBody(part), "ContentRange": f"bytes {first}-{first + len(part) - 1}/{len(data)}"}
 
 
 def _follow(objects: dict[str, bytes], steps: int, read_bytes: int, caplog: pytest.LogCaptureFixture) -> RangedS3:

@@ -18,23 +18,10 @@ from botocore.exceptions import ClientError
 from airlaunch.protocol import ResultLayout, Status, StopReason, TaskState
 from airlaunch.providers.airflow.triggers.log_follower import LogFollower
 from airlaunch.providers.airflow.triggers.watching import Ended, Watch
+from tests.unit.fake_s3 import AsyncBody
 
 LAYOUT = ResultLayout("b", "runs/d/r/t/0/1-abc/")
 STATUS = Status(TaskState.SUCCEEDED, 0, StopReason.EXIT, "2026-01-01T00:00:00", "2026-01-01T00:00:16", "x")
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def __aenter__(self) -> _Body:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def read(self) -> bytes:
-        return self.data
 
 
 class RecordingS3:
@@ -49,7 +36,7 @@ class RecordingS3:
         if Key not in self.objects:
             raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
         data = self.objects[Key]
-        return {"Body": _Body(data), "ContentRange": f"bytes 0-{len(data) - 1}/{len(data)}"}
+        return {"Body": AsyncBody(data), "ContentRange": f"bytes 0-{len(data) - 1}/{len(data)}"}
 
     def reads_of(self, key: str) -> int:
         return self.asked.count(key)
