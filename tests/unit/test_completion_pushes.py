@@ -57,7 +57,7 @@ def _completion() -> Completion:
         launch_requested_at=None,
     )
     follower = SimpleNamespace(finish=lambda s3, status=None: asyncio.sleep(0))
-    return Completion(trigger, NoS3(), follower)  # type: ignore[arg-type]
+    return Completion(trigger, NoS3(), follower)
 
 
 def _succeeded() -> Status:
@@ -112,3 +112,25 @@ def test_a_failed_push_resumes_the_task_on_a_worker_with_its_result(monkeypatch:
     assert not isinstance(event, TaskSuccessEvent)
     assert event.payload["state"] == "succeeded" and event.payload["result"] == {"answer": 42}
     assert sorted(comms.sent) == sorted(["return_value", SUMMARY_XCOM_KEY])
+
+
+class UnlaunchedTrigger(SimpleNamespace):
+    """A trigger given a handle to watch, without its task's identity (as LaunchedTaskTrigger.watched_identity)."""
+
+    @property
+    def watched_identity(self) -> RunIdentity:
+        raise RuntimeError("no task launched yet")
+
+
+def test_a_trigger_without_the_task_identity_resumes_the_task_on_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    comms = HeldComms()
+    comms.answered.set()
+    monkeypatch.setattr(completing, "aset_xcom", comms.aset_xcom)
+    completion = _completion()
+    fields = {name: value for name, value in vars(completion.trigger).items() if name != "watched_identity"}
+    completion.trigger = UnlaunchedTrigger(**fields)
+
+    event = asyncio.run(completion.finished(_succeeded()))
+
+    assert not isinstance(event, TaskSuccessEvent) and event.payload["result"] == {"answer": 42}
+    assert comms.sent == []

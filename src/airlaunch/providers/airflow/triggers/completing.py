@@ -151,8 +151,13 @@ class Completion:
         The pushes go out together: the triggerer's supervisor serves its runner's requests one per turn of its
         loop, in the order they came, so when many tries end at once a push waits behind every request sent
         before it; two pushes sent one after the other wait that queue twice (docs/benchmarks.md)."""
-        identity = self.trigger.watched_identity
-        pushes = [aset_xcom(identity, key, value) for key, value in xcoms_for(self.handle, status, result).items()]
+        try:
+            identity = self.trigger.watched_identity  # none for a trigger that only watches a given handle
+            xcoms = xcoms_for(self.handle, status, result)
+        except Exception as exc:
+            self.log.warning("cannot push XComs from the triggerer (%s): resuming on a worker", exc)
+            return False
+        pushes = [aset_xcom(identity, key, value) for key, value in xcoms.items()]
         outcomes = await asyncio.gather(*pushes, return_exceptions=True)
         failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failed:
