@@ -31,7 +31,7 @@ from airlaunch.runtime import resources
 from airlaunch.runtime.entrypoint import TaskRun, parse_args
 from airlaunch.runtime.settings import RuntimeSettings
 from tests.unit.conftest import with_params_yaml
-from tests.unit.test_watch_reads import _Body
+from tests.unit.fake_s3 import AsyncBody
 
 BUCKET = "completion-reads"
 PREFIX = "runs/d/r/t/-1/1/"
@@ -48,7 +48,7 @@ class TriggerS3:
     async def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
         self.calls.append(("get_object", Key.removeprefix(PREFIX)))
         body = self.s3.get_object(Bucket=Bucket, Key=Key)["Body"].read()  # moto's ClientError for a missing one
-        return {"Body": _Body(body), "ContentRange": f"bytes 0-{len(body) - 1}/{len(body)}"}
+        return {"Body": AsyncBody(body), "ContentRange": f"bytes 0-{len(body) - 1}/{len(body)}"}
 
     async def put_object(self, **request: Any) -> dict[str, Any]:
         self.calls.append(("put_object", request["Key"].removeprefix(PREFIX)))
