@@ -15,6 +15,9 @@ share lives in that loop's ``TriggererLoop`` (``TriggererLoop.current()``), and 
   each (``orphan_sweep``), every ``sweep_seconds``.
 * The read budget: the triggers watching a container register while they do; ``stretch`` spreads
   their periodic reads so that all of them together make about ``triggerer_reads_per_second``.
+* Shared reads: triggers asking for the same thing at the same moment (a fan-out's items, read from
+  their upstream's XCom through the triggerer's supervisor, which serves one request a turn of its
+  loop) share one read (``shared_read``); nothing is kept once it has come back.
 
 ``sweep_seconds`` and ``triggerer_reads_per_second`` are the triggerer's own settings, read once
 when its loop's first trigger runs; everything a single task decides travels in its trigger.
@@ -29,7 +32,7 @@ import contextlib
 import functools
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +76,7 @@ class TriggererLoop:
         self.listeners: dict[tuple[str, str | None, str | None], StatusListener] = {}
         self.sweeps: dict[tuple[str, str | None, str | None], asyncio.Task[None]] = {}
         self.watching: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.reads: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self._keeper = asyncio.ensure_future(self._close_when_the_loop_ends())
 
     @classmethod
@@ -109,6 +113,16 @@ class TriggererLoop:
         except Exception:
             self.clients.pop(key, None)
             raise
+
+    async def shared_read(self, key: tuple[Any, ...], read: Callable[[], Awaitable[Any]]) -> Any:
+        """``read()``'s value, from the read of the same ``key`` already under way on this loop if there is one;
+        nothing is kept once it has come back. The callers share one answer but not its cancellation: a trigger
+        cancelled while it waits leaves the read to the others."""
+        shared = self.reads.get(key)
+        if shared is None:
+            shared = self.reads[key] = asyncio.ensure_future(read())
+            shared.add_done_callback(lambda done: self.reads.pop(key, None) if self.reads.get(key) is done else None)
+        return await asyncio.shield(shared)
 
     # -- status notifications -----------------------------------------------------------------------------
     def listener(self, queue: str, aws_conn_id: str | None, region_name: str | None) -> StatusListener:

@@ -8,16 +8,14 @@ raise ``CannotStartHere`` and the task launches from a worker instead, as does a
 whose templates pull XComs (Airflow 3.3's triggerer cannot serve those pulls).
 
 An unmapped upstream's list is read once for the triggers that ask for it at the same moment (a
-fan-out's triggers start in batches): each read is a request the triggerer's supervisor serves one per
-turn of its loop, in the same queue as the XCom pushes that end tasks. A read that starts after the
-shared one has come back reads again, so nothing is kept between batches.
+fan-out's triggers start in batches; ``TriggererLoop.shared_read``): each read is a request the
+triggerer's supervisor serves one per turn of its loop, in the same queue as the XCom pushes that end
+tasks. A read that starts after the shared one has come back reads again, so nothing is kept between
+batches.
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +107,8 @@ async def _mapped_item(source: Any, ti: Any) -> Any:
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg
 
+    from airlaunch.providers.airflow.triggerer import TriggererLoop  # the triggerer's only: no AWS SDK at parse
+
     if isinstance(source, list):
         return source[ti.map_index]
     if not isinstance(source, SchedulerPlainXComArg):  # .map(), zip(), concat() need a worker
@@ -117,29 +117,11 @@ async def _mapped_item(source: Any, ti: Any) -> Any:
     where = {"key": key, "dag_id": ti.dag_id, "task_id": upstream.task_id, "run_id": ti.run_id}
     if getattr(upstream, "is_mapped", False):  # one element per upstream map index
         return await XCom.aget_one(**where, map_index=ti.map_index)
-    items = await _shared_read(where, lambda: XCom.aget_one(**where, map_index=-1))
+    read = ("xcom", *sorted(where.items()))
+    items = await TriggererLoop.current().shared_read(read, lambda: XCom.aget_one(**where, map_index=-1))
     if not isinstance(items, list):
         raise CannotStartHere(f"{upstream.task_id}'s {key} is a {type(items).__name__}, not a list")
     return items[ti.map_index]
-
-
-_READS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Future[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _shared_read(where: dict[str, Any], read: Callable[[], Awaitable[Any]]) -> Any:
-    """``read()``'s value, from the read of the same XCom already under way on this loop if there is one.
-
-    The callers share one answer but not its cancellation: a trigger cancelled while it waits leaves the
-    read to the others."""
-    reads = _READS.setdefault(asyncio.get_running_loop(), {})
-    key = tuple(sorted(where.items()))
-    shared = reads.get(key)
-    if shared is None:
-        shared = reads[key] = asyncio.ensure_future(read())
-        shared.add_done_callback(lambda done: reads.pop(key, None) if reads.get(key) is done else None)
-    return await asyncio.shield(shared)
 
 
 def pulls_xcoms(value: Any) -> bool:
