@@ -213,6 +213,34 @@ class LaunchedTaskTrigger(BaseTrigger):
             return None
 
     async def on_kill(self) -> None:
-        """The user marked the task failed/success or cleared it: stop the container, launched or not yet."""
+        """The user marked the task failed/success or cleared it: stop the container, launched or not yet.
+
+        Airflow 3.3 calls on_kill too when the trigger was moved to another triggerer: a triggerer cancels
+        every trigger no longer assigned to it the same way as a user's action (apache/airflow#73454), for
+        instance after its heartbeat lapsed while it still ran them. Then the task instance is still deferred
+        and the new triggerer watches the same container, so nothing is stopped. When the task's state cannot
+        be read, the container is stopped, as a user's action asks."""
+        identity = self.identity or self._identity_from_ti()
+        if identity is not None and await _task_state(identity) == "deferred":
+            self.log.info("the trigger moved to another triggerer (the task is still deferred): not stopping")
+            return
         self.log.info("task killed by a user action: stopping its container")
         await self.stop("the Airflow task was marked failed or success, or cleared")
+
+
+async def _task_state(identity: RunIdentity) -> str | None:
+    """The task instance's state now, asked through the triggerer's supervisor; None if it cannot be read."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    asked = GetTaskStates(
+        dag_id=identity.dag_id, map_index=identity.map_index, task_ids=[identity.task_id], run_ids=[identity.run_id]
+    )
+    try:
+        reply = await task_runner.SUPERVISOR_COMMS.asend(asked)
+        states = getattr(reply, "task_states", {}).get(identity.run_id) or {}
+    except Exception:
+        return None
+    key = identity.task_id if identity.map_index < 0 else f"{identity.task_id}_{identity.map_index}"
+    state = states.get(key)
+    return str(state) if state is not None else None
