@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from airlaunch.providers.airflow.hooks.launcher import shared_client
@@ -10,6 +11,9 @@ from airlaunch.providers.airflow.hooks.launcher import shared_client
 
 class Client:
     closed = False
+
+    def __init__(self) -> None:  # botocore's event hooks, where the loop asks for kept connections
+        self.meta = SimpleNamespace(events=SimpleNamespace(register=lambda *_, **__: None))
 
     async def __aenter__(self) -> Client:
         return self

@@ -7,7 +7,8 @@ share lives in that loop's ``TriggererLoop`` (``TriggererLoop.current()``), and 
   many triggers ask for it at once, and closed when the loop ends. A new client costs a botocore
   session and SSL contexts (tens of milliseconds of CPU); opened per request, that was most of the
   triggerer's CPU with a few dozen tasks. A ``pool`` of its own (launches) keeps other calls from
-  queueing behind slow ones for the client's ten connections.
+  queueing behind slow ones for the client's ten connections. Each client asks its server to keep its
+  connections (``aws_clients.keep_connections``): LocalStack closes every one that does not ask.
 * Status notifications: one SQS long poll per queue, connection and region
   (``status_notifications.StatusListener``), living as long as the loop, not as long as its tasks.
 * Orphan sweeps: one per launcher, keyed by its function name, connection and region, so a
@@ -36,6 +37,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airlaunch.aws_clients import keep_connections
 from airlaunch.providers.airflow.settings import AirflowSettings
 from airlaunch.providers.airflow.triggers import orphan_sweep
 from airlaunch.providers.airflow.triggers.status_notifications import StatusListener
@@ -105,7 +107,7 @@ class TriggererLoop:
         if key not in self.clients:  # one creation however many triggers ask at once
 
             async def open_client() -> Any:
-                return await (await hook.get_async_conn()).__aenter__()
+                return keep_connections(await (await hook.get_async_conn()).__aenter__())
 
             self.clients[key] = asyncio.ensure_future(open_client())
         try:

@@ -36,6 +36,8 @@ from urllib.parse import unquote_plus
 
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
+from airlaunch.aws_clients import keep_connections
+
 WAIT_SECONDS = 20
 RELEASE_SECONDS = 1  # an unclaimed message is visible to the other listeners again after this
 UNCLAIMED_SECONDS = 60  # and deleted once nobody claimed it for this long
@@ -68,6 +70,7 @@ async def receive_written_keys(
     hand the rest back. ``answered`` is called after every receive SQS answered (with messages or without)."""
     hook = SqsHook(aws_conn_id=aws_conn_id, region_name=region_name)
     async with await hook.get_async_conn() as sqs:
+        keep_connections(sqs)  # one connection for the receives and deletes, not one each (LocalStack's default)
         url = queue if "://" in queue else (await sqs.get_queue_url(QueueName=queue))["QueueUrl"]
         while True:
             response = await sqs.receive_message(
