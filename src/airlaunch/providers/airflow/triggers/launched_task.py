@@ -118,6 +118,17 @@ class LaunchedTaskTrigger(BaseTrigger):
         for name, value in given.items():
             setattr(self, name, getattr(defaults, name) if value is None else value)
         self._listener: status_notifications.StatusListener | None = None
+        self.template_context: Any = None  # the context Airflow's triggerer rendered this trigger with, if it did
+        self.template_env: Any = None
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Airflow's rendering of a trigger started from the triggerer, keeping its context and environment for the
+        launch (``launching``): Airflow's triggerer builds the task instance's context (its DAG params validated
+        against their schemas, among the rest) for every such trigger before it runs; building it again for the
+        launch cost as much again, per task."""
+        self.template_context = context
+        self.template_env = jinja_env or self.get_template_env()
+        super().render_template_fields(context, self.template_env)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

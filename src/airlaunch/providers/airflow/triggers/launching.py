@@ -3,7 +3,8 @@
 What it guarantees:
 
 * The launch is what a worker would send: the task's templates rendered in the triggerer with the
-  task instance's context, the DAG's params updated with ``parameters``, the try's identity. What
+  task instance's context (the one Airflow's triggerer built to render the trigger, not built
+  again), the DAG's params updated with ``parameters``, the try's identity. What
   the triggerer cannot resolve (an expand form other than ``parameters``, a template that pulls
   XComs) or a trigger without a task context goes back to a worker (``LAUNCH_ON_WORKER``).
 * A kill during the launch can stop the try: its identity is on the trigger before the launcher is
@@ -56,8 +57,9 @@ async def launch_in_triggerer(trigger: LaunchedTaskTrigger) -> TriggerEvent | No
         trigger.log.info("launching from a worker instead: %s", exc)
         return to_worker(str(exc))
     trigger.apply_settings(spec.settings)
-    context = ti.get_template_context()
-    jinja_env = trigger.get_template_env()
+    # Airflow's triggerer built the context to render the trigger with (``render_template_fields``): the same one.
+    context = trigger.template_context if trigger.template_context is not None else ti.get_template_context()
+    jinja_env = trigger.template_env if trigger.template_env is not None else trigger.get_template_env()
     task = str(trigger.render_template(spec.task, context, jinja_env))
     try:
         request = launch_request(
