@@ -56,7 +56,7 @@ def _completion() -> Completion:
         task_instance=SimpleNamespace(start_date=None),
         launch_requested_at=None,
     )
-    follower = SimpleNamespace(finish=lambda s3, status=None: asyncio.sleep(0))
+    follower = SimpleNamespace(finish=lambda s3, status=None, closing=None: asyncio.sleep(0))
     return Completion(trigger, NoS3(), follower)
 
 
@@ -134,3 +134,19 @@ def test_a_trigger_without_the_task_identity_resumes_the_task_on_a_worker(monkey
 
     assert not isinstance(event, TaskSuccessEvent) and event.payload["result"] == {"answer": 42}
     assert comms.sent == []
+
+
+def test_a_try_without_a_result_pushes_no_return_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a worker (the Task SDK pushes no return_value for None): each push is an execution API request and a
+    turn of the triggerer supervisor's loop, so a try with no result (or one over max_xcom_bytes) pushes only
+    its summary (two before)."""
+    comms = HeldComms()
+    comms.answered.set()
+    monkeypatch.setattr(completing, "aset_xcom", comms.aset_xcom)
+    status = _succeeded()
+    no_result = Status(status.state, 0, status.reason, status.started_at, status.ended_at, status.execution_id)
+
+    event = asyncio.run(_completion().finished(no_result))
+
+    assert isinstance(event, TaskSuccessEvent)
+    assert comms.sent == [SUMMARY_XCOM_KEY]

@@ -92,13 +92,13 @@ class Completion:
 
     async def finished(self, status: Status) -> TriggerEvent:
         seen_at = utcnow()
-        try:
-            await self.follower.finish(self.s3, status)
+        ended = f"{self.handle.layout.uri()} {status.state.value} with exit code {status.exit_code}"
+        try:  # the rest of the log and this line: one log event, one message to the triggerer's supervisor
+            await self.follower.finish(self.s3, status, closing=ended)
         except Exception as exc:
             self.log.warning(
                 "could not read the rest of the log (%s); it is at %s", exc, self.handle.layout.uri("log.txt")
             )
-        self.log.info("%s %s with exit code %s", self.handle.layout.uri(), status.state.value, status.exit_code)
         result = None
         if status.state is TaskState.SUCCEEDED and "result" in status.result_keys:
             key = status.result_keys["result"]
@@ -157,7 +157,8 @@ class Completion:
         except Exception as exc:
             self.log.warning("cannot push XComs from the triggerer (%s): resuming on a worker", exc)
             return False
-        pushes = [aset_xcom(identity, key, value) for key, value in xcoms.items()]
+        # No return_value for no result, as the Task SDK on a worker does: a pull finds None either way.
+        pushes = [aset_xcom(identity, key, value) for key, value in xcoms.items() if value is not None]
         outcomes = await asyncio.gather(*pushes, return_exceptions=True)
         failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failed:

@@ -44,6 +44,7 @@ class LogFollower:
         self.part = 0  # the next part to read
         self.offset = 0  # bytes of the log read or skipped so far
         self._partial = b""  # the start of a line whose end is in the next part
+        self._held: list[str] | None = None  # while ``finish`` runs: what it shows, logged as one event at its end
 
     async def step(self, client: Any) -> bool:
         """Show the next part if it exists; True if there was one."""
@@ -56,9 +57,25 @@ class LogFollower:
         self.offset += size
         return True
 
-    async def finish(self, client: Any, status: Status | None = None) -> None:
+    async def finish(self, client: Any, status: Status | None = None, closing: str | None = None) -> None:
         """Show what is left of the log (from log.txt, unless ``status`` says it holds all of it or there is
-        nothing left), bounded as everything else."""
+        nothing left), bounded as everything else, and ``closing`` after it: all of it as one log event, also
+        when the read fails (the error is raised after it).
+
+        One event, not one per piece: in the triggerer each log event is a message to its supervisor, and each
+        message that arrives on its own wakes the supervisor for a whole turn of its database loop (assigning
+        and listing triggers, deleting unused ones); the lines the end of a try shows cost one turn so."""
+        self._held = []
+        try:
+            await self._finish(client, status)
+        finally:
+            held, self._held = self._held, None
+            if closing is not None:
+                held.append(closing)
+            if held:
+                self.log.info("%s", "\n".join(held))
+
+    async def _finish(self, client: Any, status: Status | None) -> None:
         if status is not None and status.log_bytes is not None:
             if status.log_bytes == self.offset:
                 self._flush_partial()
@@ -99,18 +116,24 @@ class LogFollower:
         if hidden > 0 and newest:
             self._marker(hidden)
         if shown:  # one log event per part, not per line: a chatty task costs the triggerer one call per read
-            self.log.info("%s", "\n".join(f"[container] {line.decode('utf-8', 'replace')}" for line in shown))
+            self._emit("\n".join(f"[container] {line.decode('utf-8', 'replace')}" for line in shown))
         if hidden > 0 and not newest:
             self._marker(hidden)
 
+    def _emit(self, text: str) -> None:
+        """Log ``text`` now, or hold it for ``finish``'s one event."""
+        if self._held is not None:
+            self._held.append(text)
+        else:
+            self.log.info("%s", text)
+
     def _flush_partial(self) -> None:
         if self._partial:
-            self.log.info("[container] %s", self._partial.decode("utf-8", "replace"))
+            self._emit(f"[container] {self._partial.decode('utf-8', 'replace')}")
             self._partial = b""
 
     def _marker(self, hidden_bytes: int) -> None:
-        self.log.info(
-            "[container] ... %d bytes of output not shown here; the whole log is at %s",
-            hidden_bytes,
-            self.layout.uri("log.txt"),
+        self._emit(
+            f"[container] ... {hidden_bytes} bytes of output not shown here; the whole log is at "
+            f"{self.layout.uri('log.txt')}"
         )
