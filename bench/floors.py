@@ -46,8 +46,8 @@ def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
 
 def idle_rates(airflow: BenchAirflow, seconds: float, watch: Callable[[], object]) -> dict[str, Any]:
     """CPU-seconds a second of each part while nothing runs but the benchmark's own watch: ``watch`` is called
-    once a second, as ``AirflowRest.wait_for_run`` polls every measured run, so the API server's cost of being
-    watched (a REST request of about 0.05 CPU-s on this machine) counts as idle, not as a run's work."""
+    once a second, as ``harness.watch_run`` watches every measured run, so the API server's cost of being
+    watched (a task instance GET, about 0.007 CPU-s here) counts as idle, not as a run's work."""
     before, started = cpu_snapshot(airflow), time.monotonic()
     while time.monotonic() - started < seconds:
         watch()
@@ -215,7 +215,7 @@ def measure(
     for dag_id in ("bench_floor_triggerer", "bench_floor_workers"):  # first triggers and task processes import
         run_id, _ = run_dag(api, dag_id, {"count": 2}, timeout=300)
     seconds = float(os.environ.get("BENCH_IDLE_SECONDS", "30"))
-    out["idle"] = idle_rates(airflow, seconds, lambda: api.dag_run("bench_floor_workers", run_id))
+    out["idle"] = idle_rates(airflow, seconds, lambda: api.task_instance("bench_floor_workers", run_id, "collect"))
     say(f"    idle rates over {out['idle']['seconds']:.0f} s measured")
     worker_sizes = [
         int(s) for s in os.environ.get("BENCH_FLOOR_WORKERS_SCALE", ",".join(map(str, scale_sizes))).split(",") if s

@@ -108,6 +108,10 @@ class AirflowRest:
         body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False}
         return self._request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
 
+    def tasks(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's tasks as Airflow serialized them (``task_id``, ``downstream_task_ids``, ``is_mapped``...)."""
+        return list(self._request("GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"])
+
     def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         return self._request("GET", path if map_index < 0 else f"{path}/{map_index}")
