@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airlaunch.protocol import LaunchCall, LaunchRequest, PingCall, RunIdentity
-from airlaunch.providers.airflow.hooks.launcher import LauncherError, reply_or_raise
+from airlaunch.protocol import Handle, LaunchCall, LaunchRequest, PingCall, RunIdentity
+from airlaunch.providers.airflow.hooks.launcher import LauncherError, launched_message, reply_or_raise
 from airlaunch.providers.airflow.hooks.retry import is_transient
 
 LAUNCH = LaunchCall(LaunchRequest(task="diagnostic", identity=RunIdentity("d", "r", "t")))
@@ -50,3 +50,18 @@ def test_a_malformed_answer_names_what_is_off_and_is_not_retried(payload: bytes,
     with pytest.raises(LauncherError, match=f"answer to launch is malformed: .*{words}") as caught:
         reply_or_raise(LAUNCH, payload, None)
     assert not is_transient(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("task_ref", "launched", "words"),
+    [
+        ("c0ffee", True, "launched task_two (docker c0ffee)"),
+        ("c0ffee", False, "found already running task_two (docker c0ffee)"),
+        # the launcher found this try's status.json and started nothing: there is no container to name
+        ("", False, "task_two: this try already ended (its status.json exists), nothing launched"),
+    ],
+)
+def test_the_launch_line_says_what_the_launcher_did(task_ref: str, launched: bool, words: str) -> None:
+    handle = Handle("docker", task_ref, "results", "airlaunch/d/r/task_two/1", launched)
+    assert launched_message("task_two", handle).startswith(words)
+    assert "s3://results/airlaunch/d/r/task_two/1" in launched_message("task_two", handle)

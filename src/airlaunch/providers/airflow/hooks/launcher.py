@@ -73,7 +73,10 @@ def launched_message(task: str, handle: Handle) -> str:
     if handle.cached_from:  # nothing was started: the result cache served the try (docs/cache.md)
         where = f"the result of s3://{handle.bucket}/{handle.cached_from}; results at {handle.layout.uri()}"
         return f"{task}: served from the result cache, no container ran: {where}"
-    verb = "launched" if handle.launched else "found already launched"
+    if not handle.launched and not handle.task_ref:  # the launcher found this try's status.json: nothing runs
+        where = handle.layout.uri()
+        return f"{task}: this try already ended (its status.json exists), nothing launched; results at {where}"
+    verb = "launched" if handle.launched else "found already running"
     return f"{verb} {task} ({handle.backend} {handle.task_ref}); results at {handle.layout.uri()}"
 
 
