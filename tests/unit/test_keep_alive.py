@@ -1,4 +1,4 @@
-"""The triggerer's AWS clients keep their connections to a server that closes every one not asked to be kept.
+"""The triggerer's and the launcher's AWS clients keep their connections to a server that closes the rest.
 
 LocalStack's gateway (hypercorn) answers ``Connection: close`` unless the request says ``Connection: keep-alive``
 (localstack/localstack#6557); the trigger's status reads, log parts, timings.json and the status queue's receives
@@ -9,13 +9,17 @@ LocalStack does; the connections are counted by the client's port, no timing inv
 from __future__ import annotations
 
 import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
+from botocore.exceptions import ClientError
 
+from airlaunch.launcher import handler as launcher_handler
 from airlaunch.providers.airflow.hooks.launcher import aread, shared_client
 from airlaunch.providers.airflow.triggers import status_notifications
 
@@ -114,3 +118,43 @@ def test_the_status_listener_s_client_keeps_its_connection(monkeypatch: pytest.M
     request = SimpleNamespace(headers={})
     registered[0][1](request=request)
     assert request.headers == {"Connection": "keep-alive"}
+
+
+def test_the_launcher_s_s3_client_keeps_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher's own S3 client (boto3, as the Lambda builds it) asks to keep its connection too: its reads
+    and writes of a launch share one (three before: one each)."""
+    ports: list[int] = []
+
+    class LocalStackLike(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            ports.append(self.client_address[1])
+            self.send_response(404)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(MISSING)))
+            if self.headers.get("Connection", "").lower() != "keep-alive":
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(MISSING)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LocalStackLike)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(launcher_handler, "make_backend", lambda settings: SimpleNamespace(name="docker"))
+    launcher_handler.get_launcher.cache_clear()
+    try:
+        s3 = launcher_handler.get_launcher().s3
+        for i in range(3):
+            with pytest.raises(ClientError, match="NoSuchKey"):
+                s3.get_object(Bucket="bucket", Key=f"runs/d/r/t/{i}/1/status.json")
+    finally:
+        launcher_handler.get_launcher.cache_clear()
+        server.shutdown()
+    assert len(ports) == 3 and len(set(ports)) == 1, ports

@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 
+from airlaunch.aws_clients import keep_connections
 from airlaunch.catalog import CatalogError, CatalogFile
 from airlaunch.launcher import failed_events
 from airlaunch.launcher.backends.base import Backend, LaunchError
@@ -101,7 +102,7 @@ def get_launcher() -> Launcher:
         settings=settings,
         catalog=CatalogFile(settings.catalog_path),
         backend=make_backend(settings),
-        s3=boto3.client("s3"),
+        s3=keep_connections(boto3.client("s3")),  # LocalStack closes a connection not asked to be kept
         environ=dict(os.environ),
     )
 
