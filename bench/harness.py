@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import psutil
 
-from airlaunch.airflow_rest import AirflowApiError, AirflowRest
+from airlaunch.airflow_rest import TASK_ENDED_STATES, AirflowApiError, AirflowRest
 from airlaunch.stack import AirflowServers, StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,10 +135,6 @@ def fail_leftover_runs(api: AirflowRest, dag_ids: Iterable[str], who: str) -> bo
     return failed
 
 
-# A task instance in one of these states does not change again in its run (Airflow's TaskInstanceState).
-ENDED_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
-
-
 def run_dag(api: AirflowRest, dag_id: str, conf: dict[str, Any], timeout: float) -> tuple[str, dict[str, Any]]:
     api.wait_for_dag(dag_id)
     api.unpause(dag_id)
@@ -162,7 +158,7 @@ def watch_run(api: AirflowRest, dag_id: str, run_id: str, timeout: float) -> dic
     deadline = time.monotonic() + timeout
     task_id = last_task(api, dag_id)
     while task_id is not None and time.monotonic() < deadline:
-        if api.task_instance(dag_id, run_id, task_id)["state"] in ENDED_STATES:
+        if api.task_instance(dag_id, run_id, task_id)["state"] in TASK_ENDED_STATES:
             break
         time.sleep(1)
     return api.wait_for_run(dag_id, run_id, timeout=max(1.0, deadline - time.monotonic()))

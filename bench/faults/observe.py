@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from airlaunch.airflow_rest import TASK_ENDED_STATES as TERMINAL
 from airlaunch.airflow_rest import AirflowApiError, AirflowRest
 from bench.faults.events import ContainerScope, DockerEvents, containers
 
-TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 # A container stopped on its task's end gets SIGTERM, then SIGKILL after the stop grace (10 s): one that
 # ran on longer than this after its task instance ended counts as left behind.
 ORPHAN_GRACE_SECONDS = 12.0

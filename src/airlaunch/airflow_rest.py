@@ -10,6 +10,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+# A task instance in one of these states does not change again in its run (Airflow's TaskInstanceState).
+TASK_ENDED_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
+
 
 class AirflowApiError(RuntimeError):
     pass
